@@ -1,0 +1,1 @@
+//! ipguard library.
