@@ -1,1 +1,5 @@
-//! ipguard library.
+//! ipguard keeps Salesforce profiles locked to the static outbound IPs of a Heroku Private
+//! Space: it computes the desired login IP ranges, reads the profiles, deploys the difference
+//! through the Metadata API and reads it back to prove it.
+
+pub mod ranges;
