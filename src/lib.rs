@@ -3,3 +3,4 @@
 //! through the Metadata API and reads it back to prove it.
 
 pub mod ranges;
+pub mod xml;
