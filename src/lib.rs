@@ -3,4 +3,5 @@
 //! through the Metadata API and reads it back to prove it.
 
 pub mod ranges;
+pub mod salesforce;
 pub mod xml;

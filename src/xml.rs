@@ -226,7 +226,6 @@ fn namespace(resolve: ResolveResult<'_>) -> Result<Option<String>, XmlError> {
     }
 }
 
-
 /// Escapes text for element content and attribute values.
 pub fn escape(text: &str) -> Cow<'_, str> {
     quick_xml::escape::escape(text)
