@@ -1,4 +1,8 @@
 //! Talking to Salesforce: OAuth JWT bearer, the Metadata SOAP API and its documents.
 
+pub mod auth;
+pub mod client;
+pub mod metadata;
 pub mod package;
 pub mod profile;
+pub mod soap;

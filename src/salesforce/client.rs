@@ -1,0 +1,257 @@
+//! The Metadata API over HTTP: session reuse, one re-login on `INVALID_SESSION_ID`, backoff
+//! with jitter on transient failures.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use secrecy::ExposeSecret;
+use tokio::sync::Mutex;
+
+use super::auth::{AuthError, JwtBearer, Session, excerpt};
+use super::metadata::{
+    self, DeployId, DeployResult, ListedComponent, ProfileRecord, ResponseError,
+};
+use super::profile::ProfileName;
+use super::soap::{self, Fault};
+use crate::xml;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SalesforceError {
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("Metadata API fault {0}")]
+    Fault(Fault),
+    #[error("Metadata API answered HTTP {status}: {excerpt}")]
+    Http { status: u16, excerpt: String },
+    #[error("Metadata API unreachable: {0}")]
+    Transport(String),
+    #[error(transparent)]
+    Response(#[from] ResponseError),
+}
+
+impl SalesforceError {
+    pub fn is_ip_restricted(&self) -> bool {
+        matches!(self, Self::Auth(a) if a.is_ip_restricted())
+    }
+
+    /// Worth another attempt after a pause.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Auth(a) => a.is_transient(),
+            Self::Fault(f) => f.is_transient(),
+            Self::Http { status, .. } => *status == 429 || *status >= 500,
+            Self::Transport(_) => true,
+            Self::Response(_) => false,
+        }
+    }
+
+    /// Proof that Salesforce did not accept the request, so repeating a non-idempotent call
+    /// (a deploy) cannot start a second one.
+    fn surely_not_accepted(&self) -> bool {
+        match self {
+            Self::Fault(f) => f.is_transient() || f.is_invalid_session(),
+            Self::Http { status, .. } => *status == 429 || *status == 503,
+            Self::Auth(_) => true,
+            _ => false,
+        }
+    }
+}
+
+/// How transient failures are retried.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub min_delay: Duration,
+    pub max_delay: Duration,
+    pub max_attempts: usize,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            min_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(30),
+            max_attempts: 6,
+        }
+    }
+}
+
+impl RetryPolicy {
+    fn delays(&self) -> impl Iterator<Item = Duration> {
+        ExponentialBuilder::default()
+            .with_min_delay(self.min_delay)
+            .with_max_delay(self.max_delay)
+            .with_max_times(self.max_attempts.saturating_sub(1))
+            .with_jitter()
+            .build()
+    }
+}
+
+/// A Metadata API client for one org.
+pub struct MetadataClient {
+    http: reqwest::Client,
+    auth: JwtBearer,
+    api_version: String,
+    retry: RetryPolicy,
+    session: Mutex<Option<Arc<Session>>>,
+}
+
+impl MetadataClient {
+    pub fn new(
+        http: reqwest::Client,
+        auth: JwtBearer,
+        api_version: &str,
+        retry: RetryPolicy,
+    ) -> Self {
+        Self {
+            http,
+            auth,
+            api_version: api_version.to_owned(),
+            retry,
+            session: Mutex::new(None),
+        }
+    }
+
+    pub fn api_version(&self) -> &str {
+        &self.api_version
+    }
+
+    /// A cached session, or a new one.
+    pub async fn session(&self) -> Result<Arc<Session>, SalesforceError> {
+        let mut cached = self.session.lock().await;
+        if let Some(session) = cached.as_ref() {
+            return Ok(session.clone());
+        }
+        let session = Arc::new(self.auth.login().await?);
+        *cached = Some(session.clone());
+        Ok(session)
+    }
+
+    async fn forget_session(&self, stale: &Arc<Session>) {
+        let mut cached = self.session.lock().await;
+        if cached.as_ref().is_some_and(|s| Arc::ptr_eq(s, stale)) {
+            *cached = None;
+        }
+    }
+
+    /// One SOAP call with the session policy (one re-login on INVALID_SESSION_ID) and the retry
+    /// policy. `idempotent` calls are retried on any transient error; others only when the
+    /// error proves Salesforce did not take the request.
+    async fn call(
+        &self,
+        operation: &'static str,
+        body: &str,
+        idempotent: bool,
+    ) -> Result<xml::Element, SalesforceError> {
+        let mut delays = self.retry.delays();
+        let mut relogged = false;
+        loop {
+            let result = self.call_once(operation, body).await;
+            let error = match result {
+                Ok((_, element)) => return Ok(element),
+                Err((session, error)) => {
+                    if let (SalesforceError::Fault(f), Some(session)) = (&error, &session)
+                        && f.is_invalid_session()
+                        && !relogged
+                    {
+                        relogged = true;
+                        tracing::info!(operation, "session expired; signing a new assertion");
+                        self.forget_session(session).await;
+                        continue;
+                    }
+                    error
+                }
+            };
+            let retryable = error.is_transient() && (idempotent || error.surely_not_accepted());
+            match delays.next() {
+                Some(delay) if retryable => {
+                    tracing::warn!(operation, error = %error, ?delay, "transient Salesforce failure; retrying");
+                    tokio::time::sleep(delay).await;
+                }
+                _ => return Err(error),
+            }
+        }
+    }
+
+    async fn call_once(
+        &self,
+        operation: &'static str,
+        body: &str,
+    ) -> Result<(Arc<Session>, xml::Element), (Option<Arc<Session>>, SalesforceError)> {
+        let session = self.session().await.map_err(|e| (None, e))?;
+        let fail = |e| (Some(session.clone()), e);
+        let url = session
+            .instance_url
+            .join(&format!("/services/Soap/m/{}", self.api_version))
+            .map_err(|e| fail(SalesforceError::Transport(e.to_string())))?;
+        let envelope = soap::request_envelope(session.access_token.expose_secret(), body);
+        let response = self
+            .http
+            .post(url)
+            .header("Content-Type", "text/xml; charset=UTF-8")
+            .header("SOAPAction", "\"\"")
+            .body(envelope)
+            .timeout(Duration::from_secs(120))
+            .send()
+            .await
+            .map_err(|e| fail(SalesforceError::Transport(e.without_url().to_string())))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| fail(SalesforceError::Transport(e.without_url().to_string())))?;
+        let parsed = xml::parse(&bytes);
+        if let Ok(root) = &parsed
+            && let Some(fault) = soap::fault(root)
+        {
+            tracing::debug!(operation, code = %fault.code, "Metadata API fault");
+            return Err(fail(SalesforceError::Fault(fault)));
+        }
+        if !status.is_success() {
+            return Err(fail(SalesforceError::Http {
+                status: status.as_u16(),
+                excerpt: excerpt(&bytes),
+            }));
+        }
+        let root = parsed.map_err(|e| fail(ResponseError(e.to_string()).into()))?;
+        let child = soap::body_child(&root)
+            .map_err(|e| fail(ResponseError(e).into()))?
+            .clone();
+        Ok((session, child))
+    }
+
+    pub async fn list_profiles(&self) -> Result<Vec<ListedComponent>, SalesforceError> {
+        let body = metadata::list_metadata_body("Profile", &self.api_version);
+        let response = self.call("listMetadata", &body, true).await?;
+        Ok(metadata::read_list_metadata(&response)?)
+    }
+
+    /// Reads profiles in batches of ten (Salesforce's per-call limit).
+    pub async fn read_profiles(
+        &self,
+        names: &[ProfileName],
+    ) -> Result<Vec<ProfileRecord>, SalesforceError> {
+        let mut records = Vec::with_capacity(names.len());
+        for batch in names.chunks(metadata::READ_BATCH) {
+            let body = metadata::read_metadata_body(batch);
+            let response = self.call("readMetadata", &body, true).await?;
+            records.extend(metadata::read_read_metadata(&response)?);
+        }
+        Ok(records)
+    }
+
+    pub async fn deploy(&self, zip: &[u8], check_only: bool) -> Result<DeployId, SalesforceError> {
+        let body = metadata::deploy_body(zip, check_only);
+        let response = self.call("deploy", &body, false).await?;
+        Ok(metadata::read_deploy_response(&response)?)
+    }
+
+    pub async fn check_deploy_status(
+        &self,
+        id: &DeployId,
+    ) -> Result<DeployResult, SalesforceError> {
+        let body = metadata::check_deploy_status_body(id);
+        let response = self.call("checkDeployStatus", &body, true).await?;
+        Ok(metadata::read_check_deploy_status(&response)?)
+    }
+}
