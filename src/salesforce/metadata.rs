@@ -324,3 +324,164 @@ fn expect(body: &Element, name: &str) -> Result<(), ResponseError> {
         )))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::salesforce::soap;
+
+    fn fixture(name: &str) -> Element {
+        let path = format!(
+            "{}/tests/fixtures/salesforce/metadata-api/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let root = xml::parse(&bytes).unwrap();
+        soap::body_child(&root).unwrap().clone()
+    }
+
+    #[test]
+    fn real_deploy_response_gives_the_async_id() {
+        let id = read_deploy_response(&fixture("deploy-response.xml")).unwrap();
+        assert_eq!(id.as_str(), "0Af3B00001CMyfASAT");
+    }
+
+    #[test]
+    fn real_deploy_statuses_parse() {
+        let pending =
+            read_check_deploy_status(&fixture("check-deploy-status-pending.xml")).unwrap();
+        assert_eq!(
+            (pending.status.clone(), pending.done),
+            (DeployStatus::Pending, false)
+        );
+        let running =
+            read_check_deploy_status(&fixture("check-deploy-status-inprogress.xml")).unwrap();
+        assert_eq!(running.status, DeployStatus::InProgress);
+        assert_eq!(
+            (running.components_deployed, running.components_total),
+            (2, 3)
+        );
+        let ok = read_check_deploy_status(&fixture("check-deploy-status-succeeded.xml")).unwrap();
+        assert_eq!(
+            (ok.status.clone(), ok.done, ok.success),
+            (DeployStatus::Succeeded, true, true)
+        );
+        assert!(ok.component_failures.is_empty());
+    }
+
+    #[test]
+    fn real_failed_deploy_keeps_its_failure_despite_zero_error_count() {
+        let failed = read_check_deploy_status(&fixture("check-deploy-status-failed.xml")).unwrap();
+        assert_eq!(failed.status, DeployStatus::Failed);
+        assert_eq!(
+            failed.failure_messages(),
+            ["package.xml: No package.xml found"]
+        );
+        assert_eq!(failed.component_failures[0].component_type, "");
+    }
+
+    #[test]
+    fn unknown_and_new_statuses_do_not_crash() {
+        assert_eq!(
+            DeployStatus::parse("FinalizingFailed"),
+            DeployStatus::FinalizingFailed
+        );
+        assert_eq!(
+            DeployStatus::parse("SomethingNew"),
+            DeployStatus::Other("SomethingNew".into())
+        );
+    }
+
+    #[test]
+    fn many_component_failures_are_all_kept() {
+        let doc = format!(
+            "<checkDeployStatusResponse xmlns=\"{METADATA_NS}\"><result><details>\
+             <componentFailures><fileName>profiles/A.profile</fileName><fullName>A</fullName><problem>p1</problem></componentFailures>\
+             <componentFailures><fileName>profiles/B.profile</fileName><fullName>B</fullName><problem>p2</problem></componentFailures>\
+             </details><done>true</done><errorStatusCode>UNKNOWN_EXCEPTION</errorStatusCode><errorMessage>boom</errorMessage>\
+             <id>0Af000000000001AAA</id><status>Failed</status><success>false</success></result></checkDeployStatusResponse>"
+        );
+        let r = read_check_deploy_status(&xml::parse(doc.as_bytes()).unwrap()).unwrap();
+        assert_eq!(
+            r.failure_messages(),
+            [
+                "profiles/A.profile: p1",
+                "profiles/B.profile: p2",
+                "UNKNOWN_EXCEPTION: boom"
+            ]
+        );
+    }
+
+    #[test]
+    fn real_list_metadata_responses_parse() {
+        let listed =
+            read_list_metadata(&fixture("list-metadata-customobject-response.xml")).unwrap();
+        assert_eq!(listed.len(), 2);
+        assert_eq!(listed[0].full_name, "ContractContactRole");
+        assert_eq!(listed[0].file_name, "objects/ContractContactRole.object");
+        assert!(
+            read_list_metadata(&fixture("list-metadata-empty-response.xml"))
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn real_faults_parse_by_local_code() {
+        for (file, code) in [
+            ("fault-insufficient-access.xml", "INSUFFICIENT_ACCESS"),
+            ("fault-invalid-session.xml", "INVALID_SESSION_ID"),
+            ("fault-invalid-login-partner.xml", "INVALID_LOGIN"),
+            (
+                "fault-invalid-type-for-operation.xml",
+                "INVALID_TYPE_FOR_OPERATION",
+            ),
+        ] {
+            let path = format!(
+                "{}/tests/fixtures/salesforce/metadata-api/{file}",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            let root = xml::parse(&std::fs::read(path).unwrap()).unwrap();
+            assert_eq!(soap::fault(&root).unwrap().code, code, "{file}");
+        }
+    }
+
+    #[test]
+    fn read_metadata_reads_profiles_and_skips_unknown_names() {
+        let doc = format!(
+            "<readMetadataResponse xmlns=\"{METADATA_NS}\" xmlns:xsi=\"{XSI_NS}\"><result>\
+             <records xsi:type=\"Profile\"><fullName>Custom%3A Sales</fullName>\
+             <loginIpRanges><endAddress>10.0.0.3</endAddress><startAddress>10.0.0.0</startAddress></loginIpRanges>\
+             </records><records xsi:type=\"Profile\"/><records xsi:type=\"Profile\"><fullName>Admin</fullName></records>\
+             </result></readMetadataResponse>"
+        );
+        let records = read_read_metadata(&xml::parse(doc.as_bytes()).unwrap()).unwrap();
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[0].full_name, "Custom%3A Sales");
+        assert_eq!(records[0].ranges.len(), 1);
+        assert!(records[1].ranges.is_empty());
+    }
+
+    #[test]
+    fn deploy_body_omits_test_level_and_keeps_wsdl_order() {
+        let body = deploy_body(b"zip", true);
+        assert!(!body.contains("testLevel"));
+        let order = [
+            "allowMissingFiles",
+            "autoUpdatePackage",
+            "checkOnly",
+            "ignoreWarnings",
+            "performRetrieve",
+            "purgeOnDelete",
+            "rollbackOnError",
+            "singlePackage",
+        ];
+        let positions: Vec<_> = order
+            .iter()
+            .map(|e| body.find(&format!("<{e}>")).unwrap())
+            .collect();
+        assert!(positions.windows(2).all(|w| w[0] < w[1]));
+        assert!(body.contains("<checkOnly>true</checkOnly>"));
+        assert!(body.contains("<ZipFile>emlw</ZipFile>"));
+    }
+}
