@@ -2,6 +2,10 @@
 //! Space: it computes the desired login IP ranges, reads the profiles, deploys the difference
 //! through the Metadata API and reads it back to prove it.
 
+pub mod cli;
+pub mod heroku;
 pub mod ranges;
 pub mod salesforce;
+pub mod reconcile;
+pub mod wiring;
 pub mod xml;

@@ -1,1 +1,103 @@
-fn main() {}
+//! `ipguard` command line: parses arguments and dispatches to the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "ipguard",
+    version,
+    about = "Keeps Salesforce profiles locked to the static outbound IPs of a Heroku Private Space"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the desired login IP ranges from the configured sources.
+    Ranges {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read the org and print the per-profile diff (exit 0 in sync, 2 drift, 1 error).
+    Plan {
+        /// Only this managed profile (repeatable).
+        #[arg(long = "profile", value_name = "P")]
+        profiles: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reconcile now (exit 0 in sync/remediated, 2 planned, 1 failed/unknown, 3 locked out).
+    Apply {
+        /// Send a checkOnly deploy: Salesforce validates, nothing changes.
+        #[arg(long)]
+        check_only: bool,
+        #[arg(long = "profile", value_name = "P")]
+        profiles: Vec<String>,
+    },
+    /// Write an RSA key (ipguard.key) and self-signed certificate (ipguard.crt) for the app.
+    Keygen {
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+        #[arg(long, default_value = "ipguard")]
+        common_name: String,
+        #[arg(long, default_value_t = 730)]
+        days: u32,
+    },
+    /// Run a standalone simulated Salesforce org.
+    Sim {
+        #[arg(long, default_value_t = 8089)]
+        port: u16,
+    },
+    /// The whole loop against an embedded simulated org, narrated; no account needed.
+    Demo,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ipguard: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let code = runtime.block_on(async {
+        match cli.command {
+            Command::Ranges { json } => ipguard::cli::ranges(json).await,
+            Command::Plan { profiles, json } => ipguard::cli::plan(&profiles, json).await,
+            Command::Apply {
+                check_only,
+                profiles,
+            } => ipguard::cli::apply(&profiles, check_only).await,
+            Command::Keygen {
+                out,
+                common_name,
+                days,
+            } => ipguard::cli::keygen(&out, &common_name, days),
+            Command::Sim { port } => ipguard::cli::demo::sim(port).await,
+            Command::Demo => ipguard::cli::demo::demo().await,
+        }
+    });
+    ExitCode::from(code)
+}
+
+/// Logs go to stderr: JSON when not on a terminal (Heroku log drains), text otherwise.
+fn init_tracing() {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::io::stderr().is_terminal() {
+        builder.init();
+    } else {
+        builder.json().init();
+    }
+}

@@ -1,0 +1,63 @@
+//! Human-readable output: plans like `terraform plan`, ranges as a list.
+
+use std::fmt::Write;
+
+use crate::ranges::LoginIpRange;
+use crate::reconcile::plan::Plan;
+
+pub fn range_line(range: &LoginIpRange) -> String {
+    let mut line = if range.start() == range.end() {
+        range.start().to_string()
+    } else {
+        format!("{} – {}", range.start(), range.end())
+    };
+    if let Some(d) = range.description() {
+        let _ = write!(line, "  ({d})");
+    }
+    line
+}
+
+pub fn plan_text(plan: &Plan) -> String {
+    let mut out = String::new();
+    for p in &plan.profiles {
+        if p.in_sync {
+            let _ = writeln!(
+                out,
+                "  profile {}: in sync ({} range{})",
+                p.name,
+                p.keep.len(),
+                if p.keep.len() == 1 { "" } else { "s" }
+            );
+            continue;
+        }
+        let _ = writeln!(out, "  profile {}: drift", p.name);
+        for r in &p.add {
+            let _ = writeln!(out, "      + {}", range_line(r));
+        }
+        for r in &p.remove {
+            let _ = writeln!(out, "      - {}", range_line(r));
+        }
+        for r in &p.keep {
+            let _ = writeln!(out, "        {}", range_line(r));
+        }
+    }
+    let drifted = plan.drifted().count();
+    let adds: usize = plan.profiles.iter().map(|p| p.add.len()).sum();
+    let removes: usize = plan.profiles.iter().map(|p| p.remove.len()).sum();
+    if drifted == 0 {
+        let _ = writeln!(
+            out,
+            "No drift: all {} profile(s) hold the desired ranges (policy {}).",
+            plan.profiles.len(),
+            plan.policy.as_str()
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "Plan: {drifted} of {} profile(s) drifted — {adds} range(s) to add, {removes} to remove (policy {}).",
+            plan.profiles.len(),
+            plan.policy.as_str()
+        );
+    }
+    out
+}

@@ -1,0 +1,362 @@
+//! A run against the simulated org over real HTTP (SPEC §5): every outcome and the API calls
+//! each one spends.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use ipguard::config::{Config, Needs};
+use ipguard::ranges::LoginIpRange;
+use ipguard::reconcile::run::{Outcome, Run, RunReport, RunSettings, Sources};
+use ipguard::salesforce::client::{MetadataClient, RetryPolicy};
+use ipguard::salesforce::profile::ProfileName;
+use ipguard::sim::{DeployOutcome, FailureKind, Faults, SimConfig, SimOrg};
+use ipguard::wiring;
+use secrecy::ExposeSecret;
+
+fn keys() -> &'static ipguard::keygen::KeyMaterial {
+    static KEYS: OnceLock<ipguard::keygen::KeyMaterial> = OnceLock::new();
+    KEYS.get_or_init(|| ipguard::keygen::generate("ipguard-test", 2).expect("test key"))
+}
+
+fn range(start: &str, end: &str) -> LoginIpRange {
+    LoginIpRange::parse_existing(start, end, None).unwrap()
+}
+
+/// The space's two NAT IPs merge into one desired range.
+fn desired() -> Vec<LoginIpRange> {
+    vec![range("203.0.113.10", "203.0.113.11")]
+}
+
+/// A simulated org plus an ipguard configured against it, with one client reused across runs
+/// (as the service does) so the token stays cached.
+struct Harness {
+    sim: SimOrg,
+    config: Config,
+    client: MetadataClient,
+    sources: Sources,
+    names: Vec<ProfileName>,
+}
+
+impl Harness {
+    async fn start(adjust: impl FnOnce(&mut SimConfig), extra: &[(&'static str, &str)]) -> Self {
+        let mut sim_config = SimConfig::new(keys().certificate_pem.clone());
+        adjust(&mut sim_config);
+        let profiles: Vec<String> = sim_config.profiles.iter().map(|(n, _)| n.clone()).collect();
+        let vars_base = [
+            ("SALESFORCE_CLIENT_ID", sim_config.client_id.clone()),
+            ("SALESFORCE_USERNAME", sim_config.username.clone()),
+            ("HEROKU_SPACE", sim_config.heroku.space.clone()),
+            ("HEROKU_API_TOKEN", sim_config.heroku.api_token.clone()),
+            ("IPGUARD_PROFILES", profiles.join(",")),
+        ];
+        let sim = SimOrg::start(sim_config, 0).await.expect("sim starts");
+        let mut vars: HashMap<&'static str, String> = HashMap::from(vars_base);
+        vars.insert("SALESFORCE_LOGIN_URL", sim.base_url());
+        vars.insert("HEROKU_API_URL", sim.base_url());
+        vars.insert(
+            "SALESFORCE_PRIVATE_KEY",
+            keys().private_key_pem.expose_secret().to_owned(),
+        );
+        for (k, v) in extra {
+            vars.insert(k, (*v).to_owned());
+        }
+        let config =
+            Config::from_lookup(|k| vars.get(k).cloned(), Needs::salesforce()).expect("config");
+        let http = wiring::http_client().unwrap();
+        let retry = RetryPolicy {
+            min_delay: Duration::from_millis(20),
+            max_delay: Duration::from_millis(100),
+            max_attempts: 4,
+        };
+        let client = wiring::metadata_client(&config, &http, retry).unwrap();
+        let mut sources = wiring::sources(&config, &http);
+        if let Some(h) = sources.heroku.take() {
+            sources.heroku =
+                Some(h.with_retry_delays(Duration::from_millis(10), Duration::from_millis(50)));
+        }
+        let names = wiring::profile_names(&config, &[]).unwrap();
+        Self {
+            sim,
+            config,
+            client,
+            sources,
+            names,
+        }
+    }
+
+    fn settings(&self) -> RunSettings {
+        let mut s = wiring::run_settings(&self.config, false);
+        s.poll_first = Duration::from_millis(50);
+        s.poll_max = Duration::from_millis(200);
+        s
+    }
+
+    async fn run_with(&self, settings: &RunSettings) -> RunReport {
+        Run {
+            client: &self.client,
+            sources: &self.sources,
+            settings,
+            profiles: &self.names,
+            observe: &|_| {},
+        }
+        .execute()
+        .await
+    }
+
+    async fn run(&self) -> RunReport {
+        self.run_with(&self.settings()).await
+    }
+
+    fn ranges(&self, profile: &str) -> Vec<LoginIpRange> {
+        self.sim.login_ip_ranges(profile).expect("profile exists")
+    }
+}
+
+fn assert_outcome(report: &RunReport, outcome: Outcome) {
+    assert_eq!(report.outcome, outcome, "{report:#?}");
+}
+
+#[tokio::test]
+async fn drift_is_remediated_in_one_deploy_and_verified() {
+    let h = Harness::start(|_| {}, &[]).await;
+    let report = h.run().await;
+    assert_outcome(&report, Outcome::Remediated);
+    assert_eq!(h.sim.count("deploy"), 1);
+    // merge (default): the office range stays, the space's range is added
+    assert_eq!(
+        h.ranges("Custom%3A Support"),
+        vec![range("198.51.100.0", "198.51.100.255"), desired()[0].clone()]
+    );
+    assert_eq!(h.ranges("Admin"), desired());
+    let deploy = &h.sim.deploys()[0];
+    assert!(!deploy.check_only && deploy.rollback_on_error);
+    assert_eq!(deploy.test_level, None, "testLevel must be omitted");
+    assert!(
+        deploy
+            .files
+            .contains(&"profiles/Custom%3A Support.profile".to_string()),
+        "{:?}",
+        deploy.files
+    );
+    // one read to plan, one to verify
+    assert_eq!(h.sim.count("readMetadata"), 2);
+    h.sim.stop().await;
+}
+
+#[tokio::test]
+async fn an_in_sync_org_costs_one_read_and_no_deploy() {
+    let h = Harness::start(|_| {}, &[]).await;
+    assert_outcome(&h.run().await, Outcome::Remediated);
+    h.sim.clear_calls();
+    let report = h.run().await;
+    assert_outcome(&report, Outcome::InSync);
+    let ops: Vec<String> = h.sim.calls().into_iter().map(|c| c.operation).collect();
+    assert_eq!(ops, ["heroku.nat", "readMetadata"], "token cached, no deploy");
+    h.sim.stop().await;
+}
+
+#[tokio::test]
+async fn exact_policy_removes_other_ranges_merge_keeps_them() {
+    let h = Harness::start(|_| {}, &[("IPGUARD_POLICY", "exact")]).await;
+    assert_outcome(&h.run().await, Outcome::Remediated);
+    assert_eq!(h.ranges("Custom%3A Support"), desired());
+    // an admin widens a profile: exact reverts it
+    h.sim.set_login_ip_ranges(
+        "Custom%3A Support",
+        vec![range("0.0.0.0", "255.255.255.255")],
+    );
+    let report = h.run().await;
+    assert_outcome(&report, Outcome::Remediated);
+    let plan = report.plan.unwrap();
+    let support = plan
+        .profiles
+        .iter()
+        .find(|p| p.name.as_str() == "Custom%3A Support")
+        .unwrap();
+    assert_eq!(support.remove, [range("0.0.0.0", "255.255.255.255")]);
+    assert_eq!(h.ranges("Custom%3A Support"), desired());
+    h.sim.stop().await;
+}
+
+#[tokio::test]
+async fn more_than_ten_profiles_are_read_in_batches_of_ten() {
+    let h = Harness::start(
+        |c| {
+            for i in 0..21 {
+                c.profiles.push((format!("Custom%3A Team {i:02}"), Vec::new()));
+            }
+        },
+        &[],
+    )
+    .await;
+    assert_eq!(h.names.len(), 25);
+    let report = h.run().await;
+    assert_outcome(&report, Outcome::Remediated);
+    // ⌈25/10⌉ reads to plan and again to verify; still one deploy
+    assert_eq!(h.sim.count("readMetadata"), 6);
+    assert_eq!(h.sim.count("deploy"), 1);
+    assert_eq!(h.sim.deploys()[0].profiles.len(), 24, "all but the in-sync one");
+    h.sim.stop().await;
+}
+
+#[tokio::test]
+async fn failed_deploy_records_every_component_failure() {
+    for problems in [
+        vec!["Invalid range".to_string()],
+        vec!["first problem".to_string(), "second problem".to_string()],
+    ] {
+        let h = Harness::start(|_| {}, &[]).await;
+        h.sim.set_faults(Faults {
+            deploy_outcome: DeployOutcome::Fail(problems.clone()),
+            ..Faults::default()
+        });
+        let report = h.run().await;
+        assert_outcome(&report, Outcome::Failed);
+        assert_eq!(report.failures.len(), problems.len(), "{report:#?}");
+        for p in &problems {
+            assert!(report.failures.iter().any(|f| f.contains(p.as_str())));
+        }
+        assert_eq!(h.ranges("Admin"), Vec::new(), "nothing applied");
+        h.sim.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn invalid_session_mid_run_costs_exactly_one_new_token() {
+    let h = Harness::start(|_| {}, &[]).await;
+    // get a session first, then kill it at the next SOAP call
+    assert_outcome(&h.run().await, Outcome::Remediated);
+    h.sim.set_login_ip_ranges("Admin", Vec::new());
+    h.sim.clear_calls();
+    h.sim.set_faults(Faults {
+        next_failures: vec![FailureKind::InvalidSession],
+        ..Faults::default()
+    });
+    let report = h.run().await;
+    assert_outcome(&report, Outcome::Remediated);
+    assert_eq!(h.sim.count("token"), 1, "{:?}", h.sim.calls());
+    h.sim.stop().await;
+}
+
+#[tokio::test]
+async fn request_limit_exceeded_is_retried_then_succeeds() {
+    let h = Harness::start(|_| {}, &[]).await;
+    h.sim.set_faults(Faults {
+        next_failures: vec![
+            FailureKind::RequestLimitExceeded,
+            FailureKind::ServerUnavailable,
+        ],
+        ..Faults::default()
+    });
+    let report = h.run().await;
+    assert_outcome(&report, Outcome::Remediated);
+    let limited = h
+        .sim
+        .calls()
+        .iter()
+        .filter(|c| c.outcome == "REQUEST_LIMIT_EXCEEDED")
+        .count();
+    assert_eq!(limited, 1);
+    h.sim.stop().await;
+}
+
+#[tokio::test]
+async fn a_stuck_deploy_ends_unknown_never_success() {
+    let h = Harness::start(|_| {}, &[]).await;
+    h.sim.set_faults(Faults {
+        deploy_outcome: DeployOutcome::Stuck,
+        ..Faults::default()
+    });
+    let mut settings = h.settings();
+    settings.deploy_timeout = Duration::from_millis(800);
+    let report = h.run_with(&settings).await;
+    assert_outcome(&report, Outcome::Unknown);
+    assert!(report.deploy_id.is_some());
+    assert!(h.sim.count("checkDeployStatus") >= 2);
+    h.sim.stop().await;
+}
+
+#[tokio::test]
+async fn an_empty_source_set_never_deploys() {
+    let h = Harness::start(|c| c.heroku.sources.clear(), &[]).await;
+    let report = h.run().await;
+    assert_outcome(&report, Outcome::Failed);
+    assert!(report.error.unwrap().contains("empty"));
+    assert_eq!(h.sim.count("deploy"), 0);
+    h.sim.stop().await;
+}
+
+#[tokio::test]
+async fn nat_not_enabled_fails_without_deploying() {
+    let h = Harness::start(|c| c.heroku.state = "updating".into(), &[]).await;
+    let report = h.run().await;
+    assert_outcome(&report, Outcome::Failed);
+    assert!(report.error.unwrap().contains("updating"));
+    assert_eq!(h.sim.count("deploy"), 0);
+    assert_eq!(h.sim.count("readMetadata"), 0);
+    h.sim.stop().await;
+}
+
+#[tokio::test]
+async fn ip_restricted_token_is_locked_out_with_exit_3() {
+    let h = Harness::start(
+        |c| {
+            let integration = c.integration_profile.clone();
+            for (name, ranges) in &mut c.profiles {
+                if *name == integration {
+                    *ranges = vec![range("192.0.2.1", "192.0.2.1")];
+                }
+            }
+        },
+        &[],
+    )
+    .await;
+    let report = h.run().await;
+    assert_outcome(&report, Outcome::LockedOut);
+    assert!(report.error.as_deref().unwrap().contains("ip restricted"));
+    assert_eq!(ipguard::cli::exit_code(report.outcome), 3);
+    assert_eq!(h.sim.count("deploy"), 0);
+    h.sim.stop().await;
+}
+
+#[tokio::test]
+async fn dry_run_sends_check_only_and_changes_nothing() {
+    let h = Harness::start(|_| {}, &[("IPGUARD_MODE", "dry-run")]).await;
+    let report = h.run().await;
+    assert_outcome(&report, Outcome::Planned);
+    assert!(h.sim.deploys()[0].check_only);
+    assert_eq!(h.ranges("Admin"), Vec::new());
+    assert_eq!(ipguard::cli::exit_code(report.outcome), 2);
+    h.sim.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_profile_name_fails_with_a_hint() {
+    let h = Harness::start(|_| {}, &[("IPGUARD_PROFILES", "Custom: Support")]).await;
+    let report = h.run().await;
+    assert_outcome(&report, Outcome::Failed);
+    assert!(report.error.unwrap().contains("Custom%3A"));
+    assert_eq!(h.sim.count("deploy"), 0);
+    h.sim.stop().await;
+}
+
+#[tokio::test]
+async fn demo_org_ends_in_sync() {
+    let demo = ipguard::cli::demo::start_demo_org().await.unwrap();
+    let outcome = ipguard::cli::apply_with(&demo.config, &[], false, false)
+        .await
+        .unwrap()
+        .outcome;
+    assert_eq!(outcome, Outcome::Remediated);
+    let again = ipguard::cli::apply_with(&demo.config, &[], false, false)
+        .await
+        .unwrap()
+        .outcome;
+    assert_eq!(again, Outcome::InSync);
+    assert_eq!(
+        demo.sim.login_ip_ranges("Custom%3A Support").unwrap(),
+        desired()
+    );
+    demo.sim.stop().await;
+}
