@@ -1,1 +1,3 @@
 //! ipguard library.
+
+pub mod ids;
