@@ -1,3 +1,4 @@
 //! ipguard library.
 
 pub mod ids;
+pub mod keygen;
