@@ -1,4 +1,5 @@
 //! ipguard library.
 
+pub mod config;
 pub mod ids;
 pub mod keygen;
