@@ -3,9 +3,12 @@
 //! through the Metadata API and reads it back to prove it.
 
 pub mod cli;
+pub mod config;
 pub mod heroku;
+pub mod ids;
+pub mod keygen;
 pub mod ranges;
-pub mod salesforce;
 pub mod reconcile;
+pub mod salesforce;
 pub mod wiring;
 pub mod xml;
