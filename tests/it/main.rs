@@ -1,0 +1,6 @@
+//! The single integration-test binary of ipguard.
+//!
+//! Every integration test lives in a module of this crate (one binary links and starts much
+//! faster than one per file); add new suites as `mod name;` here.
+
+mod schema;
