@@ -4,4 +4,5 @@
 
 pub mod ranges;
 pub mod salesforce;
+pub mod sim;
 pub mod xml;

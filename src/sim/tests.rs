@@ -1,0 +1,1 @@
+//! Over-HTTP tests of the simulated org.
