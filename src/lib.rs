@@ -2,6 +2,9 @@
 //! Space: it computes the desired login IP ranges, reads the profiles, deploys the difference
 //! through the Metadata API and reads it back to prove it.
 
+pub mod config;
+pub mod ids;
+pub mod keygen;
 pub mod ranges;
 pub mod salesforce;
 pub mod sim;
