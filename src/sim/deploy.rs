@@ -320,9 +320,23 @@ fn range_problem(error: &RangeError) -> String {
         RangeError::TooLarge {
             start, end, max, ..
         } => format!(
-            "Invalid IP address range {start} - {end}: a login IP range can contain at most {max} addresses"
+            "Invalid IP address range {start} - {end}: a login IP range can contain at most {} addresses",
+            thousands(*max)
         ),
     }
+}
+
+/// `16777216` → `16,777,216`.
+fn thousands(n: u128) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// How a finished deploy came out, and what it changes.
@@ -531,6 +545,22 @@ mod tests {
 
     fn range(start: &str, end: &str) -> LoginIpRange {
         LoginIpRange::parse_existing(start, end, None).unwrap()
+    }
+
+    #[test]
+    fn size_limit_problem_names_the_range_and_the_limit() {
+        let error = LoginIpRange::new(
+            "10.0.0.0".parse().unwrap(),
+            "11.255.255.255".parse().unwrap(),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(
+            range_problem(&error),
+            "Invalid IP address range 10.0.0.0 - 11.255.255.255: a login IP range can contain at most 16,777,216 addresses"
+        );
+        assert_eq!(thousands(7), "7");
+        assert_eq!(thousands(1000), "1,000");
     }
 
     #[test]
