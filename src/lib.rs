@@ -10,5 +10,6 @@ pub mod keygen;
 pub mod ranges;
 pub mod reconcile;
 pub mod salesforce;
+pub mod sim;
 pub mod wiring;
 pub mod xml;

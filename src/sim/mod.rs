@@ -1,0 +1,361 @@
+//! A simulated Salesforce org: a real HTTP server on 127.0.0.1 that speaks the bytes ipguard
+//! talks to — the OAuth 2.0 JWT bearer token endpoint, the Metadata SOAP API (listMetadata,
+//! readMetadata, deploy, checkDeployStatus) and the Heroku Platform API's space NAT — with
+//! knobs for faults, latency, lock-outs and deploy outcomes.
+//!
+//! One base URL serves as login URL, `instance_url` and Heroku API URL at once. Tests start it
+//! on port 0 ([`SimOrg::start`]); `ipguard sim` runs it standalone ([`run_standalone`]) with
+//! JSON admin endpoints under `/sim/`.
+//!
+//! Responses are built from the real samples in `reference/` (element names, order and
+//! namespaces); where Salesforce's exact text is unknown the sim says something plausible.
+
+mod admin;
+mod deploy;
+mod heroku;
+mod ids;
+mod oauth;
+mod soap;
+mod state;
+#[cfg(test)]
+mod tests;
+
+use std::io;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+use serde::{Deserialize, Serialize};
+
+use crate::ranges::LoginIpRange;
+use state::{Actor, Shared, SimState};
+
+/// Largest request body accepted (a deploy's base64 zip; Salesforce allows ~50 MB).
+const MAX_BODY: usize = 50 * 1024 * 1024;
+
+/// How the simulated org is set up when it starts.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// 18-character org id (a 15-character one is extended with its checksum).
+    pub org_id: String,
+    /// Consumer key the JWT `iss` must equal.
+    pub client_id: String,
+    /// The integration user (JWT `sub`).
+    pub username: String,
+    /// Certificate registered on the External Client App: verifies the JWT bearer assertion.
+    pub certificate_pem: String,
+    /// Full name of the integration user's profile, whose login IP ranges gate every login.
+    pub integration_profile: String,
+    /// The IP the sim believes every caller comes from (the space's NAT IP).
+    pub caller_ip: IpAddr,
+    /// Initial profiles, verbatim full names (e.g. `Custom%3A Support`), in listMetadata order.
+    pub profiles: Vec<(String, Vec<LoginIpRange>)>,
+    /// Plays a production org: refuses `testLevel` `NoTestRun`.
+    pub production: bool,
+    /// A deploy stays `Pending` this long …
+    pub pending_for: Duration,
+    /// … then `InProgress` this long, then finishes.
+    pub in_progress_for: Duration,
+    /// The Heroku Private Space whose NAT the Platform API reports.
+    pub heroku: SimHeroku,
+}
+
+/// The Heroku side: one space, the API token that may read it, and its NAT.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimHeroku {
+    pub space: String,
+    pub api_token: String,
+    /// `enabled`, `updating` or `disabled`.
+    pub state: String,
+    pub sources: Vec<String>,
+}
+
+/// Default org id: `00D5g000004FAKE` with its checksum suffix.
+pub const DEFAULT_ORG_ID: &str = "00D5g000004FAKEEA4";
+pub const DEFAULT_CLIENT_ID: &str =
+    "3MVG9SimulatedOrgConsumerKey.ipguard.test.0000000000000000000000000000000000";
+pub const DEFAULT_USERNAME: &str = "integration@ipguard.example";
+pub const DEFAULT_INTEGRATION_PROFILE: &str = "Custom%3A Integration";
+pub const DEFAULT_HEROKU_TOKEN: &str = "heroku-sim-api-token";
+
+impl SimConfig {
+    /// A small org: `Admin` (no ranges), `Custom%3A Support` (one legacy-sized office range),
+    /// `Custom%3A Integration` (allows 203.0.113.10, the caller) and `Standard` (no ranges);
+    /// Heroku space `acme-space` enabled with sources 203.0.113.10 and 203.0.113.11; deploys
+    /// spend 150 ms Pending and 150 ms InProgress.
+    pub fn new(certificate_pem: String) -> Self {
+        let range = |start: &str, end: &str, description: &str| {
+            LoginIpRange::parse_existing(start, end, Some(description))
+                .expect("built-in ranges are well-formed")
+        };
+        Self {
+            org_id: DEFAULT_ORG_ID.to_owned(),
+            client_id: DEFAULT_CLIENT_ID.to_owned(),
+            username: DEFAULT_USERNAME.to_owned(),
+            certificate_pem,
+            integration_profile: DEFAULT_INTEGRATION_PROFILE.to_owned(),
+            caller_ip: IpAddr::from([203, 0, 113, 10]),
+            profiles: vec![
+                ("Admin".to_owned(), Vec::new()),
+                (
+                    "Custom%3A Support".to_owned(),
+                    vec![range("198.51.100.0", "198.51.100.255", "Head office")],
+                ),
+                (
+                    DEFAULT_INTEGRATION_PROFILE.to_owned(),
+                    vec![range("203.0.113.10", "203.0.113.10", "ipguard: acme-space")],
+                ),
+                ("Standard".to_owned(), Vec::new()),
+            ],
+            production: false,
+            pending_for: Duration::from_millis(150),
+            in_progress_for: Duration::from_millis(150),
+            heroku: SimHeroku {
+                space: "acme-space".to_owned(),
+                api_token: DEFAULT_HEROKU_TOKEN.to_owned(),
+                state: "enabled".to_owned(),
+                sources: vec!["203.0.113.10".to_owned(), "203.0.113.11".to_owned()],
+            },
+        }
+    }
+}
+
+/// Fault knobs. `Faults::default()` is a healthy org (the user approved the app).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Faults {
+    /// Added before every response (Salesforce and Heroku calls).
+    #[serde(rename = "latency_ms", with = "millis")]
+    pub latency: Duration,
+    /// Consumed one per Salesforce call, in order. SOAP-only kinds (REQUEST_LIMIT_EXCEEDED,
+    /// SERVER_UNAVAILABLE, INVALID_SESSION_ID) wait at the head of the queue for the next SOAP
+    /// call; a token call only consumes `Http500`/`Http503`.
+    pub next_failures: Vec<FailureKind>,
+    /// Each session dies after this many Metadata calls → `INVALID_SESSION_ID`.
+    pub session_expires_after_calls: Option<u32>,
+    /// How deploys end.
+    pub deploy_outcome: DeployOutcome,
+    /// Whether the integration user is pre-authorized for the app (false → `invalid_grant`).
+    pub user_approved: bool,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Self {
+            latency: Duration::ZERO,
+            next_failures: Vec::new(),
+            session_expires_after_calls: None,
+            deploy_outcome: DeployOutcome::Succeed,
+            user_approved: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// HTTP 500 with a plain-text body.
+    Http500,
+    /// HTTP 503 with an HTML maintenance page.
+    Http503,
+    /// SOAP fault `REQUEST_LIMIT_EXCEEDED` (concurrent requests).
+    RequestLimitExceeded,
+    /// SOAP fault `SERVER_UNAVAILABLE`.
+    ServerUnavailable,
+    /// SOAP fault `INVALID_SESSION_ID`; the session used is killed.
+    InvalidSession,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeployOutcome {
+    /// Deploys are validated and applied like Salesforce would.
+    #[default]
+    Succeed,
+    /// Deploys end `Failed` with one componentFailure per problem; nothing is applied.
+    Fail(Vec<String>),
+    /// Deploys stay `InProgress` until the outcome is changed.
+    Stuck,
+}
+
+/// One request the sim received.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Call {
+    /// `token`, `listMetadata`, `readMetadata`, `deploy`, `checkDeployStatus`, `heroku.nat`
+    /// (another SOAP operation appears under its own name, an unreadable envelope as `soap`).
+    pub operation: String,
+    /// `ok`, or the error: a token `error_description` (`ip restricted`), a SOAP fault code
+    /// (`INVALID_SESSION_ID`), `http_500`/`http_503`, or a Heroku error id (`unauthorized`).
+    pub outcome: String,
+}
+
+/// A deploy request the sim accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeployRecord {
+    pub id: String,
+    pub check_only: bool,
+    pub rollback_on_error: bool,
+    pub test_level: Option<String>,
+    /// Profile members named in package.xml (verbatim).
+    pub profiles: Vec<String>,
+    /// Every entry name in the zip, verbatim.
+    pub files: Vec<String>,
+    /// Current `DeployStatus`: Pending, InProgress, Succeeded, SucceededPartial or Failed.
+    pub status: String,
+    /// The componentFailures' problems once finished.
+    pub problems: Vec<String>,
+}
+
+/// A running simulated org.
+pub struct SimOrg {
+    shared: web::Data<Shared>,
+    handle: actix_web::dev::ServerHandle,
+    task: tokio::task::JoinHandle<io::Result<()>>,
+    base_url: String,
+}
+
+impl SimOrg {
+    /// Binds 127.0.0.1:`port` (0 = any free port) and serves until [`SimOrg::stop`].
+    /// An unreadable certificate is `InvalidInput`.
+    pub async fn start(config: SimConfig, port: u16) -> io::Result<SimOrg> {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
+        let base_url = format!("http://127.0.0.1:{}", listener.local_addr()?.port());
+        let state = SimState::new(config, base_url.clone())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let shared = web::Data::new(Shared::new(state));
+        let data = shared.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .app_data(web::PayloadConfig::new(MAX_BODY))
+                .configure(routes)
+        })
+        .workers(2)
+        .disable_signals()
+        .shutdown_timeout(1)
+        .listen(listener)?
+        .run();
+        let handle = server.handle();
+        let task = tokio::spawn(server);
+        Ok(SimOrg {
+            shared,
+            handle,
+            task,
+            base_url,
+        })
+    }
+
+    /// `http://127.0.0.1:PORT` — login URL, `instance_url` and Heroku API URL all at once.
+    pub fn base_url(&self) -> String {
+        self.base_url.clone()
+    }
+
+    pub fn org_id(&self) -> String {
+        self.shared.lock().org_id.clone()
+    }
+
+    /// An admin edit in Setup: replaces the profile's whole list (creates the profile if the
+    /// org has none by that name).
+    pub fn set_login_ip_ranges(&self, profile: &str, ranges: Vec<LoginIpRange>) {
+        self.shared.lock().set_ranges(profile, ranges, Actor::Admin);
+    }
+
+    /// The profile's current ranges; `None` for an unknown profile.
+    pub fn login_ip_ranges(&self, profile: &str) -> Option<Vec<LoginIpRange>> {
+        self.shared
+            .lock()
+            .profile(profile)
+            .map(|p| p.ranges.clone())
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        self.shared.lock().faults = faults;
+    }
+
+    pub fn set_heroku(&self, heroku: SimHeroku) {
+        self.shared.lock().set_heroku(heroku);
+    }
+
+    /// Every request so far, in order.
+    pub fn calls(&self) -> Vec<Call> {
+        self.shared.lock().calls.clone()
+    }
+
+    /// How many requests of this operation were received.
+    pub fn count(&self, operation: &str) -> usize {
+        self.shared
+            .lock()
+            .calls
+            .iter()
+            .filter(|c| c.operation == operation)
+            .count()
+    }
+
+    pub fn clear_calls(&self) {
+        self.shared.lock().calls.clear();
+    }
+
+    /// Each accepted deploy request, oldest first, with its current status.
+    pub fn deploys(&self) -> Vec<DeployRecord> {
+        self.shared.lock().deploy_records()
+    }
+
+    /// Stops the server (in-flight requests get a second to finish).
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+        let _ = self.task.await;
+    }
+}
+
+/// `ipguard sim`: starts the org, prints where it listens, and serves until Ctrl-C.
+pub async fn run_standalone(config: SimConfig, port: u16) -> io::Result<()> {
+    let org_id = config.org_id.clone();
+    let client_id = config.client_id.clone();
+    let username = config.username.clone();
+    let space = config.heroku.space.clone();
+    let sim = SimOrg::start(config, port).await?;
+    let url = sim.base_url();
+    println!("simulated Salesforce org {org_id} listening on {url}");
+    println!("  SALESFORCE_LOGIN_URL={url}");
+    println!("  SALESFORCE_CLIENT_ID={client_id}");
+    println!("  SALESFORCE_USERNAME={username}");
+    println!("  SALESFORCE_ORG_ID={org_id}");
+    println!("  HEROKU_API_URL={url}  HEROKU_SPACE={space}");
+    println!(
+        "  admin: GET {url}/sim/state, GET {url}/sim/calls, PUT {url}/sim/faults, \
+         PUT {url}/sim/heroku, PUT {url}/sim/profiles/{{fullName}}/login-ip-ranges"
+    );
+    println!("press Ctrl-C to stop");
+    let result = tokio::signal::ctrl_c().await;
+    sim.stop().await;
+    result
+}
+
+fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/services/oauth2/token", web::post().to(oauth::token))
+        .route("/services/Soap/m/{version}", web::post().to(soap::handle))
+        .route("/spaces/{space}/nat", web::get().to(heroku::nat))
+        .configure(admin::routes)
+        .default_service(web::to(not_found));
+}
+
+async fn not_found() -> HttpResponse {
+    HttpResponse::NotFound()
+        .content_type("application/json")
+        .body(r#"{"error":"not_found","message":"The simulated org has no such endpoint."}"#)
+}
+
+/// Serde for a `Duration` as whole milliseconds.
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}

@@ -1,0 +1,358 @@
+//! Everything the simulated org remembers: profiles and their ranges, sessions, deploy jobs,
+//! the call log, the fault knobs and the Heroku space. One mutex guards it all; every access
+//! first moves deploy jobs along the clock, so a deploy finishes (and applies) on time even
+//! when nobody polls it — as a real org would.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use jsonwebtoken::DecodingKey;
+
+use super::deploy::{self, DeployOptions, Evaluation, Package};
+use super::{Call, DeployOutcome, DeployRecord, FailureKind, Faults, SimConfig, SimHeroku, ids};
+use crate::ranges::LoginIpRange;
+
+pub(crate) struct Shared {
+    state: Mutex<SimState>,
+}
+
+impl Shared {
+    pub fn new(state: SimState) -> Self {
+        Self {
+            state: Mutex::new(state),
+        }
+    }
+
+    /// The state, with deploy jobs advanced to now. A panic elsewhere never wedges the sim.
+    pub fn lock(&self) -> MutexGuard<'_, SimState> {
+        let mut guard = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        guard.advance(Instant::now());
+        guard
+    }
+}
+
+/// Who last changed a profile (for listMetadata's lastModifiedBy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Actor {
+    Admin,
+    Integration,
+}
+
+pub(crate) struct ProfileState {
+    pub full_name: String,
+    pub id: String,
+    pub ranges: Vec<LoginIpRange>,
+    pub created: DateTime<Utc>,
+    pub last_modified: DateTime<Utc>,
+    pub last_modified_by: Actor,
+}
+
+pub(crate) struct Session {
+    pub metadata_calls: u32,
+}
+
+pub(crate) enum Phase {
+    Pending,
+    InProgress,
+    Done(Evaluation),
+}
+
+pub(crate) struct DeployJob {
+    pub id: String,
+    pub options: DeployOptions,
+    pub package: Package,
+    pub created_at: Instant,
+    pub created_date: DateTime<Utc>,
+    pub start_date: Option<DateTime<Utc>>,
+    pub completed_date: Option<DateTime<Utc>>,
+    pub phase: Phase,
+}
+
+impl DeployJob {
+    pub fn status(&self) -> &'static str {
+        match &self.phase {
+            Phase::Pending => "Pending",
+            Phase::InProgress => "InProgress",
+            Phase::Done(evaluation) => evaluation.status,
+        }
+    }
+
+    pub fn last_modified(&self) -> DateTime<Utc> {
+        self.completed_date
+            .or(self.start_date)
+            .unwrap_or(self.created_date)
+    }
+}
+
+pub(crate) struct SimState {
+    pub org_id: String,
+    pub client_id: String,
+    pub username: String,
+    pub user_id: String,
+    pub admin_id: String,
+    pub decoding_key: DecodingKey,
+    pub integration_profile: String,
+    pub caller_ip: IpAddr,
+    pub production: bool,
+    pub pending_for: Duration,
+    pub in_progress_for: Duration,
+    pub base_url: String,
+    pub profiles: Vec<ProfileState>,
+    pub sessions: HashMap<String, Session>,
+    pub deploys: Vec<DeployJob>,
+    pub calls: Vec<Call>,
+    pub faults: Faults,
+    pub heroku: SimHeroku,
+    pub heroku_created: DateTime<Utc>,
+    pub heroku_updated: DateTime<Utc>,
+}
+
+pub(crate) const INTEGRATION_USER_NAME: &str = "Integration User";
+pub(crate) const ADMIN_USER_NAME: &str = "Admin User";
+
+impl SimState {
+    pub fn new(config: SimConfig, base_url: String) -> Result<Self, String> {
+        let decoding_key = super::oauth::decoding_key(&config.certificate_pem)?;
+        let org_id = match config.org_id.len() {
+            15 => ids::to_18(&config.org_id).ok_or("org id is not 15 alphanumerics")?,
+            18 if ids::is_valid_18(&config.org_id) => config.org_id.clone(),
+            18 => {
+                return Err(format!(
+                    "org id `{}` has a wrong checksum suffix (expected `{}`)",
+                    config.org_id,
+                    config
+                        .org_id
+                        .get(..15)
+                        .and_then(ids::to_18)
+                        .unwrap_or_default()
+                ));
+            }
+            _ => {
+                return Err(format!(
+                    "org id `{}` is not 15 or 18 characters",
+                    config.org_id
+                ));
+            }
+        };
+        let now = Utc::now();
+        let created = now - chrono::Duration::days(400);
+        let mut profiles: Vec<ProfileState> = Vec::new();
+        for (full_name, ranges) in config.profiles {
+            if profiles.iter().any(|p| p.full_name == full_name) {
+                return Err(format!("profile `{full_name}` is listed twice"));
+            }
+            profiles.push(ProfileState {
+                full_name,
+                id: ids::mint("00e"),
+                ranges,
+                created,
+                last_modified: created,
+                last_modified_by: Actor::Admin,
+            });
+        }
+        if !profiles
+            .iter()
+            .any(|p| p.full_name == config.integration_profile)
+        {
+            profiles.push(ProfileState {
+                full_name: config.integration_profile.clone(),
+                id: ids::mint("00e"),
+                ranges: Vec::new(),
+                created,
+                last_modified: created,
+                last_modified_by: Actor::Admin,
+            });
+        }
+        Ok(Self {
+            org_id,
+            client_id: config.client_id,
+            username: config.username,
+            user_id: ids::mint("005"),
+            admin_id: ids::mint("005"),
+            decoding_key,
+            integration_profile: config.integration_profile,
+            caller_ip: config.caller_ip,
+            production: config.production,
+            pending_for: config.pending_for,
+            in_progress_for: config.in_progress_for,
+            base_url,
+            profiles,
+            sessions: HashMap::new(),
+            deploys: Vec::new(),
+            calls: Vec::new(),
+            faults: Faults::default(),
+            heroku: config.heroku,
+            heroku_created: created,
+            heroku_updated: created,
+        })
+    }
+
+    pub fn profile(&self, full_name: &str) -> Option<&ProfileState> {
+        self.profiles.iter().find(|p| p.full_name == full_name)
+    }
+
+    /// Replaces a profile's whole list (REPLACE semantics), creating the profile if needed.
+    pub fn set_ranges(&mut self, full_name: &str, ranges: Vec<LoginIpRange>, actor: Actor) {
+        let now = Utc::now();
+        match self.profiles.iter_mut().find(|p| p.full_name == full_name) {
+            Some(profile) => {
+                profile.ranges = ranges;
+                profile.last_modified = now;
+                profile.last_modified_by = actor;
+            }
+            None => self.profiles.push(ProfileState {
+                full_name: full_name.to_owned(),
+                id: ids::mint("00e"),
+                ranges,
+                created: now,
+                last_modified: now,
+                last_modified_by: actor,
+            }),
+        }
+    }
+
+    pub fn set_heroku(&mut self, heroku: SimHeroku) {
+        if heroku != self.heroku {
+            self.heroku_updated = Utc::now();
+        }
+        self.heroku = heroku;
+    }
+
+    pub fn record(&mut self, operation: &str, outcome: &str) {
+        self.calls.push(Call {
+            operation: operation.to_owned(),
+            outcome: outcome.to_owned(),
+        });
+    }
+
+    /// The next injected failure for a Salesforce call. A token call (`soap == false`) only
+    /// takes HTTP-level failures; a SOAP-only failure at the head waits for a SOAP call.
+    pub fn take_failure(&mut self, soap: bool) -> Option<FailureKind> {
+        let first = *self.faults.next_failures.first()?;
+        let http_level = matches!(first, FailureKind::Http500 | FailureKind::Http503);
+        (soap || http_level).then(|| self.faults.next_failures.remove(0))
+    }
+
+    /// The user id part of the `id` URL and the createdBy of deploys (15-character form).
+    pub fn user_id15(&self) -> &str {
+        &self.user_id[..15]
+    }
+
+    pub fn user_name(&self, actor: Actor) -> (&str, &str) {
+        match actor {
+            Actor::Admin => (&self.admin_id, ADMIN_USER_NAME),
+            Actor::Integration => (&self.user_id, INTEGRATION_USER_NAME),
+        }
+    }
+
+    /// Whether the integration user may log in from `caller_ip` under its profile's ranges.
+    pub fn caller_allowed(&self) -> bool {
+        match self.profile(&self.integration_profile) {
+            Some(profile) if !profile.ranges.is_empty() => {
+                profile.ranges.iter().any(|r| r.contains(self.caller_ip))
+            }
+            _ => true,
+        }
+    }
+
+    pub fn new_session(&mut self) -> String {
+        let token = format!("{}!AQ{}", &self.org_id[..15], ids::token_secret(94));
+        self.sessions
+            .insert(token.clone(), Session { metadata_calls: 0 });
+        token
+    }
+
+    /// Accepts a deploy: the zip is read now, validated against the org when it finishes.
+    pub fn enqueue_deploy(&mut self, options: DeployOptions, package: Package) -> String {
+        let id = ids::mint("0Af");
+        self.deploys.push(DeployJob {
+            id: id.clone(),
+            options,
+            package,
+            created_at: Instant::now(),
+            created_date: Utc::now(),
+            start_date: None,
+            completed_date: None,
+            phase: Phase::Pending,
+        });
+        id
+    }
+
+    /// Moves deploy jobs along the clock, oldest first; a finishing job is evaluated against
+    /// the profiles as they are at that moment and applied if it succeeds.
+    pub fn advance(&mut self, now: Instant) {
+        let pending_for = self.pending_for;
+        let running_for = pending_for + self.in_progress_for;
+        let to_chrono =
+            |d: Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+        for index in 0..self.deploys.len() {
+            let job = &mut self.deploys[index];
+            if matches!(job.phase, Phase::Done(_)) {
+                continue;
+            }
+            let elapsed = now.saturating_duration_since(job.created_at);
+            if elapsed >= pending_for && matches!(job.phase, Phase::Pending) {
+                job.phase = Phase::InProgress;
+                job.start_date = Some(job.created_date + to_chrono(pending_for));
+            }
+            if elapsed < running_for || self.faults.deploy_outcome == DeployOutcome::Stuck {
+                continue;
+            }
+            let completed = job.created_date + to_chrono(running_for);
+            let evaluation = {
+                let profiles = &self.profiles;
+                deploy::evaluate(
+                    &job.package,
+                    &job.options,
+                    |name| {
+                        profiles
+                            .iter()
+                            .find(|p| p.full_name == name)
+                            .map(|p| p.ranges.as_slice())
+                    },
+                    &self.faults.deploy_outcome,
+                )
+            };
+            let job = &mut self.deploys[index];
+            job.completed_date = Some(completed);
+            let apply = evaluation.apply.clone();
+            job.phase = Phase::Done(evaluation);
+            for (name, ranges) in apply {
+                self.set_ranges(&name, ranges, Actor::Integration);
+            }
+        }
+    }
+
+    pub fn deploy(&self, id: &str) -> Option<&DeployJob> {
+        // Salesforce accepts the 15- and the 18-character form of an id.
+        self.deploys
+            .iter()
+            .find(|j| j.id == id || (id.len() == 15 && j.id.starts_with(id)))
+    }
+
+    pub fn deploy_records(&self) -> Vec<DeployRecord> {
+        self.deploys
+            .iter()
+            .map(|job| DeployRecord {
+                id: job.id.clone(),
+                check_only: job.options.check_only,
+                rollback_on_error: job.options.rollback_on_error,
+                test_level: job.options.test_level.clone(),
+                profiles: job.package.profile_members(),
+                files: job.package.files.clone(),
+                status: job.status().to_owned(),
+                problems: match &job.phase {
+                    Phase::Done(evaluation) => evaluation
+                        .failures
+                        .iter()
+                        .filter_map(|m| m.problem.clone())
+                        .collect(),
+                    _ => Vec::new(),
+                },
+            })
+            .collect()
+    }
+}
