@@ -12,9 +12,13 @@ use serde::Deserialize;
 pub enum HerokuError {
     #[error("Heroku API unreachable: {0}")]
     Transport(String),
-    #[error("Heroku API refused the token (HTTP 401): set HEROKU_API_TOKEN to a valid token (`heroku authorizations:create`)")]
+    #[error(
+        "Heroku API refused the token (HTTP 401): set HEROKU_API_TOKEN to a valid token (`heroku authorizations:create`)"
+    )]
     Unauthorized,
-    #[error("Heroku space `{0}` not found (HTTP 404): check HEROKU_SPACE and the token's team access")]
+    #[error(
+        "Heroku space `{0}` not found (HTTP 404): check HEROKU_SPACE and the token's team access"
+    )]
     NotFound(String),
     #[error("Heroku API answered HTTP {status}: {message}")]
     Http { status: u16, message: String },

@@ -60,7 +60,10 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("ipguard: cannot start the async runtime: {e}");
@@ -90,8 +93,9 @@ fn main() -> ExitCode {
 /// Logs go to stderr: JSON when not on a terminal (Heroku log drains), text otherwise.
 fn init_tracing() {
     use std::io::IsTerminal;
+    // SPEC default `info`; the embedded servers' lifecycle chatter is not the user's business.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,actix_server=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

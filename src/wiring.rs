@@ -39,7 +39,12 @@ pub fn sources(config: &Config, http: &reqwest::Client) -> Sources {
     Sources {
         static_ips: config.source_ips.clone(),
         heroku: config.heroku.as_ref().map(|h| {
-            HerokuClient::new(http.clone(), h.api_url.clone(), &h.space, h.api_token.clone())
+            HerokuClient::new(
+                http.clone(),
+                h.api_url.clone(),
+                &h.space,
+                h.api_token.clone(),
+            )
         }),
     }
 }

@@ -64,7 +64,9 @@ pub async fn start_demo_org() -> Result<DemoOrg, String> {
 pub async fn demo() -> u8 {
     let started = Instant::now();
     let say = |text: &str| println!("[{:>6.2}s] {text}", started.elapsed().as_secs_f64());
-    println!("ipguard demo — the whole loop against a simulated Salesforce org (no account needed)\n");
+    println!(
+        "ipguard demo — the whole loop against a simulated Salesforce org (no account needed)\n"
+    );
     let demo = match start_demo_org().await {
         Ok(d) => d,
         Err(e) => {
@@ -85,8 +87,30 @@ pub async fn demo() -> u8 {
     ));
 
     println!();
-    say("Step 1 — first reconcile: read the space's NAT IPs, read the profiles, deploy what differs.");
-    let Some(first) = reconcile(&demo, &say).await else {
+    say(
+        "Step 1 — first reconcile: read the space's NAT IPs, read the profiles, deploy what differs.",
+    );
+    let http = match crate::wiring::http_client() {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("ipguard demo: {e}");
+            return EXIT_ERROR;
+        }
+    };
+    // One client for every run, as the service keeps it: the session token is reused.
+    let client = match crate::wiring::metadata_client(
+        &demo.config,
+        &http,
+        crate::salesforce::client::RetryPolicy::default(),
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ipguard demo: {e}");
+            return EXIT_ERROR;
+        }
+    };
+    let ctx = (&demo, &http, &client);
+    let Some(first) = reconcile(ctx, &say).await else {
         return EXIT_ERROR;
     };
 
@@ -98,17 +122,21 @@ pub async fn demo() -> u8 {
     let open = crate::ranges::LoginIpRange::parse_existing("0.0.0.0", "255.255.255.255", None)
         .expect("a valid legacy range");
     demo.sim.set_login_ip_ranges(victim, vec![open]);
-    say("(In production a platform event or outbound message would wake ipguard; the periodic resync catches it regardless.)");
+    say(
+        "(In production a platform event or outbound message would wake ipguard; the periodic resync catches it regardless.)",
+    );
 
     println!();
-    say("Step 3 — ipguard reconciles again: the drift is found, the full list is re-deployed and read back.");
-    let Some(second) = reconcile(&demo, &say).await else {
+    say(
+        "Step 3 — ipguard reconciles again: the drift is found, the full list is re-deployed and read back.",
+    );
+    let Some(second) = reconcile(ctx, &say).await else {
         return EXIT_ERROR;
     };
 
     println!();
     say("Step 4 — a last check: nothing should differ any more.");
-    let Some(last) = reconcile(&demo, &say).await else {
+    let Some(last) = reconcile(ctx, &say).await else {
         return EXIT_ERROR;
     };
     let calls = demo.sim.calls().len();
@@ -126,7 +154,14 @@ pub async fn demo() -> u8 {
     }
 }
 
-async fn reconcile(demo: &DemoOrg, say: &(dyn Fn(&str) + Sync)) -> Option<Outcome> {
+async fn reconcile(
+    (demo, http, client): (
+        &DemoOrg,
+        &reqwest::Client,
+        &crate::salesforce::client::MetadataClient,
+    ),
+    say: &(dyn Fn(&str) + Sync),
+) -> Option<Outcome> {
     let observe = |event: &RunEvent<'_>| match event {
         RunEvent::Desired(ranges) => {
             let list: Vec<String> = ranges.iter().map(render::range_line).collect();
@@ -142,24 +177,19 @@ async fn reconcile(demo: &DemoOrg, say: &(dyn Fn(&str) + Sync)) -> Option<Outcom
                 println!("           {line}");
             }
         }
-        RunEvent::DeployStarted { id, .. } => {
-            say(&format!("  deploy {id} submitted (one zip, every drifted profile)"))
-        }
+        RunEvent::DeployStarted { id, .. } => say(&format!(
+            "  deploy {id} submitted (one zip, every drifted profile)"
+        )),
         RunEvent::DeployProgress(r) => say(&format!("  checkDeployStatus: {}", r.status)),
-        RunEvent::Verified(_) => say("  read back: every profile now holds exactly the desired ranges"),
+        RunEvent::Verified(_) => {
+            say("  read back: every profile now holds exactly the desired ranges")
+        }
     };
-    let http = crate::wiring::http_client().ok()?;
-    let client = crate::wiring::metadata_client(
-        &demo.config,
-        &http,
-        crate::salesforce::client::RetryPolicy::default(),
-    )
-    .ok()?;
     let names = crate::wiring::profile_names(&demo.config, &[]).ok()?;
-    let sources = crate::wiring::sources(&demo.config, &http);
+    let sources = crate::wiring::sources(&demo.config, http);
     let settings = crate::wiring::run_settings(&demo.config, false);
     let run = crate::reconcile::run::Run {
-        client: &client,
+        client,
         sources: &sources,
         settings: &settings,
         profiles: &names,
@@ -202,7 +232,10 @@ pub async fn sim(port: u16) -> u8 {
     println!("export HEROKU_API_URL=http://127.0.0.1:{port}");
     println!("export SALESFORCE_CLIENT_ID='{}'", config.client_id);
     println!("export SALESFORCE_USERNAME='{}'", config.username);
-    println!("export SALESFORCE_PRIVATE_KEY_FILE='{}'", key_path.display());
+    println!(
+        "export SALESFORCE_PRIVATE_KEY_FILE='{}'",
+        key_path.display()
+    );
     println!("export SALESFORCE_ORG_ID='{}'", config.org_id);
     println!("export HEROKU_SPACE='{}'", config.heroku.space);
     println!("export HEROKU_API_TOKEN='{}'", config.heroku.api_token);

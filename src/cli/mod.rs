@@ -127,8 +127,7 @@ pub async fn apply_with(
     progress: bool,
 ) -> Result<RunReport, u8> {
     let http = wiring::http_client().map_err(fail)?;
-    let client =
-        wiring::metadata_client(config, &http, RetryPolicy::default()).map_err(fail)?;
+    let client = wiring::metadata_client(config, &http, RetryPolicy::default()).map_err(fail)?;
     let names = wiring::profile_names(config, only).map_err(fail)?;
     let sources = wiring::sources(config, &http);
     let settings = wiring::run_settings(config, check_only);
@@ -155,7 +154,11 @@ pub fn narrate(event: &RunEvent<'_>) {
         RunEvent::Planned(plan) => eprint!("{}", render::plan_text(plan)),
         RunEvent::DeployStarted { id, check_only } => eprintln!(
             "• deploy {id} submitted{}",
-            if *check_only { " (checkOnly: validate, change nothing)" } else { "" }
+            if *check_only {
+                " (checkOnly: validate, change nothing)"
+            } else {
+                ""
+            }
         ),
         RunEvent::DeployProgress(r) => eprintln!(
             "  … {} ({}/{} components)",
@@ -196,7 +199,10 @@ pub fn keygen(out: &Path, common_name: &str, days: u32) -> u8 {
     };
     match crate::keygen::write(out, &material) {
         Ok((key, cert)) => {
-            println!("wrote {} (private key, mode 0600: set it as SALESFORCE_PRIVATE_KEY)", key.display());
+            println!(
+                "wrote {} (private key, mode 0600: set it as SALESFORCE_PRIVATE_KEY)",
+                key.display()
+            );
             println!(
                 "wrote {} (upload this certificate to the External Client App's JWT bearer settings)",
                 cert.display()

