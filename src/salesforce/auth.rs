@@ -199,32 +199,36 @@ impl JwtBearer {
             .bytes()
             .await
             .map_err(|e| AuthError::Transport(e.without_url().to_string()))?;
-        if status.is_success() {
-            let token: TokenResponse =
-                serde_json::from_slice(&body).map_err(|e| AuthError::Http {
-                    status: status.as_u16(),
-                    excerpt: format!("unreadable token response ({e})"),
-                })?;
-            let instance_url = Url::parse(&token.instance_url).map_err(|e| AuthError::Http {
-                status: status.as_u16(),
-                excerpt: format!("bad instance_url ({e})"),
-            })?;
-            return Ok(Session {
-                access_token: SecretString::from(token.access_token),
-                instance_url,
-            });
-        }
-        match serde_json::from_slice::<TokenErrorResponse>(&body) {
-            Ok(err) if status.is_client_error() => Err(AuthError::Refused {
-                hint: hint_for(&err.error, &err.error_description),
-                error: err.error,
-                description: err.error_description,
-            }),
-            _ => Err(AuthError::Http {
-                status: status.as_u16(),
-                excerpt: excerpt(&body),
-            }),
-        }
+        read_token_response(status.as_u16(), &body)
+    }
+}
+
+/// Turns a token endpoint answer into a session or a typed refusal (pure, for tests).
+pub fn read_token_response(status: u16, body: &[u8]) -> Result<Session, AuthError> {
+    if (200..300).contains(&status) {
+        let token: TokenResponse = serde_json::from_slice(body).map_err(|e| AuthError::Http {
+            status,
+            excerpt: format!("unreadable token response ({e})"),
+        })?;
+        let instance_url = Url::parse(&token.instance_url).map_err(|e| AuthError::Http {
+            status,
+            excerpt: format!("bad instance_url ({e})"),
+        })?;
+        return Ok(Session {
+            access_token: SecretString::from(token.access_token),
+            instance_url,
+        });
+    }
+    match serde_json::from_slice::<TokenErrorResponse>(body) {
+        Ok(err) if (400..500).contains(&status) => Err(AuthError::Refused {
+            hint: hint_for(&err.error, &err.error_description),
+            error: err.error,
+            description: err.error_description,
+        }),
+        _ => Err(AuthError::Http {
+            status,
+            excerpt: excerpt(body),
+        }),
     }
 }
 
@@ -279,6 +283,73 @@ mod tests {
         };
         assert!(e.is_ip_restricted());
         assert!(!e.is_transient());
+    }
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = format!(
+            "{}/tests/fixtures/salesforce/oauth/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    #[test]
+    fn real_token_errors_map_to_typed_refusals() {
+        for (file, error, locked_out) in [
+            (
+                "token-error-invalid-grant-ip-restricted.json",
+                "invalid_grant",
+                true,
+            ),
+            (
+                "token-error-invalid-grant-not-approved.json",
+                "invalid_grant",
+                false,
+            ),
+            (
+                "token-error-invalid-client-id.json",
+                "invalid_client_id",
+                false,
+            ),
+            (
+                "token-error-invalid-grant-authentication-failure.json",
+                "invalid_grant",
+                false,
+            ),
+            (
+                "token-error-invalid-grant-expired-token.json",
+                "invalid_grant",
+                false,
+            ),
+        ] {
+            let refusal = read_token_response(400, &fixture(file)).unwrap_err();
+            assert!(
+                matches!(&refusal, AuthError::Refused { error: e, hint, .. } if e == error && *hint != hint_for("x", "y")),
+                "{file}: {refusal:?}"
+            );
+            assert_eq!(refusal.is_ip_restricted(), locked_out, "{file}");
+        }
+    }
+
+    #[test]
+    fn real_token_success_gives_a_session() {
+        // The documented password-flow sample carries the same two fields the JWT flow uses.
+        let session =
+            read_token_response(200, &fixture("token-success-password-flow.json")).unwrap();
+        assert_eq!(session.instance_url.as_str(), "https://na1.salesforce.com/");
+        assert!(
+            session
+                .access_token
+                .expose_secret()
+                .starts_with("00Dx0000000BV7z!")
+        );
+        assert!(!format!("{session:?}").contains("00Dx0000000BV7z!"));
+    }
+
+    #[test]
+    fn server_errors_are_transient_not_refusals() {
+        let e = read_token_response(503, b"<html>down</html>").unwrap_err();
+        assert!(e.is_transient());
     }
 
     #[test]

@@ -41,7 +41,27 @@ pub(crate) async fn nat(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    let (status, body, outcome) = if token != Some(state.heroku.api_token.as_str()) {
+    let injected =
+        (!state.faults.heroku_failures.is_empty()).then(|| state.faults.heroku_failures.remove(0));
+    let injected_label = injected.map(|status| format!("http_{status}"));
+    let (status, body, outcome) = if let Some(status) = injected {
+        let body = if status == 429 {
+            HerokuError {
+                id: "rate_limit",
+                message: "Your account reached the API rate limit",
+            }
+        } else {
+            HerokuError {
+                id: "internal_server_error",
+                message: "Internal server error.",
+            }
+        };
+        (
+            status,
+            serde_json::to_string(&body),
+            injected_label.as_deref().unwrap_or("http"),
+        )
+    } else if token != Some(state.heroku.api_token.as_str()) {
         let body = HerokuError {
             id: "unauthorized",
             message: "Invalid credentials provided.",

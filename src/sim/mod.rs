@@ -137,6 +137,8 @@ pub struct Faults {
     pub deploy_outcome: DeployOutcome,
     /// Whether the integration user is pre-authorized for the app (false → `invalid_grant`).
     pub user_approved: bool,
+    /// HTTP statuses (429, 5xx) the next Heroku API calls answer with, one per call.
+    pub heroku_failures: Vec<u16>,
 }
 
 impl Default for Faults {
@@ -147,6 +149,7 @@ impl Default for Faults {
             session_expires_after_calls: None,
             deploy_outcome: DeployOutcome::Succeed,
             user_approved: true,
+            heroku_failures: Vec::new(),
         }
     }
 }

@@ -1384,6 +1384,7 @@ fn faults_default_is_a_healthy_org_and_round_trips_as_json() {
         session_expires_after_calls: Some(3),
         deploy_outcome: DeployOutcome::Fail(vec!["boom".into()]),
         user_approved: false,
+        heroku_failures: vec![429],
     };
     let text = serde_json::to_string(&custom).unwrap();
     assert_eq!(serde_json::from_str::<Faults>(&text).unwrap(), custom);

@@ -372,3 +372,68 @@ async fn demo_org_ends_in_sync() {
     );
     demo.sim.stop().await;
 }
+
+#[tokio::test]
+async fn heroku_rate_limits_and_5xx_are_retried() {
+    let h = Harness::start(|_| {}, &[]).await;
+    h.sim.set_faults(Faults {
+        heroku_failures: vec![429, 503, 500],
+        ..Faults::default()
+    });
+    let report = h.run().await;
+    assert_outcome(&report, Outcome::Remediated);
+    assert_eq!(h.sim.count("heroku.nat"), 4);
+    h.sim.stop().await;
+}
+
+#[tokio::test]
+async fn a_refused_heroku_token_fails_clearly_without_retrying() {
+    let h = Harness::start(|_| {}, &[("HEROKU_API_TOKEN", "not-the-space-token")]).await;
+    let report = h.run().await;
+    assert_outcome(&report, Outcome::Failed);
+    assert!(report.error.unwrap().contains("HEROKU_API_TOKEN"));
+    assert_eq!(h.sim.count("heroku.nat"), 1);
+    assert_eq!(h.sim.count("deploy"), 0);
+    h.sim.stop().await;
+}
+
+/// The API calls a run spends, for the closing note and as a budget: an in-sync run costs
+/// ⌈P/10⌉ reads (token cached), a remediation one token, 2·⌈P/10⌉ reads, one deploy and the
+/// polls.
+#[tokio::test]
+async fn api_call_budget_for_3_and_25_profiles() {
+    for extra in [0usize, 22] {
+        let h = Harness::start(
+            |c| {
+                c.profiles.truncate(3);
+                for i in 0..extra {
+                    c.profiles
+                        .push((format!("Custom%3A Team {i:02}"), Vec::new()));
+                }
+            },
+            &[],
+        )
+        .await;
+        let p = h.names.len();
+        let reads = p.div_ceil(10);
+        let remediation = h.run().await;
+        assert_outcome(&remediation, Outcome::Remediated);
+        let polls = h.sim.count("checkDeployStatus");
+        assert_eq!(h.sim.count("token"), 1);
+        assert_eq!(h.sim.count("readMetadata"), 2 * reads);
+        assert_eq!(h.sim.count("deploy"), 1);
+        let remediation_calls = h.sim.calls().len();
+        h.sim.clear_calls();
+        assert_outcome(&h.run().await, Outcome::InSync);
+        let in_sync_calls = h.sim.calls().len();
+        assert_eq!(h.sim.count("readMetadata"), reads);
+        assert_eq!(in_sync_calls, 1 + reads, "NAT + reads, no token, no deploy");
+        eprintln!(
+            "API budget, {p} profiles: remediation {remediation_calls} calls \
+             (1 token, 1 NAT, {} reads, 1 deploy, {polls} polls); in sync {in_sync_calls} calls \
+             (1 NAT, {reads} reads)",
+            2 * reads
+        );
+        h.sim.stop().await;
+    }
+}
