@@ -194,6 +194,7 @@ async fn reconcile(
         settings: &settings,
         profiles: &names,
         observe: &observe,
+        journal: &crate::reconcile::run::NoJournal,
     };
     let report = run.execute().await;
     say(&format!(

@@ -88,6 +88,7 @@ pub async fn plan(only: &[String], json: bool) -> u8 {
         settings: &settings,
         profiles: &names,
         observe: &|_| {},
+        journal: &crate::reconcile::run::NoJournal,
     };
     match run.plan().await {
         Ok((_, plan)) => {
@@ -142,6 +143,7 @@ pub async fn apply_with(
         settings: &settings,
         profiles: &names,
         observe: &observe,
+        journal: &crate::reconcile::run::NoJournal,
     };
     Ok(run.execute().await)
 }

@@ -158,19 +158,34 @@ pub struct RunReport {
     pub duration_ms: u128,
 }
 
-/// One reconcile against one org.
-pub struct Run<'a> {
-    pub client: &'a MetadataClient,
-    pub sources: &'a Sources,
-    pub settings: &'a RunSettings,
-    pub profiles: &'a [ProfileName],
-    pub observe: &'a (dyn Fn(&RunEvent<'_>) + Send + Sync),
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// Durable record of a submitted deploy, written before polling starts so that a restarted
+/// process resumes polling instead of deploying again (SPEC §5.5).
+pub trait DeployJournal: Send + Sync {
+    fn deploy_submitted<'a>(
+        &'a self,
+        id: &'a DeployId,
+        check_only: bool,
+    ) -> BoxFuture<'a, Result<(), String>>;
 }
 
-impl Run<'_> {
-    pub async fn execute(&self) -> RunReport {
-        let started = Instant::now();
-        let mut report = RunReport {
+/// For one-shot commands that keep no records (`plan`, `demo`).
+pub struct NoJournal;
+
+impl DeployJournal for NoJournal {
+    fn deploy_submitted<'a>(
+        &'a self,
+        _: &'a DeployId,
+        _: bool,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+impl RunReport {
+    fn empty() -> Self {
+        Self {
             outcome: Outcome::Failed,
             desired: Vec::new(),
             plan: None,
@@ -179,8 +194,45 @@ impl Run<'_> {
             failures: Vec::new(),
             error: None,
             duration_ms: 0,
-        };
+        }
+    }
+}
+
+/// One reconcile against one org.
+pub struct Run<'a> {
+    pub client: &'a MetadataClient,
+    pub sources: &'a Sources,
+    pub settings: &'a RunSettings,
+    pub profiles: &'a [ProfileName],
+    pub observe: &'a (dyn Fn(&RunEvent<'_>) + Send + Sync),
+    pub journal: &'a dyn DeployJournal,
+}
+
+impl Run<'_> {
+    pub async fn execute(&self) -> RunReport {
+        let started = Instant::now();
+        let mut report = RunReport::empty();
         if let Err(failure) = self.steps(&mut report).await {
+            report.outcome = failure.outcome;
+            report.error = Some(failure.message);
+        }
+        report.duration_ms = started.elapsed().as_millis();
+        report
+    }
+
+    /// Picks up a deploy a previous process submitted but never saw finish: poll it, then
+    /// verify against the current desired ranges. Nothing is deployed again.
+    pub async fn resume(&self, id: DeployId, check_only: bool) -> RunReport {
+        let started = Instant::now();
+        let mut report = RunReport::empty();
+        report.deploy_id = Some(id.clone());
+        let result = async {
+            let sources = self.sources.resolve().await.map_err(Failure::failed)?;
+            report.desired = desired_ranges(&sources);
+            self.finish_deploy(&mut report, id, check_only).await
+        }
+        .await;
+        if let Err(failure) = result {
             report.outcome = failure.outcome;
             report.error = Some(failure.message);
         }
@@ -229,11 +281,24 @@ impl Run<'_> {
             .await
             .map_err(Failure::salesforce)?;
         report.deploy_id = Some(id.clone());
+        if let Err(e) = self.journal.deploy_submitted(&id, check_only).await {
+            // The deploy is already on its way; keep polling it, but say the record is missing.
+            tracing::error!(deploy_id = %id, error = %e, "could not record the submitted deploy");
+        }
         (self.observe)(&RunEvent::DeployStarted {
             id: &id,
             check_only,
         });
+        self.finish_deploy(report, id, check_only).await
+    }
 
+    /// Steps 5–6: poll the deploy to its end, then verify by reading back.
+    async fn finish_deploy(
+        &self,
+        report: &mut RunReport,
+        id: DeployId,
+        check_only: bool,
+    ) -> Result<(), Failure> {
         // 5. poll until done or the window closes
         let result = self.poll(&id).await?;
         report.deploy_status = Some(result.status.to_string());

@@ -99,6 +99,7 @@ impl Harness {
             settings,
             profiles: &self.names,
             observe: &|_| {},
+            journal: &ipguard::reconcile::run::NoJournal,
         }
         .execute()
         .await
@@ -436,4 +437,33 @@ async fn api_call_budget_for_3_and_25_profiles() {
         );
         h.sim.stop().await;
     }
+}
+
+#[tokio::test]
+async fn a_resumed_deploy_is_polled_and_verified_never_redeployed() {
+    let h = Harness::start(|_| {}, &[]).await;
+    h.sim.set_faults(Faults {
+        deploy_outcome: DeployOutcome::Stuck,
+        ..Faults::default()
+    });
+    let mut settings = h.settings();
+    settings.deploy_timeout = Duration::from_millis(500);
+    let first = h.run_with(&settings).await;
+    assert_outcome(&first, Outcome::Unknown);
+    // the org finishes the deploy later; a new process picks it up from the journal
+    h.sim.set_faults(Faults::default());
+    let resumed = Run {
+        client: &h.client,
+        sources: &h.sources,
+        settings: &h.settings(),
+        profiles: &h.names,
+        observe: &|_| {},
+        journal: &ipguard::reconcile::run::NoJournal,
+    }
+    .resume(first.deploy_id.clone().unwrap(), false)
+    .await;
+    assert_outcome(&resumed, Outcome::Remediated);
+    assert_eq!(h.sim.count("deploy"), 1, "resuming never deploys again");
+    assert_eq!(h.ranges("Admin"), desired());
+    h.sim.stop().await;
 }
