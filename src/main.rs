@@ -18,6 +18,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The web service: webhooks, admin API, reconcile controller and resync timer.
+    Serve,
     /// Print the desired login IP ranges from the configured sources.
     Ranges {
         #[arg(long)]
@@ -72,6 +74,7 @@ fn main() -> ExitCode {
     };
     let code = runtime.block_on(async {
         match cli.command {
+            Command::Serve => ipguard::cli::serve().await,
             Command::Ranges { json } => ipguard::cli::ranges(json).await,
             Command::Plan { profiles, json } => ipguard::cli::plan(&profiles, json).await,
             Command::Apply {

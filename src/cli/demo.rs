@@ -163,6 +163,7 @@ async fn reconcile(
     say: &(dyn Fn(&str) + Sync),
 ) -> Option<Outcome> {
     let observe = |event: &RunEvent<'_>| match event {
+        RunEvent::Sources(_) => {}
         RunEvent::Desired(ranges) => {
             let list: Vec<String> = ranges.iter().map(render::range_line).collect();
             say(&format!("  desired ranges: {}", list.join("; ")));

@@ -151,6 +151,7 @@ pub async fn apply_with(
 /// One line per run step, for people watching a terminal.
 pub fn narrate(event: &RunEvent<'_>) {
     match event {
+        RunEvent::Sources(sources) => eprintln!("• sources: {} IP/CIDR entries", sources.len()),
         RunEvent::Desired(ranges) => eprintln!("• desired: {} range(s)", ranges.len()),
         RunEvent::Read(records) => eprintln!("• read {} profile(s)", records.len()),
         RunEvent::Planned(plan) => eprint!("{}", render::plan_text(plan)),
@@ -190,6 +191,24 @@ pub fn exit_code(outcome: Outcome) -> u8 {
         Outcome::Planned => EXIT_PLANNED,
         Outcome::Failed | Outcome::Unknown => EXIT_ERROR,
         Outcome::LockedOut => EXIT_LOCKED_OUT,
+    }
+}
+
+/// `ipguard serve`: the web service, reconciler and resync timer.
+pub async fn serve() -> u8 {
+    let Some(config) = load(Needs::serve()) else {
+        return EXIT_ERROR;
+    };
+    let bind = std::net::SocketAddr::from(([0, 0, 0, 0], config.port));
+    let service = match crate::service::start(&config, bind, None, RetryPolicy::default()).await
+    {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    tracing::info!(port = service.port, "ipguard serving");
+    match service.wait().await {
+        Ok(()) => EXIT_OK,
+        Err(e) => fail(e),
     }
 }
 

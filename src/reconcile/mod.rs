@@ -1,4 +1,6 @@
 //! Reconciling an org: the pure plan and one run.
 
+pub mod controller;
 pub mod plan;
 pub mod run;
+pub mod status;

@@ -136,6 +136,7 @@ impl RunSettings {
 /// Steps of a run, for narration (CLI progress, demo) and records.
 #[derive(Debug)]
 pub enum RunEvent<'a> {
+    Sources(&'a [Source]),
     Desired(&'a [LoginIpRange]),
     Read(&'a [ProfileRecord]),
     Planned(&'a Plan),
@@ -248,6 +249,7 @@ impl Run<'_> {
             .resolve()
             .await
             .map_err(|e| to_pair(Failure::failed(e)))?;
+        (self.observe)(&RunEvent::Sources(&sources));
         let desired = desired_ranges(&sources);
         (self.observe)(&RunEvent::Desired(&desired));
         let plan = self.read_and_plan(&desired, true).await.map_err(to_pair)?;
@@ -257,6 +259,7 @@ impl Run<'_> {
     async fn steps(&self, report: &mut RunReport) -> Result<(), Failure> {
         // 1. desired ranges — never from an empty or stale source
         let sources = self.sources.resolve().await.map_err(Failure::failed)?;
+        (self.observe)(&RunEvent::Sources(&sources));
         report.desired = desired_ranges(&sources);
         (self.observe)(&RunEvent::Desired(&report.desired));
 

@@ -35,6 +35,18 @@ impl SalesforceError {
         matches!(self, Self::Auth(a) if a.is_ip_restricted())
     }
 
+    /// A short, bounded label for metrics.
+    pub fn label(&self) -> String {
+        match self {
+            Self::Auth(AuthError::Refused { error, .. }) => format!("auth_{error}"),
+            Self::Auth(_) => "auth_unreachable".into(),
+            Self::Fault(f) => f.code.clone(),
+            Self::Http { status, .. } => format!("http_{status}"),
+            Self::Transport(_) => "transport".into(),
+            Self::Response(_) => "bad_response".into(),
+        }
+    }
+
     /// Worth another attempt after a pause.
     pub fn is_transient(&self) -> bool {
         match self {
@@ -87,6 +99,9 @@ impl RetryPolicy {
     }
 }
 
+/// Told about every Metadata API call: operation and outcome (`ok`, a fault code, `http_503`…).
+pub type CallObserver = Arc<dyn Fn(&'static str, &str) + Send + Sync>;
+
 /// A Metadata API client for one org.
 pub struct MetadataClient {
     http: reqwest::Client,
@@ -94,6 +109,7 @@ pub struct MetadataClient {
     api_version: String,
     retry: RetryPolicy,
     session: Mutex<Option<Arc<Session>>>,
+    observer: Option<CallObserver>,
 }
 
 impl MetadataClient {
@@ -109,7 +125,14 @@ impl MetadataClient {
             api_version: api_version.to_owned(),
             retry,
             session: Mutex::new(None),
+            observer: None,
         }
+    }
+
+    /// Reports every call (metrics).
+    pub fn with_call_observer(mut self, observer: CallObserver) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     pub fn api_version(&self) -> &str {
@@ -147,6 +170,13 @@ impl MetadataClient {
         let mut relogged = false;
         loop {
             let result = self.call_once(operation, body).await;
+            if let Some(observer) = &self.observer {
+                let outcome = match &result {
+                    Ok(_) => "ok".to_owned(),
+                    Err((_, e)) => e.label(),
+                };
+                observer(operation, &outcome);
+            }
             let error = match result {
                 Ok((_, element)) => return Ok(element),
                 Err((session, error)) => {

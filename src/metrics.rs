@@ -1,0 +1,154 @@
+//! Prometheus metrics (`GET /metrics`): what operators alert on.
+
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NotificationLabels {
+    pub source: &'static str,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiCallLabels {
+    pub operation: &'static str,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProfileLabels {
+    pub profile: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub notifications: Family<NotificationLabels, Counter>,
+    pub jwt_rejections: Family<ReasonLabels, Counter>,
+    pub runs: Family<OutcomeLabels, Counter>,
+    pub deploy_duration_seconds: Histogram,
+    pub salesforce_api_calls: Family<ApiCallLabels, Counter>,
+    pub profile_in_sync: Family<ProfileLabels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("ipguard");
+        let notifications = Family::<NotificationLabels, Counter>::default();
+        registry.register(
+            "notifications",
+            "Webhook deliveries by source (outbound_message, platform_event) and outcome",
+            notifications.clone(),
+        );
+        let jwt_rejections = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "jwt_rejections",
+            "Platform event callouts refused, by reason",
+            jwt_rejections.clone(),
+        );
+        let runs = Family::<OutcomeLabels, Counter>::default();
+        registry.register("runs", "Reconcile runs by outcome", runs.clone());
+        // Profile deploys take seconds; a stuck one minutes.
+        let deploy_duration_seconds = Histogram::new(
+            [0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0].into_iter(),
+        );
+        registry.register(
+            "deploy_duration_seconds",
+            "Time from deploy submission to its final status",
+            deploy_duration_seconds.clone(),
+        );
+        let salesforce_api_calls = Family::<ApiCallLabels, Counter>::default();
+        registry.register(
+            "salesforce_api_calls",
+            "Salesforce API calls by operation and outcome",
+            salesforce_api_calls.clone(),
+        );
+        let profile_in_sync = Family::<ProfileLabels, Gauge>::default();
+        registry.register(
+            "profile_in_sync",
+            "1 when the profile held the desired ranges at the last read, else 0",
+            profile_in_sync.clone(),
+        );
+        Self {
+            registry,
+            notifications,
+            jwt_rejections,
+            runs,
+            deploy_duration_seconds,
+            salesforce_api_calls,
+            profile_in_sync,
+        }
+    }
+
+    pub fn notification(&self, source: &'static str, outcome: &'static str) {
+        self.notifications
+            .get_or_create(&NotificationLabels { source, outcome })
+            .inc();
+    }
+
+    /// OpenMetrics text.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Encoding into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_family_with_labels() {
+        let m = Metrics::new();
+        m.notification("outbound_message", "accepted");
+        m.jwt_rejections
+            .get_or_create(&ReasonLabels { reason: "expired" })
+            .inc();
+        m.runs.get_or_create(&OutcomeLabels { outcome: "in_sync" }).inc();
+        m.salesforce_api_calls
+            .get_or_create(&ApiCallLabels {
+                operation: "readMetadata",
+                outcome: "ok".into(),
+            })
+            .inc();
+        m.profile_in_sync
+            .get_or_create(&ProfileLabels {
+                profile: "Admin".into(),
+            })
+            .set(1);
+        m.deploy_duration_seconds.observe(1.2);
+        let text = m.render();
+        for needle in [
+            "ipguard_notifications_total{source=\"outbound_message\",outcome=\"accepted\"} 1",
+            "ipguard_jwt_rejections_total{reason=\"expired\"} 1",
+            "ipguard_runs_total{outcome=\"in_sync\"} 1",
+            "ipguard_salesforce_api_calls_total{operation=\"readMetadata\",outcome=\"ok\"} 1",
+            "ipguard_profile_in_sync{profile=\"Admin\"} 1",
+            "ipguard_deploy_duration_seconds_count 1",
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! The HTTP side of `ipguard serve`: routes, shared state, limits.
+
+pub mod admin;
+pub mod middleware;
+pub mod responses;
+pub mod status_page;
+pub mod webhooks;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpServer, web};
+use secrecy::SecretString;
+
+use crate::ids::OrgId;
+use crate::ingress::jwt::EventsVerifier;
+use crate::metrics::Metrics;
+use crate::reconcile::status::StatusBoard;
+use crate::store::Store;
+
+/// Webhook bodies above this are refused with 413 while streaming (SPEC §3).
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// Everything a handler may need; built once at start-up.
+pub struct AppState {
+    pub store: Store,
+    /// Our org: outbound messages from any other org are refused.
+    pub org_id: Option<OrgId>,
+    /// The key hints, runs and leases are filed under (the org id, or `default`).
+    pub org_key: String,
+    pub outbound_token: Option<SecretString>,
+    pub admin_token: Option<SecretString>,
+    pub verifier: Option<EventsVerifier>,
+    pub metrics: Arc<Metrics>,
+    pub status: Arc<StatusBoard>,
+    pub debounce: Duration,
+    pub deploy_timeout: Duration,
+}
+
+/// Routes with their limits; used by `serve` and by tests.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    let payload = web::PayloadConfig::new(MAX_BODY_BYTES);
+    cfg.app_data(payload)
+        .service(
+            web::resource("/salesforce/outbound-messages")
+                .route(web::post().to(webhooks::outbound_plain))
+                .default_service(web::to(responses::method_not_allowed)),
+        )
+        .service(
+            web::resource("/salesforce/outbound-messages/{token}")
+                .route(web::post().to(webhooks::outbound_with_token))
+                .default_service(web::to(responses::method_not_allowed)),
+        )
+        .service(
+            web::resource("/salesforce/events")
+                .route(web::post().to(webhooks::platform_events))
+                .default_service(web::to(responses::method_not_allowed)),
+        )
+        .service(
+            web::resource("/reconcile")
+                .route(web::post().to(admin::reconcile))
+                .default_service(web::to(responses::method_not_allowed)),
+        )
+        .service(
+            web::resource("/status")
+                .route(web::get().to(admin::status))
+                .default_service(web::to(responses::method_not_allowed)),
+        )
+        .service(
+            web::resource("/metrics")
+                .route(web::get().to(admin::metrics))
+                .default_service(web::to(responses::method_not_allowed)),
+        )
+        .service(
+            web::resource("/healthz")
+                .route(web::get().to(admin::healthz))
+                .default_service(web::to(responses::method_not_allowed)),
+        )
+        .service(
+            web::resource("/readyz")
+                .route(web::get().to(admin::readyz))
+                .default_service(web::to(responses::method_not_allowed)),
+        );
+}
+
+/// Binds the listener and returns the running server (not yet awaited) and its port.
+pub fn start(listener: TcpListener, state: Arc<AppState>) -> std::io::Result<(Server, u16)> {
+    let port = listener.local_addr()?.port();
+    let data = web::Data::from(state);
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(actix_web::middleware::from_fn(
+                middleware::request_id_and_log,
+            ))
+            .app_data(data.clone())
+            .configure(configure)
+            .default_service(web::to(responses::not_found))
+    })
+    // Heroku sends SIGTERM and allows 30 s before SIGKILL.
+    .shutdown_timeout(25)
+    .listen(listener)?
+    .run();
+    Ok((server, port))
+}

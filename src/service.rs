@@ -1,0 +1,156 @@
+//! `ipguard serve` assembled: store, HTTP server and reconcile controller, started and stopped
+//! together.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::ingress::jwt::EventsVerifier;
+use crate::metrics::{ApiCallLabels, Metrics};
+use crate::reconcile::controller::{Controller, ControllerTiming};
+use crate::reconcile::status::StatusBoard;
+use crate::salesforce::client::RetryPolicy;
+use crate::server::{self, AppState};
+use crate::store::{Store, StoreError};
+use crate::wiring::{self, WiringError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Wiring(#[from] WiringError),
+    #[error("EVENTS_JWT_CERTS: {0}")]
+    EventKeys(String),
+    #[error("cannot listen: {0}")]
+    Listen(#[from] std::io::Error),
+}
+
+/// A running service.
+pub struct Service {
+    pub port: u16,
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    pub status: Arc<StatusBoard>,
+    server: actix_web::dev::ServerHandle,
+    server_task: JoinHandle<std::io::Result<()>>,
+    controller_task: JoinHandle<()>,
+    shutdown: watch::Sender<bool>,
+}
+
+/// The key hints, runs and leases are filed under.
+pub fn org_key(config: &Config) -> String {
+    config
+        .salesforce
+        .org_id
+        .as_ref()
+        .map(|o| o.as_str().to_owned())
+        .unwrap_or_else(|| "default".to_owned())
+}
+
+/// Connects the store (running migrations) and checks the keys, then binds `bind` (port 0 =
+/// any), serves and reconciles. Nothing is bound when anything before fails.
+pub async fn start(
+    config: &Config,
+    bind: std::net::SocketAddr,
+    timing: Option<ControllerTiming>,
+    retry: RetryPolicy,
+) -> Result<Service, ServeError> {
+    let store = Store::connect(&config.database).await?;
+    let metrics = Arc::new(Metrics::new());
+    let status = Arc::new(StatusBoard::default());
+    let verifier = config
+        .events_jwt
+        .as_ref()
+        .map(EventsVerifier::from_settings)
+        .transpose()
+        .map_err(|e| ServeError::EventKeys(e.to_string()))?;
+    let http = wiring::http_client()?;
+    let call_metrics = metrics.clone();
+    let client = wiring::metadata_client(config, &http, retry)?.with_call_observer(Arc::new(
+        move |operation, outcome| {
+            call_metrics
+                .salesforce_api_calls
+                .get_or_create(&ApiCallLabels {
+                    operation,
+                    outcome: outcome.to_owned(),
+                })
+                .inc();
+        },
+    ));
+    let org_key = org_key(config);
+    let state = Arc::new(AppState {
+        store: store.clone(),
+        org_id: config.salesforce.org_id.clone(),
+        org_key: org_key.clone(),
+        outbound_token: config.outbound_message_token.clone(),
+        admin_token: config.admin_token.clone(),
+        verifier,
+        metrics: metrics.clone(),
+        status: status.clone(),
+        debounce: config.debounce,
+        deploy_timeout: config.deploy_timeout,
+    });
+    let listener = TcpListener::bind(bind)?;
+    let (server, port) = server::start(listener, state)?;
+    let handle = server.handle();
+    let server_task = tokio::spawn(server);
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let controller = Controller {
+        store: store.clone(),
+        org_key,
+        holder: format!("{}-{}", hostname(), uuid::Uuid::new_v4()),
+        client,
+        sources: wiring::sources(config, &http),
+        settings: wiring::run_settings(config, false),
+        profiles: wiring::profile_names(config, &[])?,
+        timing: timing
+            .unwrap_or_else(|| ControllerTiming::new(config.debounce, config.resync_interval)),
+        metrics: metrics.clone(),
+        status: status.clone(),
+    };
+    let controller_task = tokio::spawn(controller.run(shutdown_rx));
+    Ok(Service {
+        port,
+        store,
+        metrics,
+        status,
+        server: handle,
+        server_task,
+        controller_task,
+        shutdown,
+    })
+}
+
+fn hostname() -> String {
+    // Heroku sets DYNO (web.1); elsewhere the pid is enough to tell processes apart.
+    std::env::var("DYNO").unwrap_or_else(|_| format!("pid{}", std::process::id()))
+}
+
+impl Service {
+    /// Waits until the HTTP server stops (SIGTERM/SIGINT, handled by actix), then stops the
+    /// controller.
+    pub async fn wait(mut self) -> std::io::Result<()> {
+        let result = (&mut self.server_task)
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        self.stop_controller().await;
+        result
+    }
+
+    /// Graceful stop: no new connections, in-flight requests finish, the controller lets go of
+    /// its lease; a submitted deploy stays recorded for the next process.
+    pub async fn stop(mut self) {
+        self.server.stop(true).await;
+        let _ = (&mut self.server_task).await;
+        self.stop_controller().await;
+    }
+
+    async fn stop_controller(self) {
+        let _ = self.shutdown.send(true);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), self.controller_task).await;
+    }
+}

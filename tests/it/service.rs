@@ -1,0 +1,271 @@
+//! `ipguard serve` over HTTP against the simulated org: webhooks in, runs out.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use ipguard::config::{Config, Needs};
+use ipguard::ranges::LoginIpRange;
+use ipguard::reconcile::controller::ControllerTiming;
+use ipguard::salesforce::client::RetryPolicy;
+use ipguard::service::Service;
+use ipguard::sim::{EventClaims, SendRetry, SimConfig, SimOrg};
+use secrecy::ExposeSecret;
+
+pub const ADMIN_TOKEN: &str = "admin-token-0123456789abcdef";
+pub const OM_TOKEN: &str = "om-path-token-0123456789";
+pub const ISSUER: &str = "https://acme.my.salesforce.com";
+pub const AUDIENCE: &str = "https://ipguard.example";
+
+pub fn keys() -> &'static ipguard::keygen::KeyMaterial {
+    static KEYS: OnceLock<ipguard::keygen::KeyMaterial> = OnceLock::new();
+    KEYS.get_or_init(|| ipguard::keygen::generate("ipguard-service-test", 2).expect("test key"))
+}
+
+pub fn range(start: &str, end: &str) -> LoginIpRange {
+    LoginIpRange::parse_existing(start, end, None).unwrap()
+}
+
+pub fn desired() -> Vec<LoginIpRange> {
+    vec![range("203.0.113.10", "203.0.113.11")]
+}
+
+pub fn fast_timing() -> ControllerTiming {
+    ControllerTiming {
+        debounce: Duration::from_millis(200),
+        resync_interval: Duration::from_secs(3600),
+        lease_ttl: Duration::from_millis(1500),
+        min_backoff: Duration::from_millis(200),
+        max_backoff: Duration::from_secs(2),
+        locked_out_backoff: Duration::from_secs(2),
+    }
+}
+
+pub fn fast_retry() -> RetryPolicy {
+    RetryPolicy {
+        min_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(100),
+        max_attempts: 4,
+    }
+}
+
+/// A simulated org and the variables an operator would set to guard it.
+pub struct Org {
+    pub sim: SimOrg,
+    pub vars: HashMap<&'static str, String>,
+    _dir: tempfile::TempDir,
+}
+
+impl Org {
+    pub async fn start(extra: &[(&'static str, &str)]) -> Self {
+        let sim_config = SimConfig::new(keys().certificate_pem.clone());
+        let profiles: Vec<String> = sim_config.profiles.iter().map(|(n, _)| n.clone()).collect();
+        let mut vars: HashMap<&'static str, String> = HashMap::from([
+            ("SALESFORCE_CLIENT_ID", sim_config.client_id.clone()),
+            ("SALESFORCE_USERNAME", sim_config.username.clone()),
+            ("HEROKU_SPACE", sim_config.heroku.space.clone()),
+            ("HEROKU_API_TOKEN", sim_config.heroku.api_token.clone()),
+            ("IPGUARD_PROFILES", profiles.join(",")),
+            ("IPGUARD_ADMIN_TOKEN", ADMIN_TOKEN.to_owned()),
+            ("EVENTS_JWT_ISSUER", ISSUER.to_owned()),
+            ("EVENTS_JWT_AUDIENCE", AUDIENCE.to_owned()),
+            ("IPGUARD_DEBOUNCE", "200ms".to_owned()),
+            ("IPGUARD_DEPLOY_TIMEOUT", "20s".to_owned()),
+            ("PORT", "0".to_owned()),
+        ]);
+        let sim = SimOrg::start(sim_config, 0).await.expect("sim starts");
+        let dir = tempfile::tempdir().unwrap();
+        vars.insert("SALESFORCE_LOGIN_URL", sim.base_url());
+        vars.insert("HEROKU_API_URL", sim.base_url());
+        vars.insert("SALESFORCE_ORG_ID", sim.org_id());
+        vars.insert("EVENTS_JWT_CERTS", sim.event_signing_certificate());
+        vars.insert(
+            "SALESFORCE_PRIVATE_KEY",
+            keys().private_key_pem.expose_secret().to_owned(),
+        );
+        vars.insert(
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("ipguard.db").display()),
+        );
+        for (k, v) in extra {
+            vars.insert(k, (*v).to_owned());
+        }
+        Self {
+            sim,
+            vars,
+            _dir: dir,
+        }
+    }
+
+    pub fn config(&self) -> Config {
+        Config::from_lookup(|k| self.vars.get(k).cloned(), Needs::serve()).expect("config")
+    }
+
+    pub async fn serve(&self) -> App {
+        let service = ipguard::service::start(
+            &self.config(),
+            "127.0.0.1:0".parse().unwrap(),
+            Some(fast_timing()),
+            fast_retry(),
+        )
+        .await
+        .expect("service starts");
+        App {
+            base: format!("http://127.0.0.1:{}", service.port),
+            service,
+        }
+    }
+
+    pub fn claims(&self) -> EventClaims {
+        EventClaims {
+            issuer: ISSUER.into(),
+            audience: AUDIENCE.into(),
+            subject: "integration@ipguard.example".into(),
+            lifetime: Duration::from_secs(120),
+            with_jti: true,
+        }
+    }
+}
+
+pub struct App {
+    pub base: String,
+    pub service: Service,
+}
+
+impl App {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn runs(&self) -> Vec<ipguard::store::RunRecord> {
+        self.service.store.recent_runs(100).await.unwrap()
+    }
+
+    /// Waits until `done` holds for the run history, or panics after `timeout`.
+    pub async fn wait_for_runs(
+        &self,
+        timeout: Duration,
+        done: impl Fn(&[ipguard::store::RunRecord]) -> bool,
+    ) -> Vec<ipguard::store::RunRecord> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let runs = self.runs().await;
+            if done(&runs) {
+                return runs;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("runs never reached the expected state: {runs:#?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+pub fn http() -> reqwest::Client {
+    ipguard::wiring::install_crypto_provider();
+    reqwest::Client::new()
+}
+
+fn finished(runs: &[ipguard::store::RunRecord]) -> usize {
+    runs.iter().filter(|r| r.outcome.is_some()).count()
+}
+
+#[tokio::test]
+async fn outbound_message_after_an_admin_edit_is_remediated_and_verified() {
+    let org = Org::start(&[]).await;
+    let app = org.serve().await;
+    // the start-up run brings the org in sync
+    app.wait_for_runs(Duration::from_secs(10), |r| finished(r) >= 1)
+        .await;
+    assert_eq!(org.sim.login_ip_ranges("Admin").unwrap(), desired());
+    // an admin loosens a profile; the org's flow sends an outbound message
+    org.sim
+        .set_login_ip_ranges("Admin", vec![range("0.0.0.0", "255.255.255.255")]);
+    let report = org
+        .sim
+        .send_outbound_message(
+            &app.url("/salesforce/outbound-messages"),
+            &["04l1I000000fztEQAQ".to_string()],
+            SendRetry::default(),
+        )
+        .await;
+    assert!(report.delivered && report.attempts == 1, "{report:?}");
+    let runs = app
+        .wait_for_runs(Duration::from_secs(10), |r| {
+            r.iter()
+                .any(|run| run.trigger.contains("outbound_message") && run.outcome.is_some())
+        })
+        .await;
+    let run = runs
+        .iter()
+        .find(|r| r.trigger.contains("outbound_message"))
+        .unwrap();
+    assert_eq!(run.outcome.as_deref(), Some("remediated"), "{run:#?}");
+    assert!(run.deploy_id.is_some());
+    // merge policy: the broad range stays, the space's range is back
+    assert!(
+        org.sim
+            .login_ip_ranges("Admin")
+            .unwrap()
+            .contains(&desired()[0])
+    );
+    app.service.stop().await;
+}
+
+#[tokio::test]
+async fn signed_platform_event_is_remediated() {
+    let org = Org::start(&[("IPGUARD_POLICY", "exact")]).await;
+    let app = org.serve().await;
+    app.wait_for_runs(Duration::from_secs(10), |r| finished(r) >= 1)
+        .await;
+    org.sim.set_login_ip_ranges(
+        "Custom%3A Support",
+        vec![range("0.0.0.0", "255.255.255.255")],
+    );
+    let report = org
+        .sim
+        .send_platform_events(
+            &app.url("/salesforce/events"),
+            &["Custom%3A Support".to_string()],
+            &org.claims(),
+            SendRetry::default(),
+        )
+        .await;
+    assert!(report.delivered, "{report:?}");
+    app.wait_for_runs(Duration::from_secs(10), |r| {
+        r.iter()
+            .any(|run| run.trigger.contains("platform_event") && run.outcome.is_some())
+    })
+    .await;
+    assert_eq!(org.sim.login_ip_ranges("Custom%3A Support").unwrap(), desired());
+    app.service.stop().await;
+}
+
+#[tokio::test]
+async fn duplicate_delivery_is_recorded_once_and_acked_twice() {
+    let org = Org::start(&[]).await;
+    let app = org.serve().await;
+    app.wait_for_runs(Duration::from_secs(10), |r| finished(r) >= 1)
+        .await;
+    let url = app.url("/salesforce/outbound-messages");
+    let ids = ["04l1I000000fztEQAQ".to_string()];
+    let first = org
+        .sim
+        .send_outbound_message(&url, &ids, SendRetry::default())
+        .await;
+    let second = org
+        .sim
+        .send_outbound_message(&url, &ids, SendRetry::default())
+        .await;
+    assert!(first.delivered && second.delivered);
+    let text = app.service.metrics.render();
+    assert!(
+        text.contains("ipguard_notifications_total{source=\"outbound_message\",outcome=\"accepted\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ipguard_notifications_total{source=\"outbound_message\",outcome=\"duplicate\"} 1"),
+        "{text}"
+    );
+    app.service.stop().await;
+}
