@@ -1,0 +1,3 @@
+//! Requests Salesforce sends to ipguard: parsed and checked here, handled by the HTTP layer.
+
+pub mod outbound;
