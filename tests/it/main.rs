@@ -3,6 +3,9 @@
 //! Every integration test lives in a module of this crate (one binary links and starts much
 //! faster than one per file); add new suites as `mod name;` here.
 
+mod attacks;
+mod controller;
 mod outgoing;
 mod reconcile;
 mod schema;
+mod service;
