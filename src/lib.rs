@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod heroku;
 pub mod ids;
+pub mod ingress;
 pub mod keygen;
 pub mod ranges;
 pub mod reconcile;
