@@ -177,7 +177,9 @@ pub async fn platform_events(
     // The jti is spent before the body is looked at, so a token seen once (even on a request
     // refused for its body) can never be replayed.
     if let Some(jti) = &verified.jti {
-        let expires = chrono::DateTime::from_timestamp(verified.exp, 0).unwrap_or_default();
+        // Kept past `exp` by the leeway the verifier grants, so no replay fits in the gap.
+        let expires = chrono::DateTime::from_timestamp(verified.replay_window_end(), 0)
+            .unwrap_or_default();
         match state.store.consume_jti(jti, expires).await {
             Ok(true) => {}
             Ok(false) => {
