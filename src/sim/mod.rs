@@ -7,11 +7,15 @@
 //! on port 0 ([`SimOrg::start`]); `ipguard sim` runs it standalone ([`run_standalone`]) with
 //! JSON admin endpoints under `/sim/`.
 //!
+//! The org also *sends*: [`SimOrg::send_outbound_message`] and [`SimOrg::send_platform_events`]
+//! post what a real org posts to ipguard after an admin edit, retrying until acknowledged.
+//!
 //! Responses are built from the real samples in `reference/` (element names, order and
 //! namespaces); where Salesforce's exact text is unknown the sim says something plausible.
 
 mod admin;
 mod deploy;
+mod emitter;
 mod heroku;
 mod ids;
 mod oauth;
@@ -22,12 +26,17 @@ mod tests;
 
 use std::io;
 use std::net::IpAddr;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use actix_web::{App, HttpResponse, HttpServer, web};
 use serde::{Deserialize, Serialize};
 
+use crate::keygen::KeyMaterial;
 use crate::ranges::LoginIpRange;
+pub use emitter::{
+    EVENT_CHANNEL, EVENT_SIGNING_CERT_NAME, EventClaims, OUTBOUND_NS, SendReport, SendRetry,
+};
 use state::{Actor, Shared, SimState};
 
 /// Largest request body accepted (a deploy's base64 zip; Salesforce allows ~50 MB).
@@ -58,6 +67,9 @@ pub struct SimConfig {
     pub in_progress_for: Duration,
     /// The Heroku Private Space whose NAT the Platform API reports.
     pub heroku: SimHeroku,
+    /// Key pair that signs platform-event callouts (the Named Credential's certificate);
+    /// `None` generates one on first use (RSA generation is slow: tests share one).
+    pub event_signing_key: Option<KeyMaterial>,
 }
 
 /// The Heroku side: one space, the API token that may read it, and its NAT.
@@ -116,6 +128,7 @@ impl SimConfig {
                 state: "enabled".to_owned(),
                 sources: vec!["203.0.113.10".to_owned(), "203.0.113.11".to_owned()],
             },
+            event_signing_key: None,
         }
     }
 }
@@ -181,14 +194,17 @@ pub enum DeployOutcome {
     Stuck,
 }
 
-/// One request the sim received.
+/// One request the sim received, or one delivery attempt it made (`send.…`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Call {
     /// `token`, `listMetadata`, `readMetadata`, `deploy`, `checkDeployStatus`, `heroku.nat`
-    /// (another SOAP operation appears under its own name, an unreadable envelope as `soap`).
+    /// (another SOAP operation appears under its own name, an unreadable envelope as `soap`);
+    /// `send.outbound_message` and `send.platform_event` for each delivery attempt.
     pub operation: String,
     /// `ok`, or the error: a token `error_description` (`ip restricted`), a SOAP fault code
     /// (`INVALID_SESSION_ID`), `http_500`/`http_503`, or a Heroku error id (`unauthorized`).
+    /// A delivery attempt: `ack`, `http_NNN`, `nack` (HTTP 200 without the ACK envelope),
+    /// `timeout` or `unreachable`.
     pub outcome: String,
 }
 
@@ -215,12 +231,20 @@ pub struct SimOrg {
     handle: actix_web::dev::ServerHandle,
     task: tokio::task::JoinHandle<io::Result<()>>,
     base_url: String,
+    /// Signs platform-event callouts; set at start or on first use.
+    event_key: OnceLock<emitter::EventKey>,
 }
 
 impl SimOrg {
     /// Binds 127.0.0.1:`port` (0 = any free port) and serves until [`SimOrg::stop`].
     /// An unreadable certificate is `InvalidInput`.
     pub async fn start(config: SimConfig, port: u16) -> io::Result<SimOrg> {
+        let event_key = OnceLock::new();
+        if let Some(material) = &config.event_signing_key {
+            let key = emitter::EventKey::from_material(material)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            let _ = event_key.set(key);
+        }
         let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
         let base_url = format!("http://127.0.0.1:{}", listener.local_addr()?.port());
         let state = SimState::new(config, base_url.clone())
@@ -245,6 +269,7 @@ impl SimOrg {
             handle,
             task,
             base_url,
+            event_key,
         })
     }
 

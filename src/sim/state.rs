@@ -108,6 +108,10 @@ pub(crate) struct SimState {
     pub heroku: SimHeroku,
     pub heroku_created: DateTime<Utc>,
     pub heroku_updated: DateTime<Utc>,
+    /// The outbound message action (`04k…`) every sent outbound message names.
+    pub outbound_action_id: String,
+    /// The replayId the next published platform event gets.
+    pub next_replay_id: u64,
 }
 
 pub(crate) const INTEGRATION_USER_NAME: &str = "Integration User";
@@ -187,6 +191,8 @@ impl SimState {
             heroku: config.heroku,
             heroku_created: created,
             heroku_updated: created,
+            outbound_action_id: ids::mint("04k"),
+            next_replay_id: 1,
         })
     }
 
