@@ -11,5 +11,6 @@ pub mod ranges;
 pub mod reconcile;
 pub mod salesforce;
 pub mod sim;
+pub mod store;
 pub mod wiring;
 pub mod xml;
