@@ -33,6 +33,8 @@ mod batch;
 mod notify;
 mod postgres;
 mod sqlite;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::Duration;
