@@ -15,5 +15,6 @@ pub mod salesforce;
 pub mod server;
 pub mod service;
 pub mod sim;
+pub mod store;
 pub mod wiring;
 pub mod xml;

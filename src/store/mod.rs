@@ -1,0 +1,436 @@
+//! The durable store: delivery dedupe, the hint queue, JWT ids, run history and per-org leases.
+//!
+//! Two backends behind one [`Store`]: SQLite (an embedded file, for one dyno) and PostgreSQL
+//! (shared by any number of dynos). Schema migrations (`migrations/sqlite`,
+//! `migrations/postgres`) run in [`Store::connect`].
+//!
+//! # Clocks
+//! - **PostgreSQL**: every timestamp is stamped and every expiry compared with the database's
+//!   clock (`now()`), never an instance's, so instances with skewed clocks agree on who holds a
+//!   lease and what has expired.
+//! - **SQLite**: the database is embedded in this process, so the database's clock *is* the
+//!   process clock: `Utc::now()` is bound into every statement that stamps or compares time.
+//!
+//! JWT expiries (`consume_jti`) are absolute instants taken from the token; they are compared
+//! with the clock above.
+//!
+//! # Hints and runs
+//! [`Store::start_run`] consumes the hints it is given in the same transaction that creates the
+//! run, so a hint is either pending or tied to exactly one run; hints recorded after that
+//! transaction stay pending and make the follow-up run. [`Store::consume_hints`] does the same
+//! for hints folded into a run later and is idempotent (a hint keeps its first run).
+//!
+//! # In-flight deploys
+//! A deploy is *in flight* when a run recorded its deploy id and no run has recorded a final
+//! outcome for that deploy id yet: the run's outcome is still empty (the process may have died
+//! while polling) or `unknown` (the poll window closed while Salesforce was still deploying).
+//! The controller resumes polling it and then calls [`Store::finish_run`] on the same run, which
+//! is allowed to replace an `unknown` outcome (never a final one); a new run that calls
+//! [`Store::record_deploy`] with the same deploy id and finishes with a final outcome resolves
+//! it too.
+
+mod batch;
+mod notify;
+mod postgres;
+mod sqlite;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::config::DatabaseUrl;
+
+pub type RunId = i64;
+
+/// Where a delivery came from; part of the dedupe key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DeliverySource {
+    OutboundMessage,
+    PlatformEvent,
+}
+
+impl DeliverySource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliverySource::OutboundMessage => "outbound_message",
+            DeliverySource::PlatformEvent => "platform_event",
+        }
+    }
+}
+
+/// One Salesforce delivery: an outbound message's Notification Id, or a platform event's
+/// dedupe key (`EventUuid`, else channel and replay id).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Delivery {
+    pub source: DeliverySource,
+    pub key: String,
+}
+
+/// A hint to enqueue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewHint {
+    pub org_id: String,
+    /// e.g. `outbound_message`, `platform_event`, `admin`, `resync`, `startup`.
+    pub trigger: String,
+    pub detail: Option<String>,
+}
+
+/// What [`Store::record_deliveries`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeliveryOutcome {
+    pub new: usize,
+    pub duplicates: usize,
+    /// The hint enqueued, when at least one delivery was new.
+    pub hint_id: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hint {
+    pub id: i64,
+    pub org_id: String,
+    pub trigger: String,
+    pub detail: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InFlightDeploy {
+    pub run_id: RunId,
+    pub deploy_id: String,
+    pub check_only: bool,
+    pub submitted_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRecord {
+    pub id: RunId,
+    pub org_id: String,
+    pub trigger: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub outcome: Option<String>,
+    pub profiles: Vec<String>,
+    pub deploy_id: Option<String>,
+    pub error: Option<String>,
+    pub failures: Vec<String>,
+    pub plan: Option<serde_json::Value>,
+}
+
+/// A held per-org lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub org_id: String,
+    pub holder: String,
+    /// Increases whenever a new tenure starts: another holder takes over, or the lease is
+    /// taken again after it expired or was released. Renewing a live lease keeps it.
+    pub fencing_token: i64,
+    /// In the store's clock (see the module docs).
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Counters for `/metrics` and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// `record_deliveries` calls answered Ok.
+    pub delivery_calls: u64,
+    /// Transactions committed for them (fewer than the calls when group commit batched them).
+    pub delivery_commits: u64,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or cannot take the write now (connection, pool, I/O,
+    /// lock contention, closed store). Transient: the HTTP layer answers 503.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("store migration failed: {0}")]
+    Migration(String),
+    /// A statement was refused or a row could not be read (a bug, or a database edited by hand).
+    #[error("store data error: {0}")]
+    Data(String),
+}
+
+impl StoreError {
+    pub(crate) fn closed() -> StoreError {
+        StoreError::Unavailable("the store is closed".to_owned())
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> StoreError {
+        use sqlx::Error as E;
+        match &error {
+            E::Io(_)
+            | E::Tls(_)
+            | E::Protocol(_)
+            | E::PoolTimedOut
+            | E::PoolClosed
+            | E::WorkerCrashed
+            | E::BeginFailed => StoreError::Unavailable(error.to_string()),
+            E::Configuration(_) => StoreError::Unavailable(error.to_string()),
+            E::Migrate(e) => StoreError::Migration(e.to_string()),
+            E::Database(db) if is_transient(db.as_ref()) => {
+                StoreError::Unavailable(error.to_string())
+            }
+            _ => StoreError::Data(error.to_string()),
+        }
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(error: sqlx::migrate::MigrateError) -> StoreError {
+        match error {
+            sqlx::migrate::MigrateError::Execute(e) => match StoreError::from(e) {
+                StoreError::Unavailable(m) => StoreError::Unavailable(m),
+                other => StoreError::Migration(other.to_string()),
+            },
+            other => StoreError::Migration(other.to_string()),
+        }
+    }
+}
+
+/// Database errors that mean "try again later" rather than "this statement is wrong".
+fn is_transient(error: &dyn sqlx::error::DatabaseError) -> bool {
+    let Some(code) = error.code() else {
+        return false;
+    };
+    if let Some(pg) = error.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+        // 08 connection exception, 40 transaction rollback (serialization, deadlock),
+        // 53 insufficient resources, 57 operator intervention (shutdown), 58 system error.
+        return matches!(&pg.code()[..2], "08" | "40" | "53" | "57" | "58");
+    }
+    if error
+        .try_downcast_ref::<sqlx::sqlite::SqliteError>()
+        .is_some()
+    {
+        // Extended result code; the primary code is its low byte.
+        // BUSY 5, LOCKED 6, NOMEM 7, IOERR 10, FULL 13, CANTOPEN 14, PROTOCOL 15.
+        return code
+            .parse::<i32>()
+            .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 7 | 10 | 13 | 14 | 15));
+    }
+    false
+}
+
+/// The store: cheap to clone, shared by the HTTP handlers and the controller.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Backend>,
+}
+
+enum Backend {
+    Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PgStore),
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the URL: it carries the password.
+        f.debug_struct("Store")
+            .field("backend", &self.backend())
+            .finish_non_exhaustive()
+    }
+}
+
+macro_rules! dispatch {
+    ($self:ident, $b:ident => $call:expr) => {
+        match &*$self.inner {
+            Backend::Sqlite($b) => $call,
+            Backend::Postgres($b) => $call,
+        }
+    };
+}
+
+/// Salesforce retries an outbound message for up to 24 hours: a delivery key must be kept at
+/// least that long or a late retry would count as new.
+pub const MIN_DELIVERY_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// A `jti` stays refused this long past the expiry it was recorded with: the JWT check honours
+/// `exp` with 60 s of leeway, so a token is still accepted for that long after `exp`.
+pub const JTI_LEEWAY: Duration = Duration::from_secs(60);
+
+impl Store {
+    /// Opens the database and runs the migrations.
+    ///
+    /// SQLite: creates the file if missing (not its directory); WAL, `synchronous=NORMAL`,
+    /// `busy_timeout`. PostgreSQL: TLS as the URL asks (`sslmode=require` encrypts without
+    /// verifying the certificate, as Heroku Postgres needs; the default `prefer` uses TLS when
+    /// the server offers it); starts the LISTEN task behind [`Store::wait_for_hint`].
+    pub async fn connect(url: &DatabaseUrl) -> Result<Store, StoreError> {
+        let backend = match url {
+            DatabaseUrl::Sqlite { path } => {
+                Backend::Sqlite(sqlite::SqliteStore::connect(path).await?)
+            }
+            DatabaseUrl::Postgres { url } => {
+                Backend::Postgres(postgres::PgStore::connect(url).await?)
+            }
+        };
+        Ok(Store {
+            inner: Arc::new(backend),
+        })
+    }
+
+    /// `"sqlite"` or `"postgres"`.
+    pub fn backend(&self) -> &'static str {
+        match &*self.inner {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        dispatch!(self, b => b.ping().await)
+    }
+
+    /// Closes every connection; afterwards every call returns [`StoreError::Unavailable`]
+    /// (and `wait_for_hint` only waits out its timeout). Affects every clone.
+    pub async fn close(&self) {
+        dispatch!(self, b => b.close().await)
+    }
+
+    pub fn stats(&self) -> StoreStats {
+        dispatch!(self, b => b.stats())
+    }
+
+    /// Atomically records each delivery key (dedupe on (source, key); duplicates, also within
+    /// `deliveries`, are ignored) and, when at least one is new, enqueues ONE hint — committed
+    /// before this returns Ok, so the caller may ACK.
+    ///
+    /// SQLite: concurrent calls are group-committed (one writer task drains everything queued
+    /// into one transaction, each call in its own savepoint). PostgreSQL: one transaction per
+    /// call on the pool (the server's WAL flush already combines concurrent commits); the hint's
+    /// NOTIFY is sent inside it.
+    pub async fn record_deliveries(
+        &self,
+        deliveries: &[Delivery],
+        hint: &NewHint,
+    ) -> Result<DeliveryOutcome, StoreError> {
+        dispatch!(self, b => b.record_deliveries(deliveries, hint).await)
+    }
+
+    /// Single-use JWT ids: true if `jti` is fresh (and is now recorded), false if it was seen
+    /// and has not expired. It stays refused until `expires_at` + [`JTI_LEEWAY`]; pass the
+    /// token's `exp`.
+    pub async fn consume_jti(
+        &self,
+        jti: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let leeway = chrono::Duration::from_std(JTI_LEEWAY).expect("60 s fits");
+        // Clamped into a range every backend can store (PostgreSQL's ends far before chrono's).
+        let earliest = DateTime::<Utc>::UNIX_EPOCH;
+        let latest = DateTime::parse_from_rfc3339("9999-12-31T23:59:59Z")
+            .expect("valid constant")
+            .to_utc();
+        let until = expires_at
+            .checked_add_signed(leeway)
+            .unwrap_or(latest)
+            .clamp(earliest, latest);
+        dispatch!(self, b => b.consume_jti(jti, until).await)
+    }
+
+    pub async fn enqueue_hint(&self, hint: &NewHint) -> Result<i64, StoreError> {
+        dispatch!(self, b => b.enqueue_hint(hint).await)
+    }
+
+    /// The org's hints not yet consumed by a run, oldest first.
+    pub async fn pending_hints(&self, org_id: &str) -> Result<Vec<Hint>, StoreError> {
+        dispatch!(self, b => b.pending_hints(org_id).await)
+    }
+
+    /// Ties the hints to `run_id`; hints already consumed keep their run. Idempotent.
+    pub async fn consume_hints(&self, ids: &[i64], run_id: RunId) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        dispatch!(self, b => b.consume_hints(ids, run_id).await)
+    }
+
+    /// Returns when a hint may be pending for `org_id` (spurious wake-ups happen: check
+    /// [`Store::pending_hints`]) or after `timeout`. A hint enqueued between the caller's last
+    /// check and this call still wakes it at once.
+    ///
+    /// PostgreSQL: LISTEN/NOTIFY, so a hint recorded by any instance wakes the leaseholder;
+    /// after the listening connection was lost and re-established every waiter is woken, since
+    /// notifications may have been missed meanwhile. SQLite: an in-process notifier shared by
+    /// every `Store` of this process that opened the same file.
+    pub async fn wait_for_hint(&self, org_id: &str, timeout: Duration) {
+        dispatch!(self, b => b.notifier().wait(org_id, timeout).await)
+    }
+
+    /// Creates a run for `org_id` and consumes `hint_ids` (the org's pending hints this run
+    /// takes into account) in the same transaction.
+    pub async fn start_run(
+        &self,
+        org_id: &str,
+        trigger: &str,
+        hint_ids: &[i64],
+        profiles: &[String],
+    ) -> Result<RunId, StoreError> {
+        dispatch!(self, b => b.start_run(org_id, trigger, hint_ids, profiles).await)
+    }
+
+    /// Persists the deploy id of an unfinished run; call it BEFORE polling starts.
+    /// [`StoreError::Data`] if the run does not exist or already has an outcome.
+    pub async fn record_deploy(
+        &self,
+        run: RunId,
+        deploy_id: &str,
+        check_only: bool,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, b => b.record_deploy(run, deploy_id, check_only).await)
+    }
+
+    /// Records the run's outcome. Allowed while the run has no outcome or the outcome
+    /// `unknown` (a resumed deploy); [`StoreError::Data`] once it has a final one. `plan`
+    /// `None` keeps a plan recorded earlier.
+    pub async fn finish_run(
+        &self,
+        run: RunId,
+        outcome: &str,
+        plan: Option<&serde_json::Value>,
+        failures: &[String],
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, b => b.finish_run(run, outcome, plan, failures, error).await)
+    }
+
+    /// The org's newest deploy still in flight (see the module docs), if any.
+    pub async fn in_flight_deploy(
+        &self,
+        org_id: &str,
+    ) -> Result<Option<InFlightDeploy>, StoreError> {
+        dispatch!(self, b => b.in_flight_deploy(org_id).await)
+    }
+
+    /// The newest `limit` runs of every org, newest first.
+    pub async fn recent_runs(&self, limit: u32) -> Result<Vec<RunRecord>, StoreError> {
+        dispatch!(self, b => b.recent_runs(limit).await)
+    }
+
+    /// Takes the org's lease for `ttl` if it is free or expired, renews it if `holder` holds
+    /// it; `None` while someone else holds it. Expiry is judged by the store's clock.
+    pub async fn try_acquire_lease(
+        &self,
+        org_id: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lease>, StoreError> {
+        dispatch!(self, b => b.try_acquire_lease(org_id, holder, ttl).await)
+    }
+
+    /// Ends `holder`'s lease now (nothing if it does not hold it). The row and its fencing
+    /// token stay, so the next tenure gets a higher token.
+    pub async fn release_lease(&self, org_id: &str, holder: &str) -> Result<(), StoreError> {
+        dispatch!(self, b => b.release_lease(org_id, holder).await)
+    }
+
+    /// Housekeeping: deletes delivery keys older than `keep` (raised to
+    /// [`MIN_DELIVERY_RETENTION`] when shorter) and expired jtis; returns the rows deleted.
+    pub async fn prune(&self, keep: Duration) -> Result<u64, StoreError> {
+        dispatch!(self, b => b.prune(keep.max(MIN_DELIVERY_RETENTION)).await)
+    }
+}

@@ -1,0 +1,1033 @@
+//! Every test runs against SQLite (a tempfile database) and PostgreSQL (when
+//! `IPGUARD_TEST_DATABASE_URL` is set; each test in a fresh schema dropped afterwards).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use secrecy::SecretString;
+use sqlx::{AssertSqlSafe, Connection};
+
+use super::*;
+
+const PG_ENV: &str = "IPGUARD_TEST_DATABASE_URL";
+
+/// A database for one test.
+enum TestDb {
+    Sqlite {
+        _dir: tempfile::TempDir,
+        path: PathBuf,
+    },
+    Postgres(PgSchema),
+}
+
+/// A fresh schema; dropped (with everything in it) when this is dropped, also after a panic.
+struct PgSchema {
+    base: String,
+    schema: String,
+}
+
+impl PgSchema {
+    /// The base URL with `search_path` set to the schema for every connection (sqlx passes
+    /// the `options` parameter to the server at connect time).
+    fn url(&self) -> String {
+        let sep = if self.base.contains('?') { '&' } else { '?' };
+        format!(
+            "{}{sep}options=-c%20search_path%3D{}",
+            self.base, self.schema
+        )
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let base = self.base.clone();
+        let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema);
+        // Drop runs outside any async context we could await in: use a thread of its own.
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                let mut conn = sqlx::PgConnection::connect(&base).await?;
+                sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut conn).await?;
+                conn.close().await
+            })?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("warning: could not drop test schema {}", self.schema);
+        }
+    }
+}
+
+impl TestDb {
+    async fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("ipguard.db");
+        TestDb::Sqlite { _dir: dir, path }
+    }
+
+    async fn postgres() -> Option<TestDb> {
+        let Ok(base) = std::env::var(PG_ENV) else {
+            eprintln!(
+                "SKIPPED: PostgreSQL store test not run; set {PG_ENV} \
+                 (e.g. postgres://postgres@127.0.0.1:5432/test)"
+            );
+            return None;
+        };
+        let schema = format!("t_{:016x}", rand::random::<u64>());
+        let mut conn = sqlx::PgConnection::connect(&base)
+            .await
+            .expect("connect to IPGUARD_TEST_DATABASE_URL");
+        sqlx::raw_sql(AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&mut conn)
+            .await
+            .expect("create test schema");
+        conn.close().await.ok();
+        Some(TestDb::Postgres(PgSchema { base, schema }))
+    }
+
+    fn url(&self) -> DatabaseUrl {
+        match self {
+            TestDb::Sqlite { path, .. } => DatabaseUrl::Sqlite { path: path.clone() },
+            TestDb::Postgres(schema) => DatabaseUrl::Postgres {
+                url: SecretString::from(schema.url()),
+            },
+        }
+    }
+
+    async fn connect(&self) -> Store {
+        Store::connect(&self.url()).await.expect("connect")
+    }
+
+    /// Runs `sql` on a connection of its own (behind the store's back).
+    async fn exec(&self, sql: String) {
+        match self {
+            TestDb::Sqlite { path, .. } => {
+                let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
+                let mut conn = sqlx::SqliteConnection::connect_with(&opts).await.unwrap();
+                sqlx::raw_sql(AssertSqlSafe(sql))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                conn.close().await.unwrap();
+            }
+            TestDb::Postgres(schema) => {
+                let mut conn = sqlx::PgConnection::connect(&schema.url()).await.unwrap();
+                sqlx::raw_sql(AssertSqlSafe(sql))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                conn.close().await.unwrap();
+            }
+        }
+    }
+
+    async fn count(&self, table: &str) -> i64 {
+        let sql = format!("SELECT COUNT(*) FROM {table}");
+        match self {
+            TestDb::Sqlite { path, .. } => {
+                let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
+                let mut conn = sqlx::SqliteConnection::connect_with(&opts).await.unwrap();
+                sqlx::query_scalar(AssertSqlSafe(sql))
+                    .fetch_one(&mut conn)
+                    .await
+                    .unwrap()
+            }
+            TestDb::Postgres(schema) => {
+                let mut conn = sqlx::PgConnection::connect(&schema.url()).await.unwrap();
+                sqlx::query_scalar(AssertSqlSafe(sql))
+                    .fetch_one(&mut conn)
+                    .await
+                    .unwrap()
+            }
+        }
+    }
+
+    fn is_sqlite(&self) -> bool {
+        matches!(self, TestDb::Sqlite { .. })
+    }
+}
+
+/// `both_backends!(f, g)`: for each `async fn f(db: &TestDb)`, tests `f::sqlite` and
+/// `f::postgres`.
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let db = super::TestDb::sqlite().await;
+                super::$name(&db).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(db) = super::TestDb::postgres().await {
+                    super::$name(&db).await;
+                }
+            }
+        }
+    )*};
+}
+
+both_backends!(
+    dedupe,
+    concurrent_deliveries,
+    jti,
+    hints,
+    run_lifecycle,
+    unknown_outcome_stays_in_flight_until_resolved,
+    leases,
+    close_makes_everything_unavailable,
+    migrations_are_idempotent,
+    wait_for_hint_wakes_across_stores,
+    wait_for_hint_times_out,
+    prune,
+    extreme_times_saturate,
+    throughput,
+);
+
+fn new_org() -> String {
+    format!("00D{:015x}", rand::random::<u64>() >> 4)
+}
+
+fn om(key: &str) -> Delivery {
+    Delivery {
+        source: DeliverySource::OutboundMessage,
+        key: key.to_owned(),
+    }
+}
+
+fn hint(org_id: &str, trigger: &str) -> NewHint {
+    NewHint {
+        org_id: org_id.to_owned(),
+        trigger: trigger.to_owned(),
+        detail: Some(format!("{trigger} detail")),
+    }
+}
+
+#[test]
+fn store_is_send_sync_and_cheap_to_clone() {
+    fn assert<T: Send + Sync + Clone + 'static>() {}
+    assert::<Store>();
+    assert::<StoreError>();
+}
+
+async fn dedupe(db: &TestDb) {
+    let store = db.connect().await;
+    let org = new_org();
+    let h = hint(&org, "outbound_message");
+
+    let first = store.record_deliveries(&[om("n1")], &h).await.unwrap();
+    assert_eq!((first.new, first.duplicates), (1, 0));
+    assert!(first.hint_id.is_some());
+
+    let again = store.record_deliveries(&[om("n1")], &h).await.unwrap();
+    assert_eq!((again.new, again.duplicates), (0, 1));
+    assert_eq!(again.hint_id, None, "only duplicates: no hint");
+
+    // New key with duplicates, also within the same call.
+    let mixed = store
+        .record_deliveries(&[om("n1"), om("n2"), om("n2")], &h)
+        .await
+        .unwrap();
+    assert_eq!((mixed.new, mixed.duplicates), (1, 2));
+    assert!(mixed.hint_id.is_some());
+
+    // The source is part of the key.
+    let event = Delivery {
+        source: DeliverySource::PlatformEvent,
+        key: "n1".to_owned(),
+    };
+    let other = store
+        .record_deliveries(&[event], &hint(&org, "platform_event"))
+        .await
+        .unwrap();
+    assert_eq!((other.new, other.duplicates), (1, 0));
+
+    let pending = store.pending_hints(&org).await.unwrap();
+    let ids: Vec<i64> = pending.iter().map(|h| h.id).collect();
+    assert_eq!(
+        ids,
+        vec![
+            first.hint_id.unwrap(),
+            mixed.hint_id.unwrap(),
+            other.hint_id.unwrap()
+        ]
+    );
+    assert_eq!(pending[0].trigger, "outbound_message");
+    assert_eq!(
+        pending[0].detail.as_deref(),
+        Some("outbound_message detail")
+    );
+    assert_eq!(pending[2].trigger, "platform_event");
+    assert_eq!(db.count("deliveries").await, 3);
+    assert_eq!(store.stats().delivery_calls, 4);
+}
+
+async fn concurrent_deliveries(db: &TestDb) {
+    const CALLS: usize = 200;
+    let store = db.connect().await;
+    let org = new_org();
+    let barrier = Arc::new(tokio::sync::Barrier::new(CALLS));
+    let tasks: Vec<_> = (0..CALLS)
+        .map(|i| {
+            let (store, barrier, h) = (
+                store.clone(),
+                barrier.clone(),
+                hint(&org, "outbound_message"),
+            );
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.record_deliveries(&[om(&format!("c{i}"))], &h).await
+            })
+        })
+        .collect();
+    for task in tasks {
+        let outcome = task.await.unwrap().expect("record_deliveries");
+        assert_eq!((outcome.new, outcome.duplicates), (1, 0));
+    }
+    assert_eq!(db.count("deliveries").await, CALLS as i64);
+    assert_eq!(store.pending_hints(&org).await.unwrap().len(), CALLS);
+    let stats = store.stats();
+    eprintln!(
+        "{}: {CALLS} concurrent record_deliveries calls committed in {} transaction(s)",
+        store.backend(),
+        stats.delivery_commits
+    );
+    assert_eq!(stats.delivery_calls, CALLS as u64);
+    if db.is_sqlite() {
+        assert!(
+            stats.delivery_commits < CALLS as u64,
+            "group commit should batch: {} commits for {CALLS} calls",
+            stats.delivery_commits
+        );
+    }
+}
+
+async fn jti(db: &TestDb) {
+    let store = db.connect().await;
+    let exp = Utc::now() + chrono::Duration::minutes(5);
+    assert!(store.consume_jti("jti-1", exp).await.unwrap(), "fresh");
+    assert!(!store.consume_jti("jti-1", exp).await.unwrap(), "replayed");
+    assert!(store.consume_jti("jti-2", exp).await.unwrap(), "another");
+    // Expired past the leeway: no longer remembered as live, so it counts as fresh.
+    let long_ago = Utc::now() - chrono::Duration::hours(1);
+    assert!(store.consume_jti("jti-old", long_ago).await.unwrap());
+    assert!(store.consume_jti("jti-old", long_ago).await.unwrap());
+    // Within the leeway after exp: still refused.
+    let just_expired = Utc::now() - chrono::Duration::seconds(5);
+    assert!(store.consume_jti("jti-3", just_expired).await.unwrap());
+    assert!(!store.consume_jti("jti-3", just_expired).await.unwrap());
+}
+
+async fn hints(db: &TestDb) {
+    let store = db.connect().await;
+    let (a, b) = (new_org(), new_org());
+    let h1 = store.enqueue_hint(&hint(&a, "admin")).await.unwrap();
+    let h2 = store.enqueue_hint(&hint(&a, "resync")).await.unwrap();
+    let hb = store.enqueue_hint(&hint(&b, "startup")).await.unwrap();
+    assert!(h1 < h2);
+
+    let pending = store.pending_hints(&a).await.unwrap();
+    assert_eq!(pending.iter().map(|h| h.id).collect::<Vec<_>>(), [h1, h2]);
+    assert_eq!(pending[0].org_id, a);
+    assert_eq!(pending[0].trigger, "admin");
+    assert!(pending[0].created_at <= pending[1].created_at);
+    assert!((Utc::now() - pending[0].created_at).num_seconds().abs() < 60);
+
+    // start_run consumes the hints it names, in its transaction.
+    let run = store
+        .start_run(&a, "admin", &[h1], &["Admin".to_owned()])
+        .await
+        .unwrap();
+    let pending = store.pending_hints(&a).await.unwrap();
+    assert_eq!(pending.iter().map(|h| h.id).collect::<Vec<_>>(), [h2]);
+
+    store.consume_hints(&[h2], run).await.unwrap();
+    assert!(store.pending_hints(&a).await.unwrap().is_empty());
+    // Idempotent, and an empty list is fine.
+    store.consume_hints(&[h1, h2], run).await.unwrap();
+    store.consume_hints(&[], run).await.unwrap();
+
+    let pending_b = store.pending_hints(&b).await.unwrap();
+    assert_eq!(pending_b.iter().map(|h| h.id).collect::<Vec<_>>(), [hb]);
+}
+
+async fn run_lifecycle(db: &TestDb) {
+    let store = db.connect().await;
+    let org = new_org();
+    let profiles = vec!["Admin".to_owned(), "Custom%3A Integration".to_owned()];
+    assert_eq!(store.in_flight_deploy(&org).await.unwrap(), None);
+
+    let run = store
+        .start_run(&org, "outbound_message", &[], &profiles)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.in_flight_deploy(&org).await.unwrap(),
+        None,
+        "no deploy yet"
+    );
+
+    store
+        .record_deploy(run, "0Af000000000001", false)
+        .await
+        .unwrap();
+    let in_flight = store
+        .in_flight_deploy(&org)
+        .await
+        .unwrap()
+        .expect("in flight");
+    assert_eq!(in_flight.run_id, run);
+    assert_eq!(in_flight.deploy_id, "0Af000000000001");
+    assert!(!in_flight.check_only);
+    assert!((Utc::now() - in_flight.submitted_at).num_seconds().abs() < 60);
+    assert_eq!(
+        store.in_flight_deploy(&new_org()).await.unwrap(),
+        None,
+        "other org"
+    );
+
+    let plan = serde_json::json!({"profiles": [{"name": "Admin", "add": ["1.2.3.4"]}]});
+    store
+        .finish_run(run, "remediated", Some(&plan), &[], None)
+        .await
+        .unwrap();
+    assert_eq!(store.in_flight_deploy(&org).await.unwrap(), None);
+
+    // A final outcome is final.
+    assert!(matches!(
+        store.finish_run(run, "failed", None, &[], None).await,
+        Err(StoreError::Data(_))
+    ));
+    assert!(matches!(
+        store.record_deploy(run, "0Af000000000009", false).await,
+        Err(StoreError::Data(_))
+    ));
+    assert!(matches!(
+        store.record_deploy(999_999, "0Af000000000009", false).await,
+        Err(StoreError::Data(_))
+    ));
+
+    let failed = store
+        .start_run(&org, "admin", &[], &profiles[..1])
+        .await
+        .unwrap();
+    store
+        .record_deploy(failed, "0Af000000000002", true)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .in_flight_deploy(&org)
+            .await
+            .unwrap()
+            .unwrap()
+            .check_only
+    );
+    let failures = vec!["Admin: bad range".to_owned(), "Other: also bad".to_owned()];
+    store
+        .finish_run(
+            failed,
+            "failed",
+            Some(&plan),
+            &failures,
+            Some("deploy failed"),
+        )
+        .await
+        .unwrap();
+    let no_deploy = store
+        .start_run(&org, "resync", &[], &profiles)
+        .await
+        .unwrap();
+    store
+        .finish_run(no_deploy, "in_sync", None, &[], None)
+        .await
+        .unwrap();
+
+    let runs = store.recent_runs(10).await.unwrap();
+    assert_eq!(
+        runs.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [no_deploy, failed, run]
+    );
+    let [newest, second, oldest] = &runs[..] else {
+        unreachable!()
+    };
+    assert_eq!(newest.outcome.as_deref(), Some("in_sync"));
+    assert_eq!(newest.deploy_id, None);
+    assert_eq!(newest.plan, None);
+    assert!(newest.failures.is_empty());
+    assert_eq!(second.org_id, org);
+    assert_eq!(second.trigger, "admin");
+    assert_eq!(second.outcome.as_deref(), Some("failed"));
+    assert_eq!(second.profiles, ["Admin"]);
+    assert_eq!(second.deploy_id.as_deref(), Some("0Af000000000002"));
+    assert_eq!(second.failures, failures);
+    assert_eq!(second.error.as_deref(), Some("deploy failed"));
+    assert_eq!(second.plan.as_ref(), Some(&plan));
+    assert_eq!(oldest.profiles, profiles);
+    assert_eq!(oldest.outcome.as_deref(), Some("remediated"));
+    assert!(oldest.finished_at.unwrap() >= oldest.started_at);
+    assert_eq!(store.recent_runs(1).await.unwrap()[0].id, no_deploy);
+
+    // An unfinished run is listed with no outcome.
+    let open = store
+        .start_run(&org, "startup", &[], &profiles)
+        .await
+        .unwrap();
+    let top = &store.recent_runs(1).await.unwrap()[0];
+    assert_eq!(
+        (top.id, top.outcome.clone(), top.finished_at),
+        (open, None, None)
+    );
+}
+
+async fn unknown_outcome_stays_in_flight_until_resolved(db: &TestDb) {
+    let store = db.connect().await;
+    let org = new_org();
+    let profiles = vec!["Admin".to_owned()];
+
+    // Poll window closed: `unknown`, still in flight; resumed and finished on the same run.
+    let run = store
+        .start_run(&org, "admin", &[], &profiles)
+        .await
+        .unwrap();
+    store
+        .record_deploy(run, "0Af00000000000A", false)
+        .await
+        .unwrap();
+    let plan = serde_json::json!({"drift": true});
+    store
+        .finish_run(
+            run,
+            "unknown",
+            Some(&plan),
+            &[],
+            Some("deploy still running"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .in_flight_deploy(&org)
+            .await
+            .unwrap()
+            .map(|d| d.run_id),
+        Some(run)
+    );
+    store
+        .finish_run(run, "remediated", None, &[], None)
+        .await
+        .unwrap();
+    assert_eq!(store.in_flight_deploy(&org).await.unwrap(), None);
+    let record = &store.recent_runs(1).await.unwrap()[0];
+    assert_eq!(record.outcome.as_deref(), Some("remediated"));
+    assert_eq!(
+        record.plan.as_ref(),
+        Some(&plan),
+        "plan None keeps the plan"
+    );
+
+    // Or a later run adopts the deploy and records its final outcome.
+    let stale = store
+        .start_run(&org, "admin", &[], &profiles)
+        .await
+        .unwrap();
+    store
+        .record_deploy(stale, "0Af00000000000B", false)
+        .await
+        .unwrap();
+    store
+        .finish_run(stale, "unknown", None, &[], None)
+        .await
+        .unwrap();
+    let adopter = store
+        .start_run(&org, "startup", &[], &profiles)
+        .await
+        .unwrap();
+    store
+        .record_deploy(adopter, "0Af00000000000B", false)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .in_flight_deploy(&org)
+            .await
+            .unwrap()
+            .map(|d| d.run_id),
+        Some(adopter)
+    );
+    store
+        .finish_run(adopter, "failed", None, &["Admin: nope".to_owned()], None)
+        .await
+        .unwrap();
+    assert_eq!(store.in_flight_deploy(&org).await.unwrap(), None);
+}
+
+async fn leases(db: &TestDb) {
+    let store = db.connect().await;
+    let org = new_org();
+    let long = Duration::from_secs(30);
+
+    let a = store
+        .try_acquire_lease(&org, "a", long)
+        .await
+        .unwrap()
+        .expect("free lease");
+    assert_eq!((a.org_id.as_str(), a.holder.as_str()), (org.as_str(), "a"));
+    let remaining = a.expires_at - Utc::now();
+    assert!(
+        remaining > chrono::Duration::seconds(20) && remaining <= chrono::Duration::seconds(40)
+    );
+
+    assert_eq!(
+        store.try_acquire_lease(&org, "b", long).await.unwrap(),
+        None
+    );
+    store.release_lease(&org, "b").await.unwrap(); // not b's: no effect
+    assert_eq!(
+        store.try_acquire_lease(&org, "b", long).await.unwrap(),
+        None
+    );
+
+    let renewed = store
+        .try_acquire_lease(&org, "a", long)
+        .await
+        .unwrap()
+        .expect("renew");
+    assert_eq!(
+        renewed.fencing_token, a.fencing_token,
+        "renewal keeps the token"
+    );
+    assert!(renewed.expires_at >= a.expires_at);
+
+    // Another org's lease is independent.
+    assert!(
+        store
+            .try_acquire_lease(&org_other(&org), "b", long)
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // Let a's lease expire; b takes over with a higher token, a is refused.
+    store
+        .try_acquire_lease(&org, "a", Duration::from_millis(200))
+        .await
+        .unwrap()
+        .expect("shorten");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let b = store
+        .try_acquire_lease(&org, "b", long)
+        .await
+        .unwrap()
+        .expect("takeover after expiry");
+    assert!(b.fencing_token > a.fencing_token);
+    assert_eq!(
+        store.try_acquire_lease(&org, "a", long).await.unwrap(),
+        None
+    );
+
+    // Release frees it at once; the next tenure's token is higher again.
+    store.release_lease(&org, "b").await.unwrap();
+    let a2 = store
+        .try_acquire_lease(&org, "a", long)
+        .await
+        .unwrap()
+        .expect("free after release");
+    assert!(a2.fencing_token > b.fencing_token);
+
+    // Concurrent contenders: exactly one wins.
+    let contested = org_other(&org_other(&org));
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let (store, contested) = (store.clone(), contested.clone());
+            tokio::spawn(async move {
+                store
+                    .try_acquire_lease(&contested, &format!("h{i}"), long)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut winners = 0;
+    for task in tasks {
+        winners += usize::from(task.await.unwrap().is_some());
+    }
+    assert_eq!(winners, 1);
+}
+
+fn org_other(org: &str) -> String {
+    format!("{org}x")
+}
+
+async fn close_makes_everything_unavailable(db: &TestDb) {
+    let store = db.connect().await;
+    let org = new_org();
+    store.ping().await.unwrap();
+    let clone = store.clone();
+    store.close().await;
+
+    fn unavailable<T: std::fmt::Debug>(what: &str, r: Result<T, StoreError>) {
+        assert!(
+            matches!(r, Err(StoreError::Unavailable(_))),
+            "{what}: expected Unavailable, got {r:?}"
+        );
+    }
+    unavailable("ping", clone.ping().await);
+    unavailable(
+        "record_deliveries",
+        clone
+            .record_deliveries(&[om("x")], &hint(&org, "outbound_message"))
+            .await,
+    );
+    unavailable("consume_jti", clone.consume_jti("j", Utc::now()).await);
+    unavailable(
+        "enqueue_hint",
+        clone.enqueue_hint(&hint(&org, "admin")).await,
+    );
+    unavailable("pending_hints", clone.pending_hints(&org).await);
+    unavailable("consume_hints", clone.consume_hints(&[1], 1).await);
+    unavailable("start_run", clone.start_run(&org, "admin", &[], &[]).await);
+    unavailable("record_deploy", clone.record_deploy(1, "d", false).await);
+    unavailable(
+        "finish_run",
+        clone.finish_run(1, "failed", None, &[], None).await,
+    );
+    unavailable("in_flight_deploy", clone.in_flight_deploy(&org).await);
+    unavailable("recent_runs", clone.recent_runs(5).await);
+    unavailable(
+        "try_acquire_lease",
+        clone
+            .try_acquire_lease(&org, "a", Duration::from_secs(1))
+            .await,
+    );
+    unavailable("release_lease", clone.release_lease(&org, "a").await);
+    unavailable("prune", clone.prune(MIN_DELIVERY_RETENTION).await);
+    let started = Instant::now();
+    clone.wait_for_hint(&org, Duration::from_millis(50)).await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+async fn migrations_are_idempotent(db: &TestDb) {
+    let org = new_org();
+    let first = db.connect().await;
+    first
+        .record_deliveries(&[om("m1")], &hint(&org, "outbound_message"))
+        .await
+        .unwrap();
+    first.close().await;
+    drop(first);
+    // Same database again: migrations find themselves applied, data is still there.
+    let second = db.connect().await;
+    let third = db.connect().await;
+    let again = second
+        .record_deliveries(&[om("m1")], &hint(&org, "outbound_message"))
+        .await
+        .unwrap();
+    assert_eq!(again.duplicates, 1);
+    assert_eq!(third.pending_hints(&org).await.unwrap().len(), 1);
+    assert_eq!(db.count("_sqlx_migrations").await, 1);
+}
+
+async fn wait_for_hint_wakes_across_stores(db: &TestDb) {
+    let waiter = db.connect().await;
+    let writer = db.connect().await;
+    for via_deliveries in [false, true] {
+        let org = new_org();
+        let (w, o) = (writer.clone(), org.clone());
+        let send = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if via_deliveries {
+                w.record_deliveries(&[om(&o)], &hint(&o, "outbound_message"))
+                    .await
+                    .map(|_| ())
+            } else {
+                w.enqueue_hint(&hint(&o, "admin")).await.map(|_| ())
+            }
+        });
+        let started = Instant::now();
+        waiter.wait_for_hint(&org, Duration::from_secs(20)).await;
+        let waited = started.elapsed();
+        send.await.unwrap().unwrap();
+        eprintln!(
+            "{}: wait_for_hint woke after {waited:?} (hint sent at ~300 ms)",
+            waiter.backend()
+        );
+        assert!(
+            waited >= Duration::from_millis(250),
+            "woke before the hint: {waited:?}"
+        );
+        assert!(waited < Duration::from_secs(5), "woke late: {waited:?}");
+        assert_eq!(waiter.pending_hints(&org).await.unwrap().len(), 1);
+    }
+
+    // A hint recorded before the wait starts is not missed.
+    let org = new_org();
+    writer.enqueue_hint(&hint(&org, "admin")).await.unwrap();
+    // (PostgreSQL: the NOTIFY travels through the server; give it a moment.)
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    waiter.wait_for_hint(&org, Duration::from_secs(20)).await;
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+async fn wait_for_hint_times_out(db: &TestDb) {
+    let store = db.connect().await;
+    let quiet = new_org();
+    // Hints for other orgs do not wake it.
+    store
+        .enqueue_hint(&hint(&new_org(), "admin"))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    store
+        .wait_for_hint(&quiet, Duration::from_millis(400))
+        .await;
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(400), "{waited:?}");
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+}
+
+async fn prune(db: &TestDb) {
+    let store = db.connect().await;
+    let org = new_org();
+    let h = hint(&org, "outbound_message");
+    store
+        .record_deliveries(&[om("ancient"), om("two-hours"), om("fresh")], &h)
+        .await
+        .unwrap();
+    let two_hours_ago = Utc::now() - chrono::Duration::hours(2);
+    db.exec(
+        "UPDATE deliveries SET received_at = '2000-01-01T00:00:00.000000Z' WHERE key = 'ancient'"
+            .to_owned(),
+    )
+    .await;
+    db.exec(format!(
+        "UPDATE deliveries SET received_at = '{}' WHERE key = 'two-hours'",
+        sqlite::ts(two_hours_ago)
+    ))
+    .await;
+    store
+        .consume_jti("expired", Utc::now() - chrono::Duration::minutes(10))
+        .await
+        .unwrap();
+    let live_exp = Utc::now() + chrono::Duration::minutes(5);
+    store.consume_jti("live", live_exp).await.unwrap();
+
+    // keep = 1 h is raised to 24 h: only the ancient key and the expired jti go.
+    assert_eq!(store.prune(Duration::from_secs(3600)).await.unwrap(), 2);
+    assert_eq!(db.count("deliveries").await, 2);
+    assert_eq!(db.count("jtis").await, 1);
+    assert_eq!(store.prune(Duration::from_secs(3600)).await.unwrap(), 0);
+
+    let after = store
+        .record_deliveries(&[om("ancient"), om("two-hours"), om("fresh")], &h)
+        .await
+        .unwrap();
+    assert_eq!((after.new, after.duplicates), (1, 2));
+    assert!(!store.consume_jti("live", live_exp).await.unwrap());
+}
+
+async fn extreme_times_saturate(db: &TestDb) {
+    let store = db.connect().await;
+    let org = new_org();
+    let forever = store
+        .try_acquire_lease(&org, "a", Duration::MAX)
+        .await
+        .unwrap()
+        .expect("free");
+    assert!(forever.expires_at > Utc::now() + chrono::Duration::days(365 * 50));
+    assert_eq!(
+        store
+            .try_acquire_lease(&org, "b", Duration::ZERO)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        store
+            .consume_jti("far", chrono::DateTime::<Utc>::MAX_UTC)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .consume_jti("far", chrono::DateTime::<Utc>::MAX_UTC)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .consume_jti("early", chrono::DateTime::<Utc>::MIN_UTC)
+            .await
+            .unwrap()
+    );
+    store
+        .record_deliveries(&[om("kept")], &hint(&org, "outbound_message"))
+        .await
+        .unwrap();
+    // Only the jti that expired at the dawn of time goes.
+    assert_eq!(store.prune(Duration::MAX).await.unwrap(), 1);
+    assert!(!store.consume_jti("far", Utc::now()).await.unwrap());
+}
+
+#[test]
+fn sqlite_timestamps_keep_one_width() {
+    let t = chrono::DateTime::parse_from_rfc3339("2026-05-06T07:08:09.5Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    assert_eq!(sqlite::ts(t), "2026-05-06T07:08:09.500000Z");
+    assert_eq!(
+        sqlite::ts(chrono::DateTime::<Utc>::MAX_UTC),
+        "9999-12-31T23:59:59.999999Z"
+    );
+    assert_eq!(
+        sqlite::ts(chrono::DateTime::<Utc>::MIN_UTC),
+        "0001-01-01T00:00:00.000000Z"
+    );
+}
+
+/// Heroku Postgres needs TLS: `sslmode=require` must connect over TLS (the local server has a
+/// self-signed certificate, which `require` does not verify, like Heroku's).
+#[tokio::test]
+async fn postgres_sslmode_require_uses_tls() {
+    let Some(TestDb::Postgres(schema)) = TestDb::postgres().await else {
+        return;
+    };
+    let url = format!("{}&sslmode=require", schema.url());
+    let store = Store::connect(&DatabaseUrl::Postgres {
+        url: SecretString::from(url.clone()),
+    })
+    .await
+    .expect("connect with sslmode=require");
+    store.ping().await.unwrap();
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    let ssl: bool = sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert!(ssl, "sslmode=require connected without TLS");
+    conn.close().await.ok();
+    store.close().await;
+}
+
+/// The server ends the LISTEN session (failover, restart, idle reaper): the store listens again
+/// and hints from other instances still wake its waiters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_listener_survives_a_killed_connection() {
+    let Some(TestDb::Postgres(schema)) = TestDb::postgres().await else {
+        return;
+    };
+    let app = format!("ipguard_{}", schema.schema);
+    let waiter = Store::connect(&DatabaseUrl::Postgres {
+        url: SecretString::from(format!("{}&application_name={app}", schema.url())),
+    })
+    .await
+    .unwrap();
+    let writer = Store::connect(&DatabaseUrl::Postgres {
+        url: SecretString::from(schema.url()),
+    })
+    .await
+    .unwrap();
+    let mut admin = sqlx::PgConnection::connect(&schema.base).await.unwrap();
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+    )
+    .bind(&app)
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert!(!killed.is_empty(), "no backend of the waiter found");
+    admin.close().await.ok();
+
+    // Give the listener time to notice and come back.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let org = new_org();
+    let (w, o) = (writer.clone(), org.clone());
+    let send = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        w.enqueue_hint(&hint(&o, "admin")).await
+    });
+    let started = Instant::now();
+    waiter.wait_for_hint(&org, Duration::from_secs(20)).await;
+    let waited = started.elapsed();
+    send.await.unwrap().unwrap();
+    assert!(
+        waited >= Duration::from_millis(250),
+        "woke before the hint: {waited:?}"
+    );
+    assert!(
+        waited < Duration::from_secs(5),
+        "no wake-up after reconnect: {waited:?}"
+    );
+    // The pool's killed connections are replaced too.
+    waiter.ping().await.unwrap();
+}
+
+#[tokio::test]
+async fn unreachable_postgres_is_unavailable() {
+    // Nothing listens on port 1.
+    let url = DatabaseUrl::Postgres {
+        url: SecretString::from("postgres://u:secret-password@127.0.0.1:1/db".to_owned()),
+    };
+    let error = Store::connect(&url)
+        .await
+        .expect_err("nothing listens there");
+    assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
+    assert!(!error.to_string().contains("secret-password"), "{error}");
+}
+
+#[tokio::test]
+async fn sqlite_in_a_missing_directory_is_unavailable() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = DatabaseUrl::Sqlite {
+        path: dir.path().join("no/such/dir/ipguard.db"),
+    };
+    let error = Store::connect(&url).await.expect_err("no directory");
+    assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
+    assert!(error.to_string().contains("no/such/dir"), "{error}");
+}
+
+/// `cargo test --lib store::tests::throughput -- --nocapture`
+async fn throughput(db: &TestDb) {
+    const TASKS: usize = 64;
+    const CALLS: usize = 100;
+    let store = db.connect().await;
+    let org = new_org();
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|t| {
+            let (store, h) = (store.clone(), hint(&org, "outbound_message"));
+            tokio::spawn(async move {
+                for c in 0..CALLS {
+                    store
+                        .record_deliveries(&[om(&format!("t{t}-c{c}"))], &h)
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    let stats = store.stats();
+    let calls = (TASKS * CALLS) as f64;
+    eprintln!(
+        "THROUGHPUT {}: {TASKS} tasks x {CALLS} record_deliveries calls = {} calls in {:.2?}: \
+         {:.0} calls/s, {} commits ({:.1} calls per commit)",
+        store.backend(),
+        TASKS * CALLS,
+        elapsed,
+        calls / elapsed.as_secs_f64(),
+        stats.delivery_commits,
+        calls / stats.delivery_commits as f64,
+    );
+    assert_eq!(db.count("deliveries").await, (TASKS * CALLS) as i64);
+}
