@@ -1,6 +1,5 @@
 //! Prometheus metrics (`GET /metrics`): what operators alert on.
 
-
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -69,9 +68,8 @@ impl Metrics {
         let runs = Family::<OutcomeLabels, Counter>::default();
         registry.register("runs", "Reconcile runs by outcome", runs.clone());
         // Profile deploys take seconds; a stuck one minutes.
-        let deploy_duration_seconds = Histogram::new(
-            [0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0].into_iter(),
-        );
+        let deploy_duration_seconds =
+            Histogram::new([0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0]);
         registry.register(
             "deploy_duration_seconds",
             "Time from deploy submission to its final status",
@@ -126,7 +124,9 @@ mod tests {
         m.jwt_rejections
             .get_or_create(&ReasonLabels { reason: "expired" })
             .inc();
-        m.runs.get_or_create(&OutcomeLabels { outcome: "in_sync" }).inc();
+        m.runs
+            .get_or_create(&OutcomeLabels { outcome: "in_sync" })
+            .inc();
         m.salesforce_api_calls
             .get_or_create(&ApiCallLabels {
                 operation: "readMetadata",

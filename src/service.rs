@@ -149,8 +149,17 @@ impl Service {
         self.stop_controller().await;
     }
 
+    /// Dies like a killed process (tests): the server stops at once and the controller is
+    /// aborted without releasing its lease, which then has to expire.
+    pub async fn crash(self) {
+        self.controller_task.abort();
+        let _ = self.controller_task.await;
+        self.server.stop(false).await;
+    }
+
     async fn stop_controller(self) {
         let _ = self.shutdown.send(true);
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), self.controller_task).await;
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_secs(10), self.controller_task).await;
     }
 }

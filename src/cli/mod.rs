@@ -200,8 +200,7 @@ pub async fn serve() -> u8 {
         return EXIT_ERROR;
     };
     let bind = std::net::SocketAddr::from(([0, 0, 0, 0], config.port));
-    let service = match crate::service::start(&config, bind, None, RetryPolicy::default()).await
-    {
+    let service = match crate::service::start(&config, bind, None, RetryPolicy::default()).await {
         Ok(s) => s,
         Err(e) => return fail(e),
     };

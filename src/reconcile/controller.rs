@@ -13,7 +13,9 @@ use rand::Rng;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::run::{BoxFuture, DeployJournal, Outcome, Run, RunEvent, RunReport, RunSettings, Sources};
+use super::run::{
+    BoxFuture, DeployJournal, Outcome, Run, RunEvent, RunReport, RunSettings, Sources,
+};
 use super::status::{ProfileStatus, StatusBoard};
 use crate::metrics::{Metrics, OutcomeLabels, ProfileLabels};
 use crate::salesforce::client::MetadataClient;
@@ -131,8 +133,11 @@ impl Controller {
 
             let now = Instant::now();
             if now < not_before {
-                self.pause(&mut shutdown, (not_before - now).min(self.timing.lease_ttl / 3))
-                    .await;
+                self.pause(
+                    &mut shutdown,
+                    (not_before - now).min(self.timing.lease_ttl / 3),
+                )
+                .await;
                 continue;
             }
 
@@ -344,7 +349,13 @@ impl Controller {
 
     /// Keeps `/status` and the in-sync gauges current from the run's own events.
     fn observer(&self) -> impl Fn(&RunEvent<'_>) + Send + Sync + '_ {
+        let submitted = std::sync::Mutex::new(None::<std::time::Instant>);
         move |event| match event {
+            RunEvent::DeployStarted { .. } => {
+                if let Ok(mut s) = submitted.lock() {
+                    *s = Some(std::time::Instant::now());
+                }
+            }
             RunEvent::Sources(sources) => {
                 let list = sources.iter().map(|s| s.net.to_string()).collect();
                 self.status.update(|s| s.sources = list);
@@ -376,6 +387,11 @@ impl Controller {
                 self.status.update(|s| s.profiles = profiles);
             }
             RunEvent::DeployProgress(result) if result.done => {
+                if let Some(at) = submitted.lock().ok().and_then(|mut s| s.take()) {
+                    self.metrics
+                        .deploy_duration_seconds
+                        .observe(at.elapsed().as_secs_f64());
+                }
                 tracing::info!(deploy_id = %result.id, status = %result.status, "deploy finished");
             }
             _ => {}

@@ -162,7 +162,11 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         Ok(()) => HttpResponse::Ok().json(json!({ "status": "ready" })),
         Err(e) => {
             tracing::warn!(error = %e, "store not reachable");
-            json_error(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "store unreachable")
+            json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_ready",
+                "store unreachable",
+            )
         }
     }
 }

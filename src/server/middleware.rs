@@ -25,7 +25,8 @@ pub async fn request_id_and_log(
         .filter(|v| {
             !v.is_empty()
                 && v.len() <= 64
-                && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         })
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());

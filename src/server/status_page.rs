@@ -21,7 +21,11 @@ fn range_list(ranges: &Value) -> String {
             a.iter()
                 .map(|r| {
                     let (start, end) = (text(&r["start"]), text(&r["end"]));
-                    let span = if start == end { start } else { format!("{start} – {end}") };
+                    let span = if start == end {
+                        start
+                    } else {
+                        format!("{start} – {end}")
+                    };
                     match r["description"].as_str() {
                         Some(d) => format!("<li>{span} <small>({})</small></li>", esc(d)),
                         None => format!("<li>{span}</li>"),

@@ -104,7 +104,11 @@ async fn outbound_message(req: &HttpRequest, body: &[u8], state: &AppState) -> H
         };
         match state.store.record_deliveries(&deliveries, &hint).await {
             Ok(outcome) => {
-                let label = if outcome.new > 0 { "accepted" } else { "duplicate" };
+                let label = if outcome.new > 0 {
+                    "accepted"
+                } else {
+                    "duplicate"
+                };
                 metrics.notification(OM, label);
             }
             Err(e) => return store_unavailable_fault(state, e),
@@ -177,9 +181,8 @@ pub async fn platform_events(
     // The jti is spent before the body is looked at, so a token seen once (even on a request
     // refused for its body) can never be replayed.
     if let Some(jti) = &verified.jti {
-        // Kept past `exp` by the leeway the verifier grants, so no replay fits in the gap.
-        let expires = chrono::DateTime::from_timestamp(verified.replay_window_end(), 0)
-            .unwrap_or_default();
+        // The store keeps it JTI_LEEWAY past `exp`, matching the verifier's leeway.
+        let expires = chrono::DateTime::from_timestamp(verified.exp, 0).unwrap_or_default();
         match state.store.consume_jti(jti, expires).await {
             Ok(true) => {}
             Ok(false) => {
@@ -212,7 +215,14 @@ pub async fn platform_events(
     };
     match state.store.record_deliveries(&deliveries, &hint).await {
         Ok(outcome) => {
-            metrics.notification(PE, if outcome.new > 0 { "accepted" } else { "duplicate" });
+            metrics.notification(
+                PE,
+                if outcome.new > 0 {
+                    "accepted"
+                } else {
+                    "duplicate"
+                },
+            );
             HttpResponse::Accepted()
                 .json(json!({ "accepted": outcome.new, "duplicates": outcome.duplicates }))
         }

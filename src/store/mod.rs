@@ -33,6 +33,7 @@ mod batch;
 mod notify;
 mod postgres;
 mod sqlite;
+pub mod testing;
 #[cfg(test)]
 mod tests;
 
@@ -104,7 +105,7 @@ pub struct InFlightDeploy {
     pub submitted_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RunRecord {
     pub id: RunId,
     pub org_id: String,
@@ -404,6 +405,16 @@ impl Store {
         org_id: &str,
     ) -> Result<Option<InFlightDeploy>, StoreError> {
         dispatch!(self, b => b.in_flight_deploy(org_id).await)
+    }
+
+    /// One run by id.
+    pub async fn run(&self, id: RunId) -> Result<Option<RunRecord>, StoreError> {
+        dispatch!(self, b => b.run(id).await)
+    }
+
+    /// The run that consumed a hint, once one has.
+    pub async fn run_for_hint(&self, hint_id: i64) -> Result<Option<RunId>, StoreError> {
+        dispatch!(self, b => b.run_for_hint(hint_id).await)
     }
 
     /// The newest `limit` runs of every org, newest first.

@@ -321,6 +321,28 @@ impl PgStore {
         rows.iter().map(run_record).collect()
     }
 
+    pub(crate) async fn run(&self, id: RunId) -> Result<Option<RunRecord>, StoreError> {
+        self.check_open()?;
+        let row = sqlx::query(
+            "SELECT id, org_id, trigger_kind, started_at, finished_at, outcome, profiles, \
+                    deploy_id, error, failures, plan \
+             FROM runs WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(run_record).transpose()
+    }
+
+    pub(crate) async fn run_for_hint(&self, hint_id: i64) -> Result<Option<RunId>, StoreError> {
+        self.check_open()?;
+        let run: Option<Option<i64>> = sqlx::query_scalar("SELECT run_id FROM hints WHERE id = $1")
+            .bind(hint_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(run.flatten())
+    }
+
     pub(crate) async fn try_acquire_lease(
         &self,
         org_id: &str,

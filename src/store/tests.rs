@@ -9,9 +9,8 @@ use chrono::Utc;
 use secrecy::SecretString;
 use sqlx::{AssertSqlSafe, Connection};
 
+use super::testing::PgSchema;
 use super::*;
-
-const PG_ENV: &str = "IPGUARD_TEST_DATABASE_URL";
 
 /// A database for one test.
 enum TestDb {
@@ -22,47 +21,6 @@ enum TestDb {
     Postgres(PgSchema),
 }
 
-/// A fresh schema; dropped (with everything in it) when this is dropped, also after a panic.
-struct PgSchema {
-    base: String,
-    schema: String,
-}
-
-impl PgSchema {
-    /// The base URL with `search_path` set to the schema for every connection (sqlx passes
-    /// the `options` parameter to the server at connect time).
-    fn url(&self) -> String {
-        let sep = if self.base.contains('?') { '&' } else { '?' };
-        format!(
-            "{}{sep}options=-c%20search_path%3D{}",
-            self.base, self.schema
-        )
-    }
-}
-
-impl Drop for PgSchema {
-    fn drop(&mut self) {
-        let base = self.base.clone();
-        let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema);
-        // Drop runs outside any async context we could await in: use a thread of its own.
-        let dropped = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(async {
-                let mut conn = sqlx::PgConnection::connect(&base).await?;
-                sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut conn).await?;
-                conn.close().await
-            })?;
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) {
-            eprintln!("warning: could not drop test schema {}", self.schema);
-        }
-    }
-}
-
 impl TestDb {
     async fn sqlite() -> TestDb {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -71,23 +29,7 @@ impl TestDb {
     }
 
     async fn postgres() -> Option<TestDb> {
-        let Ok(base) = std::env::var(PG_ENV) else {
-            eprintln!(
-                "SKIPPED: PostgreSQL store test not run; set {PG_ENV} \
-                 (e.g. postgres://postgres@127.0.0.1:5432/test)"
-            );
-            return None;
-        };
-        let schema = format!("t_{:016x}", rand::random::<u64>());
-        let mut conn = sqlx::PgConnection::connect(&base)
-            .await
-            .expect("connect to IPGUARD_TEST_DATABASE_URL");
-        sqlx::raw_sql(AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-            .execute(&mut conn)
-            .await
-            .expect("create test schema");
-        conn.close().await.ok();
-        Some(TestDb::Postgres(PgSchema { base, schema }))
+        PgSchema::create().await.map(TestDb::Postgres)
     }
 
     fn url(&self) -> DatabaseUrl {

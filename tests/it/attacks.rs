@@ -62,8 +62,8 @@ fn with_header(header: Value, key: &ipguard::keygen::KeyMaterial) -> String {
     let body = B64.encode(good_claims().to_string());
     let signing_input = format!("{head}.{body}");
     let key = EncodingKey::from_rsa_pem(key.private_key_pem.expose_secret().as_bytes()).unwrap();
-    let signature = jsonwebtoken::crypto::sign(signing_input.as_bytes(), &key, Algorithm::RS256)
-        .unwrap();
+    let signature =
+        jsonwebtoken::crypto::sign(signing_input.as_bytes(), &key, Algorithm::RS256).unwrap();
     format!("{signing_input}.{signature}")
 }
 
@@ -79,7 +79,7 @@ fn hs256_with_public_key() -> String {
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
         &good_claims(),
-        &EncodingKey::from_secret(secret),
+        &EncodingKey::from_secret(secret).unwrap(),
     )
     .unwrap()
 }
@@ -126,19 +126,38 @@ async fn every_forged_event_token_is_refused_with_401() {
     let replayed = rs256(&good_claims());
     let cases: Vec<(&str, Option<String>)> = vec![
         ("alg none", Some(unsigned("none"))),
-        ("HS256 signed with the public key", Some(hs256_with_public_key())),
+        (
+            "HS256 signed with the public key",
+            Some(hs256_with_public_key()),
+        ),
         (
             "RS256 by a foreign key",
-            Some(sign(Header::new(Algorithm::RS256), &good_claims(), attacker_keys())),
+            Some(sign(
+                Header::new(Algorithm::RS256),
+                &good_claims(),
+                attacker_keys(),
+            )),
         ),
-        ("expired", Some(rs256(&with_claim("exp", json!(now() - 300))))),
-        ("nbf in the future", Some(rs256(&with_claim("nbf", json!(now() + 300))))),
+        (
+            "expired",
+            Some(rs256(&with_claim("exp", json!(now() - 300)))),
+        ),
+        (
+            "nbf in the future",
+            Some(rs256(&with_claim("nbf", json!(now() + 300)))),
+        ),
         (
             "1 h lifetime",
             Some(rs256(&with_claim("exp", json!(now() + 3600)))),
         ),
-        ("wrong iss", Some(rs256(&with_claim("iss", json!("https://evil.example"))))),
-        ("wrong aud", Some(rs256(&with_claim("aud", json!("https://other.example"))))),
+        (
+            "wrong iss",
+            Some(rs256(&with_claim("iss", json!("https://evil.example")))),
+        ),
+        (
+            "wrong aud",
+            Some(rs256(&with_claim("aud", json!("https://other.example")))),
+        ),
         ("no exp", Some(rs256(&without_claim("exp")))),
         ("jku header", Some(jku)),
         ("x5u header", Some(x5u)),
@@ -194,7 +213,10 @@ async fn every_forged_event_token_is_refused_with_401() {
         assert_eq!(response.status(), expected, "replayed jti");
     }
     let metrics = app.service.metrics.render();
-    assert!(metrics.contains("ipguard_jwt_rejections_total{reason=\"replayed\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("ipguard_jwt_rejections_total{reason=\"replayed\"} 1"),
+        "{metrics}"
+    );
     app.service.stop().await;
 }
 
@@ -253,25 +275,36 @@ async fn hostile_outbound_messages_are_refused_and_nothing_is_recorded() {
     let billion_laughs = "<?xml version=\"1.0\"?><!DOCTYPE lolz [<!ENTITY lol \"lol\">\
         <!ENTITY lol2 \"&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;\">]>\
         <soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\"><soapenv:Body>&lol2;</soapenv:Body></soapenv:Envelope>";
-    let external = "<?xml version=\"1.0\"?><!DOCTYPE x [<!ENTITY e SYSTEM \"file:///etc/passwd\">]><x>&e;</x>";
+    let external =
+        "<?xml version=\"1.0\"?><!DOCTYPE x [<!ENTITY e SYSTEM \"file:///etc/passwd\">]><x>&e;</x>";
     let deep = format!("{}{}", "<a>".repeat(10_000), "</a>".repeat(10_000));
     for (name, body, status) in [
         ("not xml", "hello".to_string(), 400),
         ("billion laughs", billion_laughs.to_string(), 400),
         ("external entity", external.to_string(), 400),
         ("deep nesting", deep, 400),
-        ("wrong org", outbound_body("00D000000000062EAA", &["04l1I000000fztEQAQ"]), 403),
+        (
+            "wrong org",
+            outbound_body("00D000000000062EAA", &["04l1I000000fztEQAQ"]),
+            403,
+        ),
     ] {
         let (got, text) = post_xml(&url, body).await;
         assert_eq!(got, status, "{name}: {text}");
-        assert!(text.contains("Fault"), "{name}: a SOAP fault is expected: {text}");
+        assert!(
+            text.contains("Fault"),
+            "{name}: a SOAP fault is expected: {text}"
+        );
         assert!(!text.contains("<Ack>true</Ack>"), "{name}");
     }
     let oversized = vec![b'a'; 2 * 1024 * 1024 + 1];
     let (got, _) = post_xml(&url, oversized).await;
     assert_eq!(got, 413, "oversized");
     let text = app.service.metrics.render();
-    assert!(!text.contains("outcome=\"accepted\""), "nothing recorded: {text}");
+    assert!(
+        !text.contains("outcome=\"accepted\""),
+        "nothing recorded: {text}"
+    );
     app.service.stop().await;
 }
 
@@ -288,8 +321,11 @@ async fn the_path_token_is_required_when_configured() {
     )
     .await;
     assert_eq!(wrong, 404);
-    let (right, text) =
-        post_xml(&app.url(&format!("/salesforce/outbound-messages/{OM_TOKEN}")), body).await;
+    let (right, text) = post_xml(
+        &app.url(&format!("/salesforce/outbound-messages/{OM_TOKEN}")),
+        body,
+    )
+    .await;
     assert_eq!(right, 200, "{text}");
     assert!(text.contains("<Ack>true</Ack>"));
     app.service.stop().await;
@@ -339,7 +375,11 @@ async fn admin_endpoints_need_the_token_and_unknown_paths_are_json_404() {
     assert!(r.headers().contains_key("x-request-id"));
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"], "not_found");
-    let r = client.get(app.url("/salesforce/events")).send().await.unwrap();
+    let r = client
+        .get(app.url("/salesforce/events"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 405);
     let r = client.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(r.status(), 200);

@@ -32,7 +32,8 @@ async fn a_burst_of_1000_hints_costs_at_most_2_runs_and_1_deploy() {
         })
         .await;
     assert_eq!(startup[0].outcome.as_deref(), Some("remediated"));
-    org.sim.set_login_ip_ranges("Admin", vec![range("192.0.2.1", "192.0.2.1")]);
+    org.sim
+        .set_login_ip_ranges("Admin", vec![range("192.0.2.1", "192.0.2.1")]);
     let deploys_before = org.sim.count("deploy");
     let client = http();
     let url = app.url("/salesforce/outbound-messages");
@@ -93,7 +94,10 @@ async fn a_restart_during_a_deploy_resumes_polling_without_a_second_deploy() {
     // the start-up run submits a deploy that does not finish
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while org.sim.count("deploy") == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "no deploy submitted");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no deploy submitted"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -103,10 +107,15 @@ async fn a_restart_during_a_deploy_resumes_polling_without_a_second_deploy() {
     let app = org.serve().await;
     let runs = app
         .wait_for_runs(Duration::from_secs(10), |r| {
-            r.iter().any(|run| run.deploy_id.is_some() && run.outcome.as_deref() == Some("remediated"))
+            r.iter()
+                .any(|run| run.deploy_id.is_some() && run.outcome.as_deref() == Some("remediated"))
         })
         .await;
-    assert_eq!(org.sim.count("deploy"), 1, "resumed, never redeployed: {runs:#?}");
+    assert_eq!(
+        org.sim.count("deploy"),
+        1,
+        "resumed, never redeployed: {runs:#?}"
+    );
     assert_eq!(org.sim.login_ip_ranges("Standard").unwrap(), desired());
     app.service.stop().await;
 }
@@ -120,7 +129,8 @@ async fn hints_during_a_run_cause_exactly_one_follow_up() {
         ..Faults::default()
     });
     let app = org.serve().await;
-    app.wait_for_runs(Duration::from_secs(5), |r| !r.is_empty()).await;
+    app.wait_for_runs(Duration::from_secs(5), |r| !r.is_empty())
+        .await;
     tokio::time::sleep(Duration::from_millis(400)).await;
     let url = app.url("/salesforce/outbound-messages");
     for i in 0..5 {
@@ -131,7 +141,11 @@ async fn hints_during_a_run_cause_exactly_one_follow_up() {
         assert!(report.delivered);
     }
     let first = app.runs().await;
-    assert_eq!(first.len(), 1, "hints arrived during the first run: {first:#?}");
+    assert_eq!(
+        first.len(),
+        1,
+        "hints arrived during the first run: {first:#?}"
+    );
     assert!(first[0].outcome.is_none(), "the first run is still going");
     org.sim.set_faults(Faults::default());
     app.wait_for_runs(Duration::from_secs(15), |r| {

@@ -5,6 +5,7 @@
 
 mod attacks;
 mod controller;
+mod instances;
 mod outgoing;
 mod reconcile;
 mod schema;

@@ -237,7 +237,10 @@ async fn signed_platform_event_is_remediated() {
             .any(|run| run.trigger.contains("platform_event") && run.outcome.is_some())
     })
     .await;
-    assert_eq!(org.sim.login_ip_ranges("Custom%3A Support").unwrap(), desired());
+    assert_eq!(
+        org.sim.login_ip_ranges("Custom%3A Support").unwrap(),
+        desired()
+    );
     app.service.stop().await;
 }
 
@@ -260,11 +263,15 @@ async fn duplicate_delivery_is_recorded_once_and_acked_twice() {
     assert!(first.delivered && second.delivered);
     let text = app.service.metrics.render();
     assert!(
-        text.contains("ipguard_notifications_total{source=\"outbound_message\",outcome=\"accepted\"} 1"),
+        text.contains(
+            "ipguard_notifications_total{source=\"outbound_message\",outcome=\"accepted\"} 1"
+        ),
         "{text}"
     );
     assert!(
-        text.contains("ipguard_notifications_total{source=\"outbound_message\",outcome=\"duplicate\"} 1"),
+        text.contains(
+            "ipguard_notifications_total{source=\"outbound_message\",outcome=\"duplicate\"} 1"
+        ),
         "{text}"
     );
     app.service.stop().await;
