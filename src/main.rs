@@ -41,6 +41,13 @@ enum Command {
         #[arg(long = "profile", value_name = "P")]
         profiles: Vec<String>,
     },
+    /// Recent runs from the store, newest first.
+    History {
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
     /// Write an RSA key (ipguard.key) and self-signed certificate (ipguard.crt) for the app.
     Keygen {
         #[arg(long, default_value = ".")]
@@ -81,6 +88,7 @@ fn main() -> ExitCode {
                 check_only,
                 profiles,
             } => ipguard::cli::apply(&profiles, check_only).await,
+            Command::History { limit, json } => ipguard::cli::history(limit, json).await,
             Command::Keygen {
                 out,
                 common_name,

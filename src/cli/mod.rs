@@ -211,6 +211,52 @@ pub async fn serve() -> u8 {
     }
 }
 
+/// `ipguard history [--limit N] [--json]`: recent runs from the store, newest first.
+pub async fn history(limit: u32, json: bool) -> u8 {
+    let Some(config) = load(Needs::default()) else {
+        return EXIT_ERROR;
+    };
+    let store = match crate::store::Store::connect(&config.database).await {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let runs = match store.recent_runs(limit).await {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    if json {
+        let rows: Vec<serde_json::Value> = runs
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "id": r.id, "trigger": r.trigger, "started_at": r.started_at,
+                    "finished_at": r.finished_at, "outcome": r.outcome, "profiles": r.profiles,
+                    "deploy_id": r.deploy_id, "error": r.error,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(rows));
+    } else if runs.is_empty() {
+        println!("No runs recorded yet.");
+    } else {
+        for r in &runs {
+            println!(
+                "#{:<5} {}  {:<11} trigger {:<18} deploy {}{}",
+                r.id,
+                r.started_at.format("%Y-%m-%d %H:%M:%S"),
+                r.outcome.as_deref().unwrap_or("running"),
+                r.trigger,
+                r.deploy_id.as_deref().unwrap_or("—"),
+                r.error
+                    .as_deref()
+                    .map(|e| format!("\n        {e}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    EXIT_OK
+}
+
 /// `ipguard keygen [--out DIR] [--common-name CN] [--days N]`
 pub fn keygen(out: &Path, common_name: &str, days: u32) -> u8 {
     let material = match crate::keygen::generate(common_name, days) {
