@@ -259,9 +259,30 @@ impl Controller {
             run: run_id,
         };
         let run = self.run_with(&observe, &journal);
-        let report = self.with_lease(shutdown, run.execute()).await?;
+        let Some(report) = self.with_lease(shutdown, run.execute()).await else {
+            self.close_interrupted(run_id).await;
+            return None;
+        };
         self.record(run_id, &report).await;
         Some(report.outcome)
+    }
+
+    /// A run cut short by shutdown: if it submitted a deploy, that stays in flight for the
+    /// next process; otherwise nothing happened in the org and the record says so.
+    async fn close_interrupted(&self, run_id: RunId) {
+        let submitted = matches!(self.store.run(run_id).await, Ok(Some(r)) if r.deploy_id.is_some());
+        if !submitted {
+            let _ = self
+                .store
+                .finish_run(
+                    run_id,
+                    Outcome::Failed.as_str(),
+                    None,
+                    &[],
+                    Some("interrupted by shutdown before any deploy; the next process checks again"),
+                )
+                .await;
+        }
     }
 
     fn run_with<'a>(
