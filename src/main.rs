@@ -68,7 +68,11 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    // The demo narrates on stdout; the service's own info logs would only interleave with it.
+    init_tracing(match cli.command {
+        Command::Demo => "warn",
+        _ => "info,actix_server=warn",
+    });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -102,11 +106,11 @@ fn main() -> ExitCode {
 }
 
 /// Logs go to stderr: JSON when not on a terminal (Heroku log drains), text otherwise.
-fn init_tracing() {
+fn init_tracing(default_filter: &str) {
     use std::io::IsTerminal;
-    // SPEC default `info`; the embedded servers' lifecycle chatter is not the user's business.
+    // SPEC default `info`; actix's lifecycle chatter is not the user's business.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,actix_server=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -1,27 +1,36 @@
-//! `ipguard demo` (the whole loop against an embedded simulated org, narrated) and
+//! `ipguard demo` (the whole product against an embedded simulated org, narrated) and
 //! `ipguard sim` (a standalone simulated org).
 
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use secrecy::ExposeSecret;
+use serde_json::Value;
 
-use super::{EXIT_ERROR, EXIT_OK, render};
+use super::{EXIT_ERROR, EXIT_OK};
 use crate::config::{Config, Needs};
-use crate::reconcile::run::{Outcome, RunEvent};
-use crate::sim::{SimConfig, SimOrg};
+use crate::ranges::LoginIpRange;
+use crate::salesforce::client::RetryPolicy;
+use crate::service::Service;
+use crate::sim::{EventClaims, SendRetry, SimConfig, SimOrg};
+use crate::store::RunRecord;
 
 const DEMO_CN: &str = "ipguard-demo";
+const EVENTS_ISSUER: &str = "https://acme.my.salesforce.com";
+const EVENTS_AUDIENCE: &str = "https://ipguard.acme.example";
 
-/// Everything the demo needs: a running simulated org and a configuration pointing at it.
+/// A running simulated org and the configuration an operator would set to guard it.
 pub struct DemoOrg {
     pub sim: SimOrg,
     pub config: Config,
     pub variables: HashMap<&'static str, String>,
+    /// Holds the demo's SQLite file; removed on drop.
+    pub dir: tempfile::TempDir,
 }
 
 /// Starts a simulated org with a freshly generated key pair and builds the configuration an
-/// operator would set as config vars (policy `exact`, so any loosening is reverted).
+/// operator would set as config vars: policy `exact` (any loosening is reverted), event
+/// callouts verified with the org's signing certificate, a throw-away SQLite store.
 pub async fn start_demo_org() -> Result<DemoOrg, String> {
     let keys = crate::keygen::generate(DEMO_CN, 1).map_err(|e| e.to_string())?;
     let sim_config = SimConfig::new(keys.certificate_pem.clone());
@@ -34,6 +43,7 @@ pub async fn start_demo_org() -> Result<DemoOrg, String> {
     let sim = SimOrg::start(sim_config, 0)
         .await
         .map_err(|e| format!("cannot start the simulated org: {e}"))?;
+    let dir = tempfile::tempdir().map_err(|e| format!("cannot create a temp dir: {e}"))?;
     let base = sim.base_url();
     let variables: HashMap<&'static str, String> = HashMap::from([
         ("SALESFORCE_LOGIN_URL", base.clone()),
@@ -50,165 +60,231 @@ pub async fn start_demo_org() -> Result<DemoOrg, String> {
         ("HEROKU_API_URL", base),
         ("IPGUARD_POLICY", "exact".into()),
         ("IPGUARD_DEPLOY_TIMEOUT", "30s".into()),
+        ("IPGUARD_DEBOUNCE", "300ms".into()),
+        ("IPGUARD_RESYNC_INTERVAL", "1h".into()),
+        ("EVENTS_JWT_CERTS", sim.event_signing_certificate()),
+        ("EVENTS_JWT_ISSUER", EVENTS_ISSUER.into()),
+        ("EVENTS_JWT_AUDIENCE", EVENTS_AUDIENCE.into()),
+        (
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("demo.db").display()),
+        ),
     ]);
     let lookup = |name: &str| variables.get(name).cloned();
-    let config = Config::from_lookup(lookup, Needs::salesforce()).map_err(|e| e.to_string())?;
+    let config = Config::from_lookup(lookup, Needs::serve()).map_err(|e| e.to_string())?;
     Ok(DemoOrg {
         sim,
         config,
         variables,
+        dir,
     })
 }
 
 /// `ipguard demo`: exit 0 when the org ends in sync.
 pub async fn demo() -> u8 {
-    let started = Instant::now();
-    let say = |text: &str| println!("[{:>6.2}s] {text}", started.elapsed().as_secs_f64());
-    println!(
-        "ipguard demo — the whole loop against a simulated Salesforce org (no account needed)\n"
-    );
-    let demo = match start_demo_org().await {
-        Ok(d) => d,
+    match run_demo().await {
+        Ok(true) => EXIT_OK,
+        Ok(false) => EXIT_ERROR,
         Err(e) => {
             eprintln!("ipguard demo: {e}");
-            return EXIT_ERROR;
+            EXIT_ERROR
         }
-    };
-    say("Generated an RSA-2048 key and self-signed certificate (what `ipguard keygen` writes).");
-    say(&format!(
-        "Simulated org {} is listening at {} — the certificate is registered with its External Client App,",
-        demo.sim.org_id(),
-        demo.sim.base_url()
-    ));
-    say("and it also answers the Heroku Platform API for space `acme-space`.");
-    say(&format!(
-        "Guarding profiles: {} (policy exact: only the space's IPs may log in).",
-        demo.config.profiles.join(", ")
-    ));
-
-    println!();
-    say(
-        "Step 1 — first reconcile: read the space's NAT IPs, read the profiles, deploy what differs.",
-    );
-    let http = match crate::wiring::http_client() {
-        Ok(h) => h,
-        Err(e) => {
-            eprintln!("ipguard demo: {e}");
-            return EXIT_ERROR;
-        }
-    };
-    // One client for every run, as the service keeps it: the session token is reused.
-    let client = match crate::wiring::metadata_client(
-        &demo.config,
-        &http,
-        crate::salesforce::client::RetryPolicy::default(),
-    ) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("ipguard demo: {e}");
-            return EXIT_ERROR;
-        }
-    };
-    let ctx = (&demo, &http, &client);
-    let Some(first) = reconcile(ctx, &say).await else {
-        return EXIT_ERROR;
-    };
-
-    let victim = "Custom%3A Support";
-    println!();
-    say(&format!(
-        "Step 2 — an admin loosens `{victim}` in Setup: its Login IP Ranges become 0.0.0.0 – 255.255.255.255."
-    ));
-    let open = crate::ranges::LoginIpRange::parse_existing("0.0.0.0", "255.255.255.255", None)
-        .expect("a valid legacy range");
-    demo.sim.set_login_ip_ranges(victim, vec![open]);
-    say(
-        "(In production a platform event or outbound message would wake ipguard; the periodic resync catches it regardless.)",
-    );
-
-    println!();
-    say(
-        "Step 3 — ipguard reconciles again: the drift is found, the full list is re-deployed and read back.",
-    );
-    let Some(second) = reconcile(ctx, &say).await else {
-        return EXIT_ERROR;
-    };
-
-    println!();
-    say("Step 4 — a last check: nothing should differ any more.");
-    let Some(last) = reconcile(ctx, &say).await else {
-        return EXIT_ERROR;
-    };
-    let calls = demo.sim.calls().len();
-    demo.sim.stop().await;
-    println!();
-    say(&format!(
-        "Done: runs ended {first}, {second}, {last}; {calls} calls reached the simulated org."
-    ));
-    if last == Outcome::InSync {
-        say("The org ends in sync.");
-        EXIT_OK
-    } else {
-        say("The org did NOT end in sync.");
-        EXIT_ERROR
     }
 }
 
-async fn reconcile(
-    (demo, http, client): (
-        &DemoOrg,
-        &reqwest::Client,
-        &crate::salesforce::client::MetadataClient,
-    ),
-    say: &(dyn Fn(&str) + Sync),
-) -> Option<Outcome> {
-    let observe = |event: &RunEvent<'_>| match event {
-        RunEvent::Sources(_) => {}
-        RunEvent::Desired(ranges) => {
-            let list: Vec<String> = ranges.iter().map(render::range_line).collect();
-            say(&format!("  desired ranges: {}", list.join("; ")));
+struct Narrator(Instant);
+
+impl Narrator {
+    fn say(&self, text: &str) {
+        println!("[{:>5.2}s] {text}", self.0.elapsed().as_secs_f64());
+    }
+
+    fn detail(&self, text: &str) {
+        println!("         {text}");
+    }
+}
+
+async fn run_demo() -> Result<bool, String> {
+    let n = Narrator(Instant::now());
+    println!(
+        "ipguard demo — the whole product against a simulated Salesforce org (no account needed)\n"
+    );
+    let demo = start_demo_org().await?;
+    n.say(&format!(
+        "A simulated Salesforce org {} is up at {}: OAuth, Metadata API, Heroku Platform API.",
+        demo.sim.org_id(),
+        demo.sim.base_url()
+    ));
+    n.detail("ipguard's certificate (what `ipguard keygen` writes) is registered with its External Client App.");
+    n.detail(&format!(
+        "Guarded profiles: {} — policy exact: only the Private Space's IPs may log in.",
+        demo.config.profiles.join(", ")
+    ));
+
+    let service = crate::service::start(
+        &demo.config,
+        "127.0.0.1:0".parse().map_err(|_| "bad address")?,
+        None,
+        RetryPolicy::default(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let base = format!("http://127.0.0.1:{}", service.port);
+    n.say(&format!(
+        "`ipguard serve` is listening at {base} (SQLite store, webhooks, reconciler)."
+    ));
+
+    println!();
+    n.say("Start-up run: read the space's NAT IPs, read every profile, deploy what differs, read back.");
+    let first = wait_for_run(&service, 1).await?;
+    narrate_run(&n, &first);
+
+    let victim = "Custom%3A Support";
+    println!();
+    n.say(&format!(
+        "An admin loosens `{victim}` in Setup: its Login IP Ranges become 0.0.0.0 – 255.255.255.255."
+    ));
+    let open = LoginIpRange::parse_existing("0.0.0.0", "255.255.255.255", None)
+        .map_err(|e| e.to_string())?;
+    demo.sim.set_login_ip_ranges(victim, vec![open]);
+
+    let claims = EventClaims::new(
+        EVENTS_ISSUER,
+        EVENTS_AUDIENCE,
+        "integration@ipguard.example",
+    );
+    let event = demo
+        .sim
+        .send_platform_events(
+            &format!("{base}/salesforce/events"),
+            &[victim.to_owned()],
+            &claims,
+            SendRetry::default(),
+        )
+        .await;
+    n.say(&format!(
+        "The org's Apex monitor publishes IPGuard_Profile_Change__e; its callout (RS256 JWT) gets HTTP {}.",
+        event.last_status.unwrap_or_default()
+    ));
+    let message = demo
+        .sim
+        .send_outbound_message(
+            &format!("{base}/salesforce/outbound-messages"),
+            &["04l5g00000ABCDEAA4".to_owned()],
+            SendRetry::default(),
+        )
+        .await;
+    n.say(&format!(
+        "A flow's outbound message arrives too; ipguard records it and ACKs (HTTP {}, <Ack>true</Ack>).",
+        message.last_status.unwrap_or_default()
+    ));
+    n.detail("Both are only hints: the IPs to assert always come from the Heroku API, never from a request.");
+
+    let second = wait_for_run(&service, 2).await?;
+    n.say("The two hints coalesced into one run:");
+    narrate_run(&n, &second);
+
+    println!();
+    let held: Vec<(String, bool)> = demo
+        .config
+        .profiles
+        .iter()
+        .map(|p| {
+            let ranges = demo.sim.login_ip_ranges(p).unwrap_or_default();
+            let ok = ranges.len() == 1
+                && ranges[0].start().to_string() == "203.0.113.10"
+                && ranges[0].end().to_string() == "203.0.113.11";
+            (p.clone(), ok)
+        })
+        .collect();
+    for (profile, ok) in &held {
+        n.detail(&format!(
+            "{profile}: {}",
+            if *ok {
+                "203.0.113.10 – 203.0.113.11 only ✓"
+            } else {
+                "NOT in sync ✗"
+            }
+        ));
+    }
+    let in_sync = held.iter().all(|(_, ok)| *ok);
+    let calls = demo.sim.calls().len();
+    service.stop().await;
+    demo.sim.stop().await;
+    n.say(&format!(
+        "Done: {} — {calls} requests reached the simulated org; every run is in the store (`ipguard history`).",
+        if in_sync { "the org ends in sync" } else { "the org did NOT end in sync" }
+    ));
+    Ok(in_sync)
+}
+
+/// The `count`-th run, once finished.
+async fn wait_for_run(service: &Service, count: usize) -> Result<RunRecord, String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let runs = service
+            .store
+            .recent_runs(10)
+            .await
+            .map_err(|e| e.to_string())?;
+        if runs.len() >= count
+            && let Some(run) = runs.iter().rev().nth(count - 1)
+            && run.outcome.is_some()
+        {
+            return Ok(run.clone());
         }
-        RunEvent::Read(records) => say(&format!(
-            "  readMetadata: {} profile(s) read",
-            records.len()
-        )),
-        RunEvent::Planned(plan) => {
-            say("  plan:");
-            for line in render::plan_text(plan).lines() {
-                println!("           {line}");
+        if Instant::now() > deadline {
+            return Err(format!("run {count} did not finish within 20 s"));
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn narrate_run(n: &Narrator, run: &RunRecord) {
+    let took = run
+        .finished_at
+        .map(|f| (f - run.started_at).num_milliseconds())
+        .unwrap_or_default();
+    if let Some(plan) = &run.plan {
+        for p in plan["profiles"].as_array().into_iter().flatten() {
+            let name = p["name"].as_str().unwrap_or_default();
+            if p["in_sync"].as_bool() == Some(true) {
+                n.detail(&format!("{name}: in sync"));
+                continue;
+            }
+            n.detail(&format!("{name}: drift"));
+            for (sign, key) in [("+", "add"), ("-", "remove")] {
+                for r in p[key].as_array().into_iter().flatten() {
+                    n.detail(&format!("    {sign} {}", span(r)));
+                }
             }
         }
-        RunEvent::DeployStarted { id, .. } => say(&format!(
-            "  deploy {id} submitted (one zip, every drifted profile)"
-        )),
-        RunEvent::DeployProgress(r) => say(&format!("  checkDeployStatus: {}", r.status)),
-        RunEvent::Verified(_) => {
-            say("  read back: every profile now holds exactly the desired ranges")
-        }
-    };
-    let names = crate::wiring::profile_names(&demo.config, &[]).ok()?;
-    let sources = crate::wiring::sources(&demo.config, http);
-    let settings = crate::wiring::run_settings(&demo.config, false);
-    let run = crate::reconcile::run::Run {
-        client,
-        sources: &sources,
-        settings: &settings,
-        profiles: &names,
-        observe: &observe,
-        journal: &crate::reconcile::run::NoJournal,
-    };
-    let report = run.execute().await;
-    say(&format!(
-        "  outcome: {} in {} ms{}",
-        report.outcome,
-        report.duration_ms,
-        report
-            .error
+    }
+    n.say(&format!(
+        "Run #{} (trigger {}): {}{} in {took} ms.",
+        run.id,
+        run.trigger,
+        run.outcome.as_deref().unwrap_or("running"),
+        run.deploy_id
             .as_deref()
-            .map(|e| format!(" — {e}"))
-            .unwrap_or_default()
+            .map(|d| format!(" — deploy {d} polled to Succeeded and verified by reading back"))
+            .unwrap_or_default(),
     ));
-    Some(report.outcome)
+    if let Some(error) = &run.error {
+        n.detail(&format!("error: {error}"));
+    }
+}
+
+fn span(range: &Value) -> String {
+    let (start, end) = (
+        range["start"].as_str().unwrap_or_default(),
+        range["end"].as_str().unwrap_or_default(),
+    );
+    if start == end {
+        start.to_owned()
+    } else {
+        format!("{start} – {end}")
+    }
 }
 
 /// `ipguard sim --port N`: a standalone simulated org with a generated key pair.

@@ -270,7 +270,8 @@ impl Controller {
     /// A run cut short by shutdown: if it submitted a deploy, that stays in flight for the
     /// next process; otherwise nothing happened in the org and the record says so.
     async fn close_interrupted(&self, run_id: RunId) {
-        let submitted = matches!(self.store.run(run_id).await, Ok(Some(r)) if r.deploy_id.is_some());
+        let submitted =
+            matches!(self.store.run(run_id).await, Ok(Some(r)) if r.deploy_id.is_some());
         if !submitted {
             let _ = self
                 .store
@@ -279,7 +280,9 @@ impl Controller {
                     Outcome::Failed.as_str(),
                     None,
                     &[],
-                    Some("interrupted by shutdown before any deploy; the next process checks again"),
+                    Some(
+                        "interrupted by shutdown before any deploy; the next process checks again",
+                    ),
                 )
                 .await;
         }
