@@ -123,18 +123,6 @@ async fn blast(
     figures
 }
 
-fn om_body(org_id: &str, id: &str) -> String {
-    format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\" \
-         xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\"><soapenv:Body>\
-         <notifications xmlns=\"http://soap.sforce.com/2005/09/outbound\"><OrganizationId>{org_id}</OrganizationId>\
-         <ActionId>04k1I000000bmsHQAQ</ActionId><SessionId xsi:nil=\"true\"/>\
-         <Notification><Id>{id}</Id><sObject xsi:type=\"sf:User\" xmlns:sf=\"urn:sobject.enterprise.soap.sforce.com\">\
-         <sf:Id>005000000000001AAA</sf:Id><sf:ProfileId>00e000000000001AAA</sf:ProfileId></sObject></Notification>\
-         </notifications></soapenv:Body></soapenv:Envelope>"
-    )
-}
-
 #[tokio::main]
 async fn main() {
     let args = args();
@@ -208,6 +196,11 @@ async fn main() {
     );
 
     let org_id = sim.org_id();
+    let bodies: Arc<Vec<String>> = Arc::new(
+        (0..args.requests)
+            .map(|i| sim.outbound_message_body(&org_id, &[format!("04l{i:015}")]))
+            .collect(),
+    );
     let url = format!("{base}/salesforce/outbound-messages");
     let client = http.clone();
     let mut om = blast(
@@ -219,7 +212,7 @@ async fn main() {
             client
                 .post(&url)
                 .header("Content-Type", "text/xml; charset=utf-8")
-                .body(om_body(&org_id, &format!("04l{i:015}")))
+                .body(bodies[i].clone())
         }),
     )
     .await;
@@ -265,45 +258,29 @@ async fn main() {
     let mut forged = token.clone();
     let last = forged.pop().unwrap();
     forged.push(if last == 'A' { 'B' } else { 'A' });
-    let url = format!("{base}/salesforce/events");
-    let client = http.clone();
-    let mut flood = blast(
-        "forged tokens (rejected)",
-        args.requests,
-        args.concurrency,
-        401,
-        Arc::new(move |_| {
-            client
-                .post(&url)
-                .bearer_auth(&forged)
-                .header("Content-Type", "application/json")
-                .body("{}")
-        }),
-    )
-    .await;
-    flood.print();
-    let none = format!(
-        "{}.{}.",
-        "eyJhbGciOiJub25lIn0",
-        token.split('.').nth(1).unwrap()
-    );
-    let client = http.clone();
-    let url = format!("{base}/salesforce/events");
-    let mut cheap = blast(
-        "alg=none tokens (rejected)",
-        args.requests,
-        args.concurrency,
-        401,
-        Arc::new(move |_| {
-            client
-                .post(&url)
-                .bearer_auth(&none)
-                .header("Content-Type", "application/json")
-                .body("{}")
-        }),
-    )
-    .await;
-    cheap.print();
+    let events_url = format!("{base}/salesforce/events");
+    let none = format!("eyJhbGciOiJub25lIn0.{}.", token.split('.').nth(1).unwrap());
+    for (name, bad) in [
+        ("forged tokens (rejected)", forged),
+        ("alg=none tokens (rejected)", none),
+    ] {
+        let (client, url) = (http.clone(), events_url.clone());
+        blast(
+            name,
+            args.requests,
+            args.concurrency,
+            401,
+            Arc::new(move |_| {
+                client
+                    .post(&url)
+                    .bearer_auth(&bad)
+                    .header("Content-Type", "application/json")
+                    .body("{}")
+            }),
+        )
+        .await
+        .print();
+    }
     service.stop().await;
     sim.stop().await;
 }

@@ -186,18 +186,10 @@ impl SimOrg {
             .await
     }
 
-    /// POSTs an outbound message as the org `org_id` (any text, for wrong-org tests): one
-    /// `Notification` per id (used verbatim as its `Id`), each a User with a fresh `005…` id
-    /// and the id of one of the org's profiles (round-robin). Salesforce puts at most 100
-    /// notifications in a message; this sends whatever it is given. Retried with the same
-    /// body until a try gets HTTP 200 and the `notificationsResponse`/`Ack` `true` envelope.
-    pub async fn send_outbound_message_as(
-        &self,
-        org_id: &str,
-        url: &str,
-        notification_ids: &[String],
-        retry: SendRetry,
-    ) -> SendReport {
+    /// The body of an outbound message from `org_id` with one Notification per id, exactly
+    /// as [`SimOrg::send_outbound_message_as`] sends it (for tests and load tools that post it
+    /// themselves).
+    pub fn outbound_message_body(&self, org_id: &str, notification_ids: &[String]) -> String {
         let (action_id, notifications) = {
             let state = self.shared.lock();
             let profile_ids: Vec<&str> = state.profiles.iter().map(|p| p.id.as_str()).collect();
@@ -213,7 +205,22 @@ impl SimOrg {
                 .collect();
             (state.outbound_action_id.clone(), notifications)
         };
-        let body = outbound_message(org_id, &action_id, &self.base_url, &notifications);
+        outbound_message(org_id, &action_id, &self.base_url, &notifications)
+    }
+
+    /// POSTs an outbound message as the org `org_id` (any text, for wrong-org tests): one
+    /// `Notification` per id (used verbatim as its `Id`), each a User with a fresh `005…` id
+    /// and the id of one of the org's profiles (round-robin). Salesforce puts at most 100
+    /// notifications in a message; this sends whatever it is given. Retried with the same
+    /// body until a try gets HTTP 200 and the `notificationsResponse`/`Ack` `true` envelope.
+    pub async fn send_outbound_message_as(
+        &self,
+        org_id: &str,
+        url: &str,
+        notification_ids: &[String],
+        retry: SendRetry,
+    ) -> SendReport {
+        let body = self.outbound_message_body(org_id, notification_ids);
         let client = http_client();
         self.deliver(
             "send.outbound_message",

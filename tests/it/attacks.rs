@@ -236,25 +236,6 @@ async fn a_good_token_with_a_bad_body_is_a_400() {
     app.service.stop().await;
 }
 
-fn outbound_body(org_id: &str, ids: &[&str]) -> String {
-    let notifications: String = ids
-        .iter()
-        .map(|id| {
-            format!(
-                "<Notification><Id>{id}</Id><sObject xsi:type=\"sf:User\" xmlns:sf=\"urn:sobject.enterprise.soap.sforce.com\">\
-                 <sf:Id>005000000000001AAA</sf:Id></sObject></Notification>"
-            )
-        })
-        .collect();
-    format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\" \
-         xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\"><soapenv:Body>\
-         <notifications xmlns=\"http://soap.sforce.com/2005/09/outbound\"><OrganizationId>{org_id}</OrganizationId>\
-         <ActionId>04k1I000000bmsHQAQ</ActionId><SessionId xsi:nil=\"true\"/>{notifications}</notifications>\
-         </soapenv:Body></soapenv:Envelope>"
-    )
-}
-
 async fn post_xml(url: &str, body: impl Into<reqwest::Body>) -> (u16, String) {
     let response = http()
         .post(url)
@@ -285,7 +266,8 @@ async fn hostile_outbound_messages_are_refused_and_nothing_is_recorded() {
         ("deep nesting", deep, 400),
         (
             "wrong org",
-            outbound_body("00D000000000062EAA", &["04l1I000000fztEQAQ"]),
+            org.sim
+                .outbound_message_body("00D000000000062EAA", &["04l1I000000fztEQAQ".to_string()]),
             403,
         ),
     ] {
@@ -312,7 +294,9 @@ async fn hostile_outbound_messages_are_refused_and_nothing_is_recorded() {
 async fn the_path_token_is_required_when_configured() {
     let org = Org::start(&[("OUTBOUND_MESSAGE_TOKEN", OM_TOKEN)]).await;
     let app = org.serve().await;
-    let body = outbound_body(&org.sim.org_id(), &["04l1I000000fztEQAQ"]);
+    let body = org
+        .sim
+        .outbound_message_body(&org.sim.org_id(), &["04l1I000000fztEQAQ".to_string()]);
     let (plain, _) = post_xml(&app.url("/salesforce/outbound-messages"), body.clone()).await;
     assert_eq!(plain, 404);
     let (wrong, _) = post_xml(
@@ -336,7 +320,9 @@ async fn store_outage_is_a_503_fault_and_never_an_ack() {
     let org = Org::start(&[]).await;
     let app = org.serve().await;
     app.service.store.close().await;
-    let body = outbound_body(&org.sim.org_id(), &["04l1I000000fztEQAQ"]);
+    let body = org
+        .sim
+        .outbound_message_body(&org.sim.org_id(), &["04l1I000000fztEQAQ".to_string()]);
     let (status, text) = post_xml(&app.url("/salesforce/outbound-messages"), body).await;
     assert_eq!(status, 503);
     assert!(text.contains("soapenv:Server"), "{text}");

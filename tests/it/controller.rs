@@ -6,17 +6,6 @@ use ipguard::sim::{DeployOutcome, Faults, SendRetry};
 
 use crate::service::{Org, desired, http, range};
 
-fn om_body(org_id: &str, id: &str) -> String {
-    format!(
-        "<soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\" \
-         xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\"><soapenv:Body>\
-         <notifications xmlns=\"http://soap.sforce.com/2005/09/outbound\"><OrganizationId>{org_id}</OrganizationId>\
-         <ActionId>04k1I000000bmsHQAQ</ActionId><SessionId xsi:nil=\"true\"/>\
-         <Notification><Id>{id}</Id><sObject xsi:type=\"sf:User\" xmlns:sf=\"urn:sobject.enterprise.soap.sforce.com\">\
-         <sf:Id>005000000000001AAA</sf:Id></sObject></Notification></notifications></soapenv:Body></soapenv:Envelope>"
-    )
-}
-
 /// 18-character notification ids, all distinct.
 fn notification_id(i: usize) -> String {
     format!("04l{i:015}")
@@ -39,12 +28,19 @@ async fn a_burst_of_1000_hints_costs_at_most_2_runs_and_1_deploy() {
     let url = app.url("/salesforce/outbound-messages");
     let org_id = org.sim.org_id();
     let started = std::time::Instant::now();
+    let bodies: Vec<String> = (0..1000)
+        .map(|i| {
+            org.sim
+                .outbound_message_body(&org_id, &[notification_id(i)])
+        })
+        .collect();
+    let bodies = std::sync::Arc::new(bodies);
     let mut tasks = tokio::task::JoinSet::new();
     for worker in 0..50 {
-        let (client, url, org_id) = (client.clone(), url.clone(), org_id.clone());
+        let (client, url, bodies) = (client.clone(), url.clone(), bodies.clone());
         tasks.spawn(async move {
             for i in 0..20 {
-                let body = om_body(&org_id, &notification_id(worker * 20 + i));
+                let body = bodies[worker * 20 + i].clone();
                 let r = client
                     .post(&url)
                     .header("Content-Type", "text/xml")
