@@ -124,9 +124,11 @@ impl Alerter {
         if let Err(e) = queue.tx.try_send(alert) {
             // Undo the transition so the next run raises the incident again instead of the
             // alert being lost for the whole incident.
-            if let Ok(mut states) = queue.states.lock() {
-                states.insert(org.to_owned(), before);
-            }
+            queue
+                .states
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(org.to_owned(), before);
             self.counters.dropped.fetch_add(1, Ordering::Relaxed);
             let why = match e {
                 mpsc::error::TrySendError::Full(_) => "the alert queue is full",
