@@ -2,6 +2,7 @@
 //! Space: it computes the desired login IP ranges, reads the profiles, deploys the difference
 //! through the Metadata API and reads it back to prove it.
 
+pub mod alerts;
 pub mod cli;
 pub mod config;
 pub mod heroku;
