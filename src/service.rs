@@ -111,6 +111,11 @@ pub async fn start(
             .unwrap_or_else(|| ControllerTiming::new(config.debounce, config.resync_interval)),
         metrics: metrics.clone(),
         status: status.clone(),
+        alerts: crate::alerts::Alerter::start(
+            http.clone(),
+            config.alert_webhook_url.clone(),
+            crate::alerts::AlertRetry::default(),
+        ),
     };
     let controller_task = tokio::spawn(controller.run(shutdown_rx));
     Ok(Service {

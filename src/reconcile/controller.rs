@@ -61,6 +61,8 @@ pub struct Controller {
     pub timing: ControllerTiming,
     pub metrics: Arc<Metrics>,
     pub status: Arc<StatusBoard>,
+    /// Slack-compatible alerts: one per incident, delivered off the reconcile path.
+    pub alerts: crate::alerts::Alerter,
 }
 
 struct StoreJournal<'a> {
@@ -356,6 +358,7 @@ impl Controller {
                 outcome: report.outcome.as_str(),
             })
             .inc();
+        self.alerts.observe(&self.org_key, report);
         self.status.update(|s| {
             s.locked_out = report.outcome == Outcome::LockedOut;
             s.last_error = report.error.clone();

@@ -276,3 +276,95 @@ async fn duplicate_delivery_is_recorded_once_and_acked_twice() {
     );
     app.service.stop().await;
 }
+
+/// A Slack-compatible webhook receiver that keeps what it is sent.
+async fn alert_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use actix_web::{App, HttpServer, web};
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = web::Data::new(received.clone());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = HttpServer::new(move || {
+        App::new().app_data(sink.clone()).route(
+            "/hook",
+            web::post().to(
+                |body: String, sink: web::Data<std::sync::Arc<std::sync::Mutex<Vec<String>>>>| async move {
+                    sink.lock().unwrap().push(body);
+                    "ok"
+                },
+            ),
+        )
+    })
+    .workers(1)
+    .listen(listener)
+    .unwrap()
+    .run();
+    tokio::spawn(server);
+    (format!("http://127.0.0.1:{port}/hook"), received)
+}
+
+#[tokio::test]
+async fn alerts_tell_of_remediation_and_lock_out_once_per_incident() {
+    let (hook, received) = alert_receiver().await;
+    let org = Org::start(&[("IPGUARD_ALERT_WEBHOOK_URL", hook.as_str())]).await;
+    let app = org.serve().await;
+    app.wait_for_runs(Duration::from_secs(10), |r| finished(r) >= 1)
+        .await;
+    // lock the integration user out, then send two hints: two failing runs, one alert
+    org.sim.set_login_ip_ranges(
+        "Custom%3A Integration",
+        vec![range("192.0.2.1", "192.0.2.1")],
+    );
+    let url = app.url("/salesforce/outbound-messages");
+    for id in ["04l000000000010AAA", "04l000000000011AAA"] {
+        // the cached session dies, so ipguard must log in again — and is refused
+        org.sim.set_faults(ipguard::sim::Faults {
+            next_failures: vec![ipguard::sim::FailureKind::InvalidSession],
+            ..Default::default()
+        });
+        org.sim
+            .send_outbound_message(&url, &[id.to_string()], SendRetry::default())
+            .await;
+        app.wait_for_runs(Duration::from_secs(10), |r| {
+            r.iter()
+                .filter(|run| run.outcome.as_deref() == Some("locked_out"))
+                .count()
+                >= 1
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+    }
+    let locked_runs = app
+        .wait_for_runs(Duration::from_secs(10), |r| {
+            r.iter()
+                .filter(|run| run.outcome.as_deref() == Some("locked_out"))
+                .count()
+                >= 2
+        })
+        .await;
+    assert!(locked_runs.len() >= 3);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let alerts = received.lock().unwrap().clone();
+    let text: Vec<String> = alerts
+        .iter()
+        .map(|a| {
+            serde_json::from_str::<serde_json::Value>(a).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert!(text[0].contains("remediated"), "{text:#?}");
+    let lockouts = text
+        .iter()
+        .filter(|t| t.to_lowercase().contains("locked out"))
+        .count();
+    assert_eq!(lockouts, 1, "one alert per incident: {text:#?}");
+    for t in &text {
+        assert!(
+            !t.contains(ADMIN_TOKEN) && !t.contains("BEGIN"),
+            "secret in an alert"
+        );
+    }
+    app.service.stop().await;
+}
