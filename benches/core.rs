@@ -1,0 +1,121 @@
+//! Micro-benchmarks of the hot pure paths: outbound-message parsing, JWT verification (valid
+//! and each cheap rejection), planning 1/10/200 profiles, building the deploy zip.
+//!
+//! cargo bench --bench core
+//!
+//! Shared 2-core machines are noisy: compare ratios within one run.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use ipguard::config::{EventsJwtSettings, Policy};
+use ipguard::ingress::jwt::EventsVerifier;
+use ipguard::ranges::{LoginIpRange, Source, desired_ranges, parse_source};
+use ipguard::reconcile::plan::plan_profile;
+use ipguard::salesforce::package::deploy_zip;
+use ipguard::salesforce::profile::ProfileName;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use secrecy::ExposeSecret;
+
+fn outbound_message(notifications: usize) -> String {
+    let body: String = (0..notifications)
+        .map(|i| {
+            format!(
+                "<Notification><Id>04l{i:015}</Id><sObject xsi:type=\"sf:User\" \
+                 xmlns:sf=\"urn:sobject.enterprise.soap.sforce.com\"><sf:Id>005000000000001AAA</sf:Id>\
+                 <sf:ProfileId>00e000000000001AAA</sf:ProfileId></sObject></Notification>"
+            )
+        })
+        .collect();
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\" \
+         xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\"><soapenv:Body>\
+         <notifications xmlns=\"http://soap.sforce.com/2005/09/outbound\"><OrganizationId>00D5g000004FAKEEA4</OrganizationId>\
+         <ActionId>04k1I000000bmsHQAQ</ActionId><SessionId xsi:nil=\"true\"/>{body}</notifications>\
+         </soapenv:Body></soapenv:Envelope>"
+    )
+}
+
+fn parse(c: &mut Criterion) {
+    for n in [1, 100] {
+        let doc = outbound_message(n);
+        c.bench_function(&format!("outbound message parse, {n} notification(s)"), |b| {
+            b.iter(|| ipguard::ingress::outbound::parse(black_box(doc.as_bytes())).unwrap())
+        });
+    }
+}
+
+fn jwt(c: &mut Criterion) {
+    let keys = ipguard::keygen::generate("bench", 1).unwrap();
+    let verifier = EventsVerifier::from_settings(&EventsJwtSettings {
+        keys_pem: keys.certificate_pem.clone(),
+        issuer: "https://acme.my.salesforce.com".into(),
+        audience: "https://ipguard.example".into(),
+    })
+    .unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let claims = serde_json::json!({"iss": "https://acme.my.salesforce.com",
+        "aud": "https://ipguard.example", "iat": now, "exp": now + 120});
+    let key = EncodingKey::from_rsa_pem(keys.private_key_pem.expose_secret().as_bytes()).unwrap();
+    let valid = jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &key).unwrap();
+    let payload = valid.split('.').nth(1).unwrap().to_owned();
+    let mut bad_signature = valid.clone();
+    bad_signature.pop();
+    bad_signature.push('A');
+    let cases = [
+        ("valid RS256", valid.clone()),
+        ("bad signature", bad_signature),
+        ("alg none", format!("eyJhbGciOiJub25lIn0.{payload}.")),
+        ("malformed", "not-a-jwt".to_owned()),
+    ];
+    for (name, token) in cases {
+        c.bench_function(&format!("jwt verify: {name}"), |b| {
+            b.iter(|| {
+                let _ = black_box(verifier.verify(black_box(&token), now));
+            })
+        });
+    }
+}
+
+fn profiles(count: usize) -> Vec<(ProfileName, Vec<LoginIpRange>)> {
+    (0..count)
+        .map(|i| {
+            let name = ProfileName::parse(&format!("Custom%3A Team {i:03}")).unwrap();
+            let ranges = (0..5)
+                .map(|j| {
+                    let ip = format!("198.51.{}.{}", i % 250, j);
+                    LoginIpRange::parse_existing(&ip, &ip, Some("office")).unwrap()
+                })
+                .collect();
+            (name, ranges)
+        })
+        .collect()
+}
+
+fn plan_and_zip(c: &mut Criterion) {
+    let sources: Vec<Source> = ["203.0.113.10", "203.0.113.11", "52.1.2.3", "10.0.0.0/28"]
+        .iter()
+        .map(|s| Source {
+            net: parse_source(s).unwrap(),
+            label: "space".into(),
+        })
+        .collect();
+    let desired = desired_ranges(&sources);
+    for count in [1, 10, 200] {
+        let actual = profiles(count);
+        c.bench_function(&format!("plan {count} profile(s)"), |b| {
+            b.iter(|| {
+                for (name, ranges) in &actual {
+                    black_box(plan_profile(name.clone(), ranges, &desired, Policy::Merge));
+                }
+            })
+        });
+    }
+    let files = profiles(10);
+    c.bench_function("deploy zip, 10 profiles", |b| {
+        b.iter(|| deploy_zip(black_box(&files), "66.0").unwrap())
+    });
+}
+
+criterion_group!(benches, parse, jwt, plan_and_zip);
+criterion_main!(benches);
