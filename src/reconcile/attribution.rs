@@ -269,7 +269,7 @@ pub fn attribute_records(
     }
     result
         .attributions
-        .sort_by(|a, b| b.changed_at.cmp(&a.changed_at));
+        .sort_by_key(|a| std::cmp::Reverse(a.changed_at));
     result.unattributed = profiles
         .iter()
         .filter(|p| result.for_profile(p).next().is_none())
@@ -480,7 +480,12 @@ mod tests {
             record(Some("a@x"), "not a date", "login IP range Custom: Support"),
         ]);
         answer["done"] = json!(false);
-        let result = attribute_records(&answer, &[support.clone()], ME, &Matchers::default());
+        let result = attribute_records(
+            &answer,
+            std::slice::from_ref(&support),
+            ME,
+            &Matchers::default(),
+        );
         assert!(result.attributions.is_empty());
         assert_eq!(result.unattributed, [support]);
         assert_eq!(result.notes.len(), 3, "{:?}", result.notes);
