@@ -1,5 +1,6 @@
 //! Reconciling an org: the pure plan and one run.
 
+pub mod attribution;
 pub mod controller;
 pub mod plan;
 pub mod run;

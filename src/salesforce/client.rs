@@ -24,6 +24,13 @@ pub enum SalesforceError {
     Fault(Fault),
     #[error("Metadata API answered HTTP {status}: {excerpt}")]
     Http { status: u16, excerpt: String },
+    /// A REST API error: `[{"message": …, "errorCode": …}]` with a non-2xx status.
+    #[error("Salesforce REST API answered HTTP {status} {code}: {message}")]
+    Rest {
+        status: u16,
+        code: String,
+        message: String,
+    },
     #[error("Metadata API unreachable: {0}")]
     Transport(String),
     #[error(transparent)]
@@ -42,6 +49,7 @@ impl SalesforceError {
             Self::Auth(_) => "auth_unreachable".into(),
             Self::Fault(f) => f.code.clone(),
             Self::Http { status, .. } => format!("http_{status}"),
+            Self::Rest { code, .. } => code.clone(),
             Self::Transport(_) => "transport".into(),
             Self::Response(_) => "bad_response".into(),
         }
@@ -53,8 +61,32 @@ impl SalesforceError {
             Self::Auth(a) => a.is_transient(),
             Self::Fault(f) => f.is_transient(),
             Self::Http { status, .. } => *status == 429 || *status >= 500,
+            // REST carries the SOAP fault codes (`REQUEST_LIMIT_EXCEEDED` comes as HTTP 403).
+            Self::Rest { status, code, .. } => {
+                Self::rest_fault(code).is_transient() || *status == 429 || *status >= 500
+            }
             Self::Transport(_) => true,
             Self::Response(_) => false,
+        }
+    }
+
+    /// The session is dead: sign a new assertion and try once more. REST says so with HTTP
+    /// 401 `INVALID_SESSION_ID`, SOAP with a fault.
+    pub fn is_invalid_session(&self) -> bool {
+        match self {
+            Self::Fault(f) => f.is_invalid_session(),
+            Self::Rest { status, code, .. } => {
+                *status == 401 || Self::rest_fault(code).is_invalid_session()
+            }
+            Self::Http { status, .. } => *status == 401,
+            _ => false,
+        }
+    }
+
+    fn rest_fault(code: &str) -> Fault {
+        Fault {
+            code: code.to_owned(),
+            message: String::new(),
         }
     }
 
@@ -64,6 +96,7 @@ impl SalesforceError {
         match self {
             Self::Fault(f) => f.is_transient() || f.is_invalid_session(),
             Self::Http { status, .. } => *status == 429 || *status == 503,
+            Self::Rest { .. } => self.is_transient() || self.is_invalid_session(),
             Self::Auth(_) => true,
             _ => false,
         }
@@ -98,6 +131,13 @@ impl RetryPolicy {
             .build()
     }
 }
+
+/// One attempt's answer, or its error with the session it used (if it got that far).
+type Attempt<T> = Result<(Arc<Session>, T), (Option<Arc<Session>>, SalesforceError)>;
+
+/// How many pages of one REST query are fetched (`nextRecordsUrl`) before stopping; a query
+/// cut short keeps `done: false` and its `nextRecordsUrl`.
+pub const MAX_QUERY_PAGES: usize = 5;
 
 /// Told about every Metadata API call: operation and outcome (`ok`, a fault code, `http_503`…).
 pub type CallObserver = Arc<dyn Fn(&'static str, &str) + Send + Sync>;
@@ -166,10 +206,27 @@ impl MetadataClient {
         body: &str,
         idempotent: bool,
     ) -> Result<xml::Element, SalesforceError> {
+        self.with_policy(operation, idempotent, || self.call_once(operation, body))
+            .await
+    }
+
+    /// The session and retry policy around any one request (SOAP or REST): `attempt` is run
+    /// again after one re-login when the session it used proved invalid, and after a pause
+    /// when the failure is transient (and retrying is safe). Every attempt is observed.
+    async fn with_policy<T, F, Fut>(
+        &self,
+        operation: &'static str,
+        idempotent: bool,
+        attempt: F,
+    ) -> Result<T, SalesforceError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Attempt<T>>,
+    {
         let mut delays = self.retry.delays();
         let mut relogged = false;
         loop {
-            let result = self.call_once(operation, body).await;
+            let result = attempt().await;
             if let Some(observer) = &self.observer {
                 let outcome = match &result {
                     Ok(_) => "ok".to_owned(),
@@ -178,10 +235,10 @@ impl MetadataClient {
                 observer(operation, &outcome);
             }
             let error = match result {
-                Ok((_, element)) => return Ok(element),
+                Ok((_, value)) => return Ok(value),
                 Err((session, error)) => {
-                    if let (SalesforceError::Fault(f), Some(session)) = (&error, &session)
-                        && f.is_invalid_session()
+                    if let Some(session) = &session
+                        && error.is_invalid_session()
                         && !relogged
                     {
                         relogged = true;
@@ -203,11 +260,7 @@ impl MetadataClient {
         }
     }
 
-    async fn call_once(
-        &self,
-        operation: &'static str,
-        body: &str,
-    ) -> Result<(Arc<Session>, xml::Element), (Option<Arc<Session>>, SalesforceError)> {
+    async fn call_once(&self, operation: &'static str, body: &str) -> Attempt<xml::Element> {
         let session = self.session().await.map_err(|e| (None, e))?;
         let fail = |e| (Some(session.clone()), e);
         let url = session
@@ -250,6 +303,79 @@ impl MetadataClient {
         Ok((session, child))
     }
 
+    /// A SOQL query over the REST API (`GET /services/data/v{ver}/query?q=…`) with the same
+    /// session and retry policy as the Metadata calls (it is idempotent). Follows
+    /// `nextRecordsUrl` up to [`MAX_QUERY_PAGES`] pages, appending every page's `records` to
+    /// the first answer. Build `soql` with [`super::soql`] so literals are escaped.
+    pub async fn query_json(&self, soql: &str) -> Result<serde_json::Value, SalesforceError> {
+        let path = format!("/services/data/v{}/query", self.api_version);
+        let mut answer = self
+            .with_policy("query", true, || self.get_json_once(&path, Some(soql)))
+            .await?;
+        for _ in 1..MAX_QUERY_PAGES {
+            let Some(next) = answer
+                .get("nextRecordsUrl")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned)
+            else {
+                break;
+            };
+            // Only a path on the same instance: the bearer token must never be sent elsewhere.
+            if !next.starts_with("/services/data/") {
+                return Err(ResponseError(format!(
+                    "nextRecordsUrl is not a /services/data/ path: {}",
+                    excerpt(next.as_bytes())
+                ))
+                .into());
+            }
+            let page = self
+                .with_policy("query", true, || self.get_json_once(&next, None))
+                .await?;
+            merge_page(&mut answer, page)?;
+        }
+        Ok(answer)
+    }
+
+    /// One authenticated GET of a REST path on the instance, answered with JSON.
+    async fn get_json_once(&self, path: &str, q: Option<&str>) -> Attempt<serde_json::Value> {
+        let session = self.session().await.map_err(|e| (None, e))?;
+        let fail = |e| (Some(session.clone()), e);
+        let mut url = session
+            .instance_url
+            .join(path)
+            .map_err(|e| fail(SalesforceError::Transport(e.to_string())))?;
+        if let Some(q) = q {
+            url.query_pairs_mut().append_pair("q", q);
+        }
+        let response = self
+            .http
+            .get(url)
+            .bearer_auth(session.access_token.expose_secret())
+            .header("Accept", "application/json")
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await
+            .map_err(|e| fail(SalesforceError::Transport(e.without_url().to_string())))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| fail(SalesforceError::Transport(e.without_url().to_string())))?;
+        if !status.is_success() {
+            return Err(fail(rest_error(status.as_u16(), &bytes)));
+        }
+        let value = serde_json::from_slice(&bytes).map_err(|e| {
+            fail(
+                ResponseError(format!(
+                    "unreadable REST response ({e}): {}",
+                    excerpt(&bytes)
+                ))
+                .into(),
+            )
+        })?;
+        Ok((session, value))
+    }
+
     pub async fn list_profiles(&self) -> Result<Vec<ListedComponent>, SalesforceError> {
         let body = metadata::list_metadata_body("Profile", &self.api_version);
         let response = self.call("listMetadata", &body, true).await?;
@@ -283,5 +409,107 @@ impl MetadataClient {
         let body = metadata::check_deploy_status_body(id);
         let response = self.call("checkDeployStatus", &body, true).await?;
         Ok(metadata::read_check_deploy_status(&response)?)
+    }
+}
+
+/// A REST error answer: `[{"message": "…", "errorCode": "…"}]`, else the status and an excerpt.
+fn rest_error(status: u16, body: &[u8]) -> SalesforceError {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct RestError {
+        error_code: String,
+        #[serde(default)]
+        message: String,
+    }
+    match serde_json::from_slice::<Vec<RestError>>(body) {
+        Ok(errors) if !errors.is_empty() => {
+            let first = &errors[0];
+            SalesforceError::Rest {
+                status,
+                code: first.error_code.clone(),
+                message: first.message.clone(),
+            }
+        }
+        _ => SalesforceError::Http {
+            status,
+            excerpt: excerpt(body),
+        },
+    }
+}
+
+/// Appends a `nextRecordsUrl` page to the first answer and takes over its `done` and
+/// `nextRecordsUrl`.
+fn merge_page(
+    answer: &mut serde_json::Value,
+    page: serde_json::Value,
+) -> Result<(), SalesforceError> {
+    let serde_json::Value::Object(mut page) = page else {
+        return Err(ResponseError("a query page is not a JSON object".into()).into());
+    };
+    let Some(records) = answer
+        .get_mut("records")
+        .and_then(serde_json::Value::as_array_mut)
+    else {
+        return Err(ResponseError("a query answer has no records array".into()).into());
+    };
+    if let Some(serde_json::Value::Array(more)) = page.remove("records") {
+        records.extend(more);
+    }
+    let Some(answer) = answer.as_object_mut() else {
+        return Ok(());
+    };
+    answer.insert(
+        "done".into(),
+        page.remove("done").unwrap_or(serde_json::Value::Bool(true)),
+    );
+    match page.remove("nextRecordsUrl") {
+        Some(next) => answer.insert("nextRecordsUrl".into(), next),
+        None => answer.remove("nextRecordsUrl"),
+    };
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rest_errors_are_typed_and_classified() {
+        let expired = rest_error(
+            401,
+            br#"[{"message":"Session expired or invalid","errorCode":"INVALID_SESSION_ID"}]"#,
+        );
+        assert!(expired.is_invalid_session());
+        assert!(!expired.is_transient());
+        let limit = rest_error(
+            403,
+            br#"[{"message":"TotalRequests Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]"#,
+        );
+        assert!(limit.is_transient());
+        assert_eq!(limit.label(), "REQUEST_LIMIT_EXCEEDED");
+        let denied = rest_error(
+            403,
+            br#"[{"message":"no","errorCode":"INSUFFICIENT_ACCESS"}]"#,
+        );
+        assert!(!denied.is_transient() && !denied.is_invalid_session());
+        let html = rest_error(503, b"<html>down</html>");
+        assert!(matches!(html, SalesforceError::Http { status: 503, .. }));
+        assert!(html.is_transient());
+    }
+
+    #[test]
+    fn pages_are_appended_and_done_is_taken_over() {
+        let mut answer = serde_json::json!({
+            "totalSize": 3, "done": false, "nextRecordsUrl": "/services/data/v66.0/query/01g-1",
+            "records": [{"Id": "a"}]
+        });
+        merge_page(
+            &mut answer,
+            serde_json::json!({"totalSize": 3, "done": true, "records": [{"Id": "b"}, {"Id": "c"}]}),
+        )
+        .unwrap();
+        assert_eq!(answer["done"], true);
+        assert!(answer.get("nextRecordsUrl").is_none());
+        assert_eq!(answer["records"].as_array().unwrap().len(), 3);
     }
 }

@@ -6,3 +6,4 @@ pub mod metadata;
 pub mod package;
 pub mod profile;
 pub mod soap;
+pub mod soql;

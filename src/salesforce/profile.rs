@@ -42,6 +42,15 @@ impl ProfileName {
         &self.0
     }
 
+    /// The name percent-decoded once (`Custom%3A Support` → `Custom: Support`): what Setup
+    /// usually shows as the label of a custom profile. Only for matching human-facing text —
+    /// never to address the profile in an API call.
+    pub fn decoded(&self) -> String {
+        percent_encoding::percent_decode_str(&self.0)
+            .decode_utf8_lossy()
+            .into_owned()
+    }
+
     /// Path of this profile's file inside a deploy zip.
     pub fn file_path(&self) -> String {
         format!("profiles/{}.profile", self.0)
@@ -52,6 +61,20 @@ impl fmt::Display for ProfileName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// The label Setup shows for a standard profile whose API full name differs from it (the
+/// well-known ones only; others are matched by their decoded name).
+pub fn standard_label(full_name: &str) -> Option<&'static str> {
+    Some(match full_name {
+        "Admin" => "System Administrator",
+        "Standard" => "Standard User",
+        "ReadOnly" => "Read Only",
+        "ContractManager" => "Contract Manager",
+        "SolutionManager" => "Solution Manager",
+        "MarketingProfile" => "Marketing User",
+        _ => return None,
+    })
 }
 
 /// A profile file holding only `loginIpRanges` (the full target list: a present list

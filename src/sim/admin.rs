@@ -6,7 +6,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
 use super::state::{Actor, Shared};
-use super::{Call, DeployRecord, Faults, SimHeroku};
+use super::{AuditEntry, Call, DeployRecord, Faults, SimHeroku};
 use crate::ranges::LoginIpRange;
 
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
@@ -40,6 +40,7 @@ struct StateView {
     deploys: Vec<DeployRecord>,
     heroku: SimHeroku,
     faults: Faults,
+    audit_trail: Vec<AuditEntry>,
 }
 
 #[derive(Deserialize)]
@@ -87,6 +88,7 @@ async fn state(shared: web::Data<Shared>) -> HttpResponse {
         deploys: state.deploy_records(),
         heroku: state.heroku.clone(),
         faults: state.faults.clone(),
+        audit_trail: state.audit.clone(),
     };
     ok(&view)
 }

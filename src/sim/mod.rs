@@ -1,7 +1,12 @@
 //! A simulated Salesforce org: a real HTTP server on 127.0.0.1 that speaks the bytes ipguard
 //! talks to — the OAuth 2.0 JWT bearer token endpoint, the Metadata SOAP API (listMetadata,
-//! readMetadata, deploy, checkDeployStatus) and the Heroku Platform API's space NAT — with
-//! knobs for faults, latency, lock-outs and deploy outcomes.
+//! readMetadata, deploy, checkDeployStatus), the REST query API over `SetupAuditTrail` and the
+//! Heroku Platform API's space NAT — with knobs for faults, latency, lock-outs and deploy
+//! outcomes.
+//!
+//! Every change of a profile's login IP ranges is written to the audit trail: an admin edit
+//! ([`SimOrg::set_login_ip_ranges`], the admin API) as [`ADMIN_USERNAME`], an applied deploy as
+//! the integration user.
 //!
 //! One base URL serves as login URL, `instance_url` and Heroku API URL at once. Tests start it
 //! on port 0 ([`SimOrg::start`]); `ipguard sim` runs it standalone ([`run_standalone`]) with
@@ -19,6 +24,7 @@ mod emitter;
 mod heroku;
 mod ids;
 mod oauth;
+mod rest;
 mod soap;
 mod state;
 #[cfg(test)]
@@ -37,6 +43,7 @@ use crate::ranges::LoginIpRange;
 pub use emitter::{
     EVENT_CHANNEL, EVENT_SIGNING_CERT_NAME, EventClaims, OUTBOUND_NS, SendReport, SendRetry,
 };
+pub use state::{ADMIN_USERNAME, AUDIT_ACTION, AUDIT_SECTION};
 use state::{Actor, Shared, SimState};
 
 /// Largest request body accepted (a deploy's base64 zip; Salesforce allows ~50 MB).
@@ -140,9 +147,10 @@ pub struct Faults {
     /// Added before every response (Salesforce and Heroku calls).
     #[serde(rename = "latency_ms", with = "millis")]
     pub latency: Duration,
-    /// Consumed one per Salesforce call, in order. SOAP-only kinds (REQUEST_LIMIT_EXCEEDED,
+    /// Consumed one per Salesforce call, in order. API-only kinds (REQUEST_LIMIT_EXCEEDED,
     /// SERVER_UNAVAILABLE, INVALID_SESSION_ID) wait at the head of the queue for the next SOAP
-    /// call; a token call only consumes `Http500`/`Http503`.
+    /// or REST query call (REST answers them as JSON errors: 403, 503, 401); a token call only
+    /// consumes `Http500`/`Http503`.
     pub next_failures: Vec<FailureKind>,
     /// Each session dies after this many Metadata calls → `INVALID_SESSION_ID`.
     pub session_expires_after_calls: Option<u32>,
@@ -197,7 +205,8 @@ pub enum DeployOutcome {
 /// One request the sim received, or one delivery attempt it made (`send.…`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Call {
-    /// `token`, `listMetadata`, `readMetadata`, `deploy`, `checkDeployStatus`, `heroku.nat`
+    /// `token`, `listMetadata`, `readMetadata`, `deploy`, `checkDeployStatus`, `query` (REST),
+    /// `heroku.nat`
     /// (another SOAP operation appears under its own name, an unreadable envelope as `soap`);
     /// `send.outbound_message` and `send.platform_event` for each delivery attempt.
     pub operation: String,
@@ -223,6 +232,25 @@ pub struct DeployRecord {
     pub status: String,
     /// The componentFailures' problems once finished.
     pub problems: Vec<String>,
+}
+
+/// One `SetupAuditTrail` entry the sim recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEntry {
+    /// `0Ym…`
+    pub id: String,
+    /// [`AUDIT_ACTION`] (a guess: Salesforce does not document it).
+    pub action: String,
+    /// [`AUDIT_SECTION`].
+    pub section: String,
+    /// `Changed login IP range for profile <label> from <a - b, …|(none)> to <…>`, the
+    /// profile named by its label (`Custom: Support`, `System Administrator`).
+    pub display: String,
+    /// Millisecond precision, like Salesforce's.
+    pub created_date: chrono::DateTime<chrono::Utc>,
+    pub created_by_id: String,
+    /// `CreatedBy.Username`: [`ADMIN_USERNAME`] or the integration user.
+    pub username: String,
 }
 
 /// A running simulated org.
@@ -296,6 +324,23 @@ impl SimOrg {
             .map(|p| p.ranges.clone())
     }
 
+    /// The audit trail so far, oldest first.
+    pub fn audit_trail(&self) -> Vec<AuditEntry> {
+        self.shared.lock().audit.clone()
+    }
+
+    /// Whether the integration user may query `SetupAuditTrail` (default true); false plays a
+    /// user without "View Setup and Configuration": 403 `INSUFFICIENT_ACCESS`.
+    pub fn set_audit_trail_readable(&self, readable: bool) {
+        self.shared.lock().audit_readable = readable;
+    }
+
+    /// Records per REST query page (default 2000, Salesforce's batch size); more records are
+    /// served through `nextRecordsUrl`.
+    pub fn set_query_page_size(&self, size: usize) {
+        self.shared.lock().query_page_size = size.max(1);
+    }
+
     pub fn set_faults(&self, faults: Faults) {
         self.shared.lock().faults = faults;
     }
@@ -362,6 +407,11 @@ pub async fn run_standalone(config: SimConfig, port: u16) -> io::Result<()> {
 fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/services/oauth2/token", web::post().to(oauth::token))
         .route("/services/Soap/m/{version}", web::post().to(soap::handle))
+        .route("/services/data/{version}/query", web::get().to(rest::query))
+        .route(
+            "/services/data/{version}/query/{locator}",
+            web::get().to(rest::query_more),
+        )
         .route("/spaces/{space}/nat", web::get().to(heroku::nat))
         .configure(admin::routes)
         .default_service(web::to(not_found));

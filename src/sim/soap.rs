@@ -199,19 +199,11 @@ fn parse_request(body: &[u8]) -> Result<(Option<String>, Element), Reply> {
 
 /// The session must exist; with `session_expires_after_calls` it dies after N calls.
 fn authorise(state: &mut SimState, session: Option<&str>) -> Result<(), Reply> {
-    let limit = state.faults.session_expires_after_calls;
-    let Some(token) = session else {
-        return Err(Reply::invalid_session());
-    };
-    let Some(entry) = state.sessions.get_mut(token) else {
-        return Err(Reply::invalid_session());
-    };
-    if limit.is_some_and(|n| entry.metadata_calls >= n) {
-        state.sessions.remove(token);
-        return Err(Reply::invalid_session());
+    if state.use_session(session) {
+        Ok(())
+    } else {
+        Err(Reply::invalid_session())
     }
-    entry.metadata_calls += 1;
-    Ok(())
 }
 
 fn dispatch(state: &mut SimState, op: &Element) -> Result<Reply, Reply> {

@@ -8,11 +8,13 @@ use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use jsonwebtoken::DecodingKey;
 
 use super::deploy::{self, DeployOptions, Evaluation, Package};
-use super::{Call, DeployOutcome, DeployRecord, FailureKind, Faults, SimConfig, SimHeroku, ids};
+use super::{
+    AuditEntry, Call, DeployOutcome, DeployRecord, FailureKind, Faults, SimConfig, SimHeroku, ids,
+};
 use crate::ranges::LoginIpRange;
 
 pub(crate) struct Shared {
@@ -112,10 +114,26 @@ pub(crate) struct SimState {
     pub outbound_action_id: String,
     /// The replayId the next published platform event gets.
     pub next_replay_id: u64,
+    /// SetupAuditTrail: one entry per change of a profile's login IP ranges, oldest first.
+    pub audit: Vec<AuditEntry>,
+    /// Whether the integration user may query SetupAuditTrail ("View Setup and
+    /// Configuration"); false → HTTP 403 `INSUFFICIENT_ACCESS`.
+    pub audit_readable: bool,
+    /// Records per REST query page (Salesforce's default batch is 2000).
+    pub query_page_size: usize,
+    /// Records still to be served by `nextRecordsUrl` locators.
+    pub query_cursors: HashMap<String, Vec<serde_json::Value>>,
 }
 
 pub(crate) const INTEGRATION_USER_NAME: &str = "Integration User";
 pub(crate) const ADMIN_USER_NAME: &str = "Admin User";
+/// The Setup admin's username, who makes every edit that is not a deploy.
+pub const ADMIN_USERNAME: &str = "admin@acme-sim.example";
+/// Audit trail `Section` of a profile login-IP-range edit (where Setup files profile changes).
+pub const AUDIT_SECTION: &str = "Manage Users";
+/// Audit trail `Action` of a profile login-IP-range edit. A GUESS: Salesforce does not document
+/// it, which is why ipguard matches on Section/Display instead.
+pub const AUDIT_ACTION: &str = "profileLoginIpRangeChanged";
 
 impl SimState {
     pub fn new(config: SimConfig, base_url: String) -> Result<Self, String> {
@@ -193,6 +211,10 @@ impl SimState {
             heroku_updated: created,
             outbound_action_id: ids::mint("04k"),
             next_replay_id: 1,
+            audit: Vec::new(),
+            audit_readable: true,
+            query_page_size: 2000,
+            query_cursors: HashMap::new(),
         })
     }
 
@@ -201,8 +223,22 @@ impl SimState {
     }
 
     /// Replaces a profile's whole list (REPLACE semantics), creating the profile if needed.
+    /// A real change (as a set of (start, end)) is written to the audit trail as `actor`.
     pub fn set_ranges(&mut self, full_name: &str, ranges: Vec<LoginIpRange>, actor: Actor) {
-        let now = Utc::now();
+        // The audit trail keeps milliseconds, as Salesforce's CreatedDate does.
+        let now = Utc::now().trunc_subsecs(3);
+        let before = self
+            .profile(full_name)
+            .map(|p| p.ranges.clone())
+            .unwrap_or_default();
+        let key_set = |r: &[LoginIpRange]| {
+            r.iter()
+                .map(LoginIpRange::key)
+                .collect::<std::collections::BTreeSet<_>>()
+        };
+        if key_set(&before) != key_set(&ranges) {
+            self.audit_range_change(full_name, &before, &ranges, actor, now);
+        }
         match self.profiles.iter_mut().find(|p| p.full_name == full_name) {
             Some(profile) => {
                 profile.ranges = ranges;
@@ -218,6 +254,71 @@ impl SimState {
                 last_modified_by: actor,
             }),
         }
+    }
+
+    /// What Setup's audit trail records for a login-IP-range change. The Display wording is
+    /// a plausible GUESS in the style of Setup's entries; it names the profile by its label.
+    fn audit_range_change(
+        &mut self,
+        full_name: &str,
+        before: &[LoginIpRange],
+        after: &[LoginIpRange],
+        actor: Actor,
+        at: DateTime<Utc>,
+    ) {
+        let list = |ranges: &[LoginIpRange]| {
+            if ranges.is_empty() {
+                "(none)".to_owned()
+            } else {
+                ranges
+                    .iter()
+                    .map(|r| format!("{} - {}", r.start(), r.end()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        };
+        let label = crate::salesforce::profile::standard_label(full_name)
+            .map(str::to_owned)
+            .unwrap_or_else(|| {
+                percent_encoding::percent_decode_str(full_name)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            });
+        let (created_by_id, username) = match actor {
+            Actor::Admin => (self.admin_id.clone(), ADMIN_USERNAME.to_owned()),
+            Actor::Integration => (self.user_id.clone(), self.username.clone()),
+        };
+        self.audit.push(AuditEntry {
+            id: ids::mint("0Ym"),
+            action: AUDIT_ACTION.to_owned(),
+            section: AUDIT_SECTION.to_owned(),
+            display: format!(
+                "Changed login IP range for profile {label} from {} to {}",
+                list(before),
+                list(after)
+            ),
+            created_date: at,
+            created_by_id,
+            username,
+        });
+    }
+
+    /// Spends one call of a session: it must exist, and with `session_expires_after_calls`
+    /// it dies after N calls (SOAP and REST alike).
+    pub fn use_session(&mut self, token: Option<&str>) -> bool {
+        let limit = self.faults.session_expires_after_calls;
+        let Some(token) = token else {
+            return false;
+        };
+        let Some(entry) = self.sessions.get_mut(token) else {
+            return false;
+        };
+        if limit.is_some_and(|n| entry.metadata_calls >= n) {
+            self.sessions.remove(token);
+            return false;
+        }
+        entry.metadata_calls += 1;
+        true
     }
 
     pub fn set_heroku(&mut self, heroku: SimHeroku) {

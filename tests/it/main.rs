@@ -4,6 +4,7 @@
 //! faster than one per file); add new suites as `mod name;` here.
 
 mod attacks;
+mod attribution;
 mod cli;
 mod controller;
 mod instances;
