@@ -39,9 +39,10 @@ fn outbound_message(notifications: usize) -> String {
 fn parse(c: &mut Criterion) {
     for n in [1, 100] {
         let doc = outbound_message(n);
-        c.bench_function(&format!("outbound message parse, {n} notification(s)"), |b| {
-            b.iter(|| ipguard::ingress::outbound::parse(black_box(doc.as_bytes())).unwrap())
-        });
+        c.bench_function(
+            &format!("outbound message parse, {n} notification(s)"),
+            |b| b.iter(|| ipguard::ingress::outbound::parse(black_box(doc.as_bytes())).unwrap()),
+        );
     }
 }
 

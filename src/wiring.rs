@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use crate::config::{Config, Mode};
 use crate::heroku::HerokuClient;
-use crate::reconcile::run::{RunSettings, Sources};
+use crate::reconcile::attribution::{self, Matchers};
+use crate::reconcile::run::{AttributionSettings, RunSettings, Sources};
 use crate::salesforce::auth::{AuthError, JwtBearer};
 use crate::salesforce::client::{MetadataClient, RetryPolicy};
 use crate::salesforce::profile::{ProfileName, ProfileNameError};
@@ -95,9 +96,20 @@ pub fn profile_names(config: &Config, only: &[String]) -> Result<Vec<ProfileName
 }
 
 pub fn run_settings(config: &Config, force_check_only: bool) -> RunSettings {
-    RunSettings::new(
+    let mut settings = RunSettings::new(
         config.policy,
         force_check_only || config.mode == Mode::DryRun,
         config.deploy_timeout,
-    )
+    );
+    settings.attribution =
+        config
+            .salesforce
+            .username
+            .as_ref()
+            .map(|username| AttributionSettings {
+                integration_username: username.clone(),
+                matchers: Matchers::default(),
+                window: attribution::DEFAULT_WINDOW,
+            });
+    settings
 }

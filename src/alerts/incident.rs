@@ -125,6 +125,16 @@ fn remediation_lines(report: &RunReport, text: &mut String) {
             ));
         }
     }
+    if let Some(attribution) = &report.attribution {
+        for a in attribution.attributions.iter().take(5) {
+            text.push_str(&format!(
+                "\nchanged by {} at {} ({})",
+                a.changed_by,
+                a.changed_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                a.profile
+            ));
+        }
+    }
     if let Some(id) = &report.deploy_id {
         text.push_str(&format!(
             "\ndeploy id: {id} (verified by reading the profiles back)"
@@ -253,6 +263,7 @@ mod tests {
             failures: Vec::new(),
             error: None,
             duration_ms: 1,
+            attribution: None,
         }
     }
 

@@ -119,6 +119,7 @@ fn remediated() -> RunReport {
         failures: Vec::new(),
         error: None,
         duration_ms: 1234,
+        attribution: None,
     }
 }
 

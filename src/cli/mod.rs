@@ -232,6 +232,7 @@ pub async fn history(limit: u32, json: bool) -> u8 {
                     "id": r.id, "trigger": r.trigger, "started_at": r.started_at,
                     "finished_at": r.finished_at, "outcome": r.outcome, "profiles": r.profiles,
                     "deploy_id": r.deploy_id, "error": r.error,
+                    "attribution": r.plan.as_ref().and_then(|p| p.get("attribution")),
                 })
             })
             .collect();
@@ -240,6 +241,21 @@ pub async fn history(limit: u32, json: bool) -> u8 {
         println!("No runs recorded yet.");
     } else {
         for r in &runs {
+            let blamed: Vec<String> = r
+                .plan
+                .as_ref()
+                .and_then(|p| p["attribution"]["attributions"].as_array().cloned())
+                .unwrap_or_default()
+                .iter()
+                .map(|a| {
+                    format!(
+                        "        {} changed by {} at {}",
+                        a["profile"].as_str().unwrap_or_default(),
+                        a["changed_by"].as_str().unwrap_or_default(),
+                        a["changed_at"].as_str().unwrap_or_default()
+                    )
+                })
+                .collect();
             println!(
                 "#{:<5} {}  {:<11} trigger {:<18} deploy {}{}",
                 r.id,
@@ -252,6 +268,9 @@ pub async fn history(limit: u32, json: bool) -> u8 {
                     .map(|e| format!("\n        {e}"))
                     .unwrap_or_default()
             );
+            for line in blamed {
+                println!("{line}");
+            }
         }
     }
     EXIT_OK

@@ -335,10 +335,14 @@ impl Controller {
     }
 
     async fn record(&self, run_id: RunId, report: &RunReport) {
-        let plan = report
-            .plan
-            .as_ref()
-            .and_then(|p| serde_json::to_value(p).ok());
+        // The plan record carries the attribution: what drifted and who changed it.
+        let plan = report.plan.as_ref().and_then(|p| {
+            let mut value = serde_json::to_value(p).ok()?;
+            if let (Some(a), Some(map)) = (&report.attribution, value.as_object_mut()) {
+                map.insert("attribution".into(), serde_json::to_value(a).ok()?);
+            }
+            Some(value)
+        });
         if let Err(e) = self
             .store
             .finish_run(

@@ -6,6 +6,7 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use ipnet::IpNet;
 use serde::Serialize;
 
+use super::attribution::{self, AttributionResult, Matchers};
 use super::plan::{Plan, plan_profile};
 use crate::config::Policy;
 use crate::heroku::HerokuClient;
@@ -99,6 +100,16 @@ impl Sources {
     }
 }
 
+/// Who to blame for drift: read from `SetupAuditTrail` when a run finds drift.
+#[derive(Debug, Clone)]
+pub struct AttributionSettings {
+    /// ipguard's own user: its changes are never attributed to anyone.
+    pub integration_username: String,
+    pub matchers: Matchers,
+    /// How far back to look for the change.
+    pub window: Duration,
+}
+
 /// Knobs of a run.
 #[derive(Debug, Clone)]
 pub struct RunSettings {
@@ -109,6 +120,8 @@ pub struct RunSettings {
     pub deploy_timeout: Duration,
     pub poll_first: Duration,
     pub poll_max: Duration,
+    /// `None`: don't query the audit trail.
+    pub attribution: Option<AttributionSettings>,
 }
 
 impl RunSettings {
@@ -119,6 +132,7 @@ impl RunSettings {
             deploy_timeout,
             poll_first: Duration::from_millis(250),
             poll_max: Duration::from_secs(30),
+            attribution: None,
         }
     }
 
@@ -157,6 +171,9 @@ pub struct RunReport {
     pub failures: Vec<String>,
     pub error: Option<String>,
     pub duration_ms: u128,
+    /// Who changed the drifted profiles, when Salesforce's audit trail says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attribution: Option<AttributionResult>,
 }
 
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
@@ -195,6 +212,7 @@ impl RunReport {
             failures: Vec::new(),
             error: None,
             duration_ms: 0,
+            attribution: None,
         }
     }
 }
@@ -269,6 +287,20 @@ impl Run<'_> {
         if !plan.drift {
             report.outcome = Outcome::InSync;
             return Ok(());
+        }
+        if let Some(settings) = &self.settings.attribution {
+            let drifted: Vec<ProfileName> = plan.drifted().map(|p| p.name.clone()).collect();
+            let since = attribution::window_start(chrono::Utc::now(), settings.window);
+            report.attribution = Some(
+                attribution::attribute(
+                    self.client,
+                    &drifted,
+                    since,
+                    &settings.integration_username,
+                    &settings.matchers,
+                )
+                .await,
+            );
         }
 
         // 4. one deploy for every drifted profile, each file the full target list

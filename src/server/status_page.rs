@@ -41,6 +41,28 @@ fn range_list(ranges: &Value) -> String {
     }
 }
 
+/// "who (profile, when)" for each attributed change, or a dash.
+fn changed_by(attribution: &Value) -> String {
+    let items: Vec<String> = attribution["attributions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| {
+            format!(
+                "{} <small>({}, {})</small>",
+                text(&a["changed_by"]),
+                text(&a["profile"]),
+                text(&a["changed_at"])
+            )
+        })
+        .collect();
+    if items.is_empty() {
+        "—".into()
+    } else {
+        items.join("<br>")
+    }
+}
+
 pub fn render(doc: &Value) -> String {
     let mut html = String::from(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -73,15 +95,16 @@ table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.3rem;bo
             text(&p["checked_at"])
         ));
     }
-    html.push_str("</tbody></table><h2>Recent runs</h2><table><thead><tr><th scope=\"col\">Run</th><th scope=\"col\">Trigger</th><th scope=\"col\">Started</th><th scope=\"col\">Outcome</th><th scope=\"col\">Deploy</th><th scope=\"col\">Error</th></tr></thead><tbody>");
+    html.push_str("</tbody></table><h2>Recent runs</h2><table><thead><tr><th scope=\"col\">Run</th><th scope=\"col\">Trigger</th><th scope=\"col\">Started</th><th scope=\"col\">Outcome</th><th scope=\"col\">Deploy</th><th scope=\"col\">Changed by</th><th scope=\"col\">Error</th></tr></thead><tbody>");
     for r in doc["runs"].as_array().into_iter().flatten() {
         html.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             text(&r["id"]),
             text(&r["trigger"]),
             text(&r["started_at"]),
             text(&r["outcome"]),
             text(&r["deploy_id"]),
+            changed_by(&r["plan"]["attribution"]),
             text(&r["error"])
         ));
     }
