@@ -10,5 +10,6 @@ mod controller;
 mod instances;
 mod outgoing;
 mod reconcile;
+mod salesforce_metadata;
 mod schema;
 mod service;

@@ -8,7 +8,9 @@
 //! - the namespace declarations of `<definitions>` that the schema uses (`xsd`, `tns`) are copied
 //!   onto `<xsd:schema>`, so that it stands alone;
 //! - global elements `Profile` and `Package` are added: the WSDL declares only the complexTypes,
-//!   but `profiles/*.profile` and `package.xml` in a deploy zip have them as root elements;
+//!   but `profiles/*.profile` and `package.xml` in a deploy zip have them as root elements; for
+//!   the same reason so are the other metadata types in [`ADDED_ROOTS`], the root elements of
+//!   the files in `salesforce-metadata/` (checked by `salesforce_metadata.rs`);
 //! - **one deliberate deviation**: in complexType `DeployOptions`, `testLevel` gets
 //!   `minOccurs="0"`. ipguard omits `testLevel` on purpose: production orgs refuse `NoTestRun`
 //!   (`INVALID_OPERATION: testLevel of NoTestRun cannot be used in production organizations`)
@@ -47,6 +49,31 @@ const WSDL_PATH: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/fixtures/salesforce/metadata.wsdl"
 );
+/// ComplexTypes of the WSDL that get a global element of the same name, so that a metadata file
+/// whose root is one of them validates: `Profile` and `Package` for ipguard's deploys, the rest
+/// for `salesforce-metadata/`. Building the schema panics if the WSDL lacks one of the types or
+/// already declares such an element.
+pub const ADDED_ROOTS: &[&str] = &[
+    "Profile",
+    "Package",
+    "ApexClass",
+    "ApexTrigger",
+    "ConnectedApp",
+    "CustomField",
+    "CustomMetadata",
+    "CustomObject",
+    "ExternalClientApplication",
+    "ExternalCredential",
+    "ExtlClntAppConfigurablePolicies",
+    "ExtlClntAppGlobalOauthSettings",
+    "ExtlClntAppOauthConfigurablePolicies",
+    "ExtlClntAppOauthSettings",
+    "Flow",
+    "NamedCredential",
+    "PermissionSet",
+    "PlatformEventSubscriberConfig",
+    "Workflow",
+];
 /// How much of a document a failure message shows (head and tail).
 const EXCERPT_BYTES: usize = 4096;
 const XMLLINT_MISSING: &str = "xmllint not found: install libxml2-utils (apt-get install \
@@ -585,9 +612,13 @@ fn build_schema(wsdl: &str) -> String {
             "metadata.wsdl has no complexType {required}"
         );
     }
-    for added in ["Profile", "Package"] {
+    for added in ADDED_ROOTS {
         assert!(
-            !global_elements.contains(added),
+            global_types.contains(*added),
+            "metadata.wsdl has no complexType {added}"
+        );
+        assert!(
+            !global_elements.contains(*added),
             "metadata.wsdl now declares a global element {added}; drop it from the additions"
         );
     }
@@ -625,7 +656,7 @@ fn build_schema(wsdl: &str) -> String {
     xsd.push_str(
         "<!-- Extracted by tests/it/schema.rs from tests/fixtures/salesforce/metadata.wsdl \
          (Metadata API v66.0). Changes: namespace declarations copied from definitions; global \
-         elements Profile and Package added; DeployOptions/testLevel made optional \
+         elements for the metadata root types added; DeployOptions/testLevel made optional \
          (minOccurs=0), a deliberate deviation documented in tests/it/schema.rs. -->\n",
     );
     xsd.push_str(&wsdl[schema.offset..name_end]);
@@ -633,8 +664,12 @@ fn build_schema(wsdl: &str) -> String {
     xsd.push_str(&wsdl[name_end..test_level]);
     xsd.push_str(" minOccurs=\"0\"");
     xsd.push_str(&wsdl[test_level..end_tag]);
-    xsd.push_str(" <xsd:element name=\"Profile\" type=\"tns:Profile\"/>\n");
-    xsd.push_str("   <xsd:element name=\"Package\" type=\"tns:Package\"/>\n  ");
+    for added in ADDED_ROOTS {
+        let _ = write!(
+            xsd,
+            " <xsd:element name=\"{added}\" type=\"tns:{added}\"/>\n  "
+        );
+    }
     xsd.push_str(&wsdl[end_tag..end]);
     xsd.push('\n');
     xsd
