@@ -9,11 +9,7 @@
 //!
 //! Salesforce does not document the `Action` value of a profile login-IP-range edit, so
 //! entries are matched on `Section`/`Display` text (configurable in [`Matchers`]).
-//!
-//! ```ignore
-//! let since = attribution::window_start(started_at, attribution::DEFAULT_WINDOW);
-//! let who = attribution::attribute(&client, &drifted, since, &username, &Matchers::default()).await;
-//! ```
+//! A run calls [`attribute`] once it has found drift (see `reconcile::run`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
