@@ -112,6 +112,9 @@ pub(crate) struct SimState {
     pub outbound_action_id: String,
     /// The replayId the next published platform event gets.
     pub next_replay_id: u64,
+    pub enforce_ip_ranges_every_request: bool,
+    /// External Client App developer name → `ipRelaxationPolicyType`.
+    pub external_client_apps: Vec<(String, String)>,
 }
 
 pub(crate) const INTEGRATION_USER_NAME: &str = "Integration User";
@@ -193,6 +196,8 @@ impl SimState {
             heroku_updated: created,
             outbound_action_id: ids::mint("04k"),
             next_replay_id: 1,
+            enforce_ip_ranges_every_request: config.enforce_ip_ranges_every_request,
+            external_client_apps: config.external_client_apps,
         })
     }
 

@@ -4,6 +4,7 @@
 //! faster than one per file); add new suites as `mod name;` here.
 
 mod attacks;
+mod check;
 mod cli;
 mod controller;
 mod instances;
