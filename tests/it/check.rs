@@ -282,3 +282,45 @@ async fn a_broken_configuration_lists_every_problem_and_stops() {
     assert!(!text.contains("heroku —"), "stops after config:\n{text}");
     assert_eq!(org.sim.count("token"), 0);
 }
+
+#[tokio::test]
+async fn the_simulated_answers_to_these_reads_are_valid_metadata() {
+    use ipguard::salesforce::metadata::read_metadata_of_body;
+    use ipguard::salesforce::soap::request_envelope;
+    use secrecy::ExposeSecret;
+
+    let org = Org::start(&[]).await;
+    let config = org.config();
+    let http = ipguard::wiring::http_client().unwrap();
+    let client =
+        ipguard::wiring::metadata_client(&config, &http, crate::service::fast_retry()).unwrap();
+    let session = client.session().await.unwrap();
+    let url = format!("{}/services/Soap/m/66.0", org.sim.base_url());
+    let mut answers = Vec::new();
+    for (kind, name) in [
+        ("SecuritySettings", "Security"),
+        ("ExtlClntAppOauthConfigurablePolicies", "IPGuard_oauthPlcy"),
+        ("ExtlClntAppOauthConfigurablePolicies", "Unknown_oauthPlcy"),
+    ] {
+        let body = request_envelope(
+            session.access_token.expose_secret(),
+            &read_metadata_of_body(kind, &[name]),
+        );
+        let response = http
+            .post(&url)
+            .header("Content-Type", "text/xml; charset=UTF-8")
+            .header("SOAPAction", "\"\"")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{kind} {name}");
+        answers.push(response.text().await.unwrap());
+    }
+    assert!(answers[0].contains("<enforceIpRangesEveryRequest>false<"));
+    assert!(answers[1].contains("<ipRelaxationPolicyType>Enforce<"));
+    // An unknown name reads back as an empty record, as the sim answers for profiles (the
+    // schema would want `externalClientApplication` in it: that one is not validated).
+    assert!(answers[2].contains("<records xsi:type=\"ExtlClntAppOauthConfigurablePolicies\"/>"));
+    crate::schema::assert_all_valid(&[&answers[0], &answers[1]]);
+}
