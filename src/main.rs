@@ -57,6 +57,13 @@ enum Command {
         #[arg(long, default_value_t = 730)]
         days: u32,
     },
+    /// Doctor: config, Heroku NAT, token, profiles, deploy permission, IP policies; one line
+    /// per check with its fix (exit 0 nothing failed, 1 otherwise).
+    Check {
+        /// API name of the External Client App whose OAuth policies are read.
+        #[arg(long, value_name = "NAME", default_value = "IPGuard")]
+        app: String,
+    },
     /// Run a standalone simulated Salesforce org.
     Sim {
         #[arg(long, default_value_t = 8089)]
@@ -70,7 +77,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo narrates on stdout; the service's own info logs would only interleave with it.
     init_tracing(match cli.command {
-        Command::Demo => "warn",
+        Command::Demo | Command::Check { .. } => "warn",
         _ => "info,actix_server=warn",
     });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -98,6 +105,7 @@ fn main() -> ExitCode {
                 common_name,
                 days,
             } => ipguard::cli::keygen(&out, &common_name, days),
+            Command::Check { app } => ipguard::cli::check::check(&app).await,
             Command::Sim { port } => ipguard::cli::demo::sim(port).await,
             Command::Demo => ipguard::cli::demo::demo().await,
         }

@@ -1,6 +1,7 @@
 //! The `ipguard` commands (SPEC §4). Each returns its process exit code; `main.rs` only parses
 //! arguments and dispatches.
 
+pub mod check;
 pub mod demo;
 pub mod render;
 

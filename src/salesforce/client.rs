@@ -410,6 +410,26 @@ impl MetadataClient {
         let response = self.call("checkDeployStatus", &body, true).await?;
         Ok(metadata::read_check_deploy_status(&response)?)
     }
+
+    /// The org's Session Settings (`readMetadata('SecuritySettings', ['Security'])`).
+    pub async fn read_session_settings(
+        &self,
+    ) -> Result<Option<metadata::SessionSettingsRecord>, SalesforceError> {
+        let body = metadata::read_metadata_of_body("SecuritySettings", &["Security"]);
+        let response = self.call("readMetadata", &body, true).await?;
+        Ok(metadata::read_security_settings(&response)?)
+    }
+
+    /// An External Client App's OAuth policies by their full name (`<App>_oauthPlcy`).
+    pub async fn read_eca_oauth_policies(
+        &self,
+        full_name: &str,
+    ) -> Result<Option<metadata::EcaOauthPolicies>, SalesforceError> {
+        let body =
+            metadata::read_metadata_of_body("ExtlClntAppOauthConfigurablePolicies", &[full_name]);
+        let response = self.call("readMetadata", &body, true).await?;
+        Ok(metadata::read_eca_oauth_policies(&response)?)
+    }
 }
 
 /// A REST error answer: `[{"message": "…", "errorCode": "…"}]`, else the status and an excerpt.

@@ -40,6 +40,19 @@ pub fn read_metadata_body(names: &[ProfileName]) -> String {
     body
 }
 
+/// `readMetadata` of any type by full names (settings, External Client App policies).
+pub fn read_metadata_of_body(metadata_type: &str, full_names: &[&str]) -> String {
+    let mut body = format!(
+        "<readMetadata xmlns=\"{METADATA_NS}\"><type>{}</type>",
+        xml::escape(metadata_type)
+    );
+    for name in full_names {
+        body.push_str(&format!("<fullNames>{}</fullNames>", xml::escape(name)));
+    }
+    body.push_str("</readMetadata>");
+    body
+}
+
 /// `deploy` with DeployOptions in WSDL order. `testLevel` is deliberately omitted: production
 /// orgs refuse `NoTestRun`, and a package without Apex runs no tests by default (SPEC §5.4).
 pub fn deploy_body(zip: &[u8], check_only: bool) -> String {
@@ -134,6 +147,83 @@ pub fn read_read_metadata(body: &Element) -> Result<Vec<ProfileRecord>, Response
         });
     }
     Ok(records)
+}
+
+/// The records of a `readMetadata` response that carry a `fullName`, checked to be of
+/// `kind` when typed (an unknown name reads back as a nil or empty record and is skipped).
+fn named_records<'a>(body: &'a Element, kind: &str) -> Result<Vec<&'a Element>, ResponseError> {
+    expect(body, "readMetadataResponse")?;
+    let result = body
+        .child(METADATA_NS, "result")
+        .ok_or_else(|| unexpected("readMetadataResponse without result"))?;
+    let mut records = Vec::new();
+    for record in result.children_named(METADATA_NS, "records") {
+        if record.is_nil() || record.child_text(METADATA_NS, "fullName").is_none() {
+            continue;
+        }
+        if let Some(found) = record.attribute(Some(XSI_NS), "type") {
+            let local = found.rsplit(':').next().unwrap_or(found);
+            if local != kind {
+                return Err(unexpected(format!(
+                    "record of type {found}, expected {kind}"
+                )));
+            }
+        }
+        records.push(record);
+    }
+    Ok(records)
+}
+
+/// The org's Session Settings as `readMetadata('SecuritySettings', ['Security'])` gives them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSettingsRecord {
+    /// "Enforce login IP ranges on every request" (`enforceIpRangesEveryRequest`; absent is
+    /// false, Salesforce's default).
+    pub enforce_ip_ranges_every_request: bool,
+}
+
+/// `None` when the org returned no `Security` record.
+pub fn read_security_settings(
+    body: &Element,
+) -> Result<Option<SessionSettingsRecord>, ResponseError> {
+    let records = named_records(body, "SecuritySettings")?;
+    Ok(records.first().map(|record| SessionSettingsRecord {
+        enforce_ip_ranges_every_request: record
+            .child(METADATA_NS, "sessionSettings")
+            .and_then(|s| s.child_text(METADATA_NS, "enforceIpRangesEveryRequest"))
+            .is_some_and(|t| t.trim() == "true"),
+    }))
+}
+
+/// An External Client App's OAuth policies (`ExtlClntAppOauthConfigurablePolicies`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EcaOauthPolicies {
+    pub full_name: String,
+    pub external_client_application: String,
+    /// `Enforce`, `Bypass`, `Bypass_2factor`, `Enforce_RelaxRefresh`; `None` when unset.
+    pub ip_relaxation_policy_type: Option<String>,
+    /// `AdminApprovedPreAuthorized` or `AllSelfAuthorized`; `None` when unset.
+    pub permitted_users_policy_type: Option<String>,
+}
+
+/// `None` when the org knows no policies by that name.
+pub fn read_eca_oauth_policies(body: &Element) -> Result<Option<EcaOauthPolicies>, ResponseError> {
+    let records = named_records(body, "ExtlClntAppOauthConfigurablePolicies")?;
+    Ok(records.first().map(|record| {
+        let text = |name| {
+            record
+                .child_text(METADATA_NS, name)
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned)
+        };
+        EcaOauthPolicies {
+            full_name: text("fullName").unwrap_or_default(),
+            external_client_application: text("externalClientApplication").unwrap_or_default(),
+            ip_relaxation_policy_type: text("ipRelaxationPolicyType"),
+            permitted_users_policy_type: text("permittedUsersPolicyType"),
+        }
+    }))
 }
 
 /// The id of an asynchronous deploy (`0Af…`).
@@ -460,6 +550,47 @@ mod tests {
         assert_eq!(records[0].full_name, "Custom%3A Sales");
         assert_eq!(records[0].ranges.len(), 1);
         assert!(records[1].ranges.is_empty());
+    }
+
+    #[test]
+    fn security_settings_and_eca_policies_read_their_fields() {
+        let doc = format!(
+            "<readMetadataResponse xmlns=\"{METADATA_NS}\" xmlns:xsi=\"{XSI_NS}\"><result>\
+             <records xsi:type=\"SecuritySettings\"><fullName>Security</fullName>\
+             <sessionSettings><enforceIpRangesEveryRequest>true</enforceIpRangesEveryRequest>\
+             </sessionSettings></records></result></readMetadataResponse>"
+        );
+        let settings = read_security_settings(&xml::parse(doc.as_bytes()).unwrap()).unwrap();
+        assert_eq!(
+            settings,
+            Some(SessionSettingsRecord {
+                enforce_ip_ranges_every_request: true
+            })
+        );
+        let doc = format!(
+            "<readMetadataResponse xmlns=\"{METADATA_NS}\" xmlns:xsi=\"{XSI_NS}\"><result>\
+             <records xsi:type=\"ExtlClntAppOauthConfigurablePolicies\"><fullName>IPGuard_oauthPlcy</fullName>\
+             <externalClientApplication>IPGuard</externalClientApplication>\
+             <ipRelaxationPolicyType>Bypass</ipRelaxationPolicyType></records></result></readMetadataResponse>"
+        );
+        let policies = read_eca_oauth_policies(&xml::parse(doc.as_bytes()).unwrap())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            policies.ip_relaxation_policy_type.as_deref(),
+            Some("Bypass")
+        );
+        assert_eq!(policies.external_client_application, "IPGuard");
+        let unknown = format!(
+            "<readMetadataResponse xmlns=\"{METADATA_NS}\" xmlns:xsi=\"{XSI_NS}\"><result>\
+             <records xsi:type=\"ExtlClntAppOauthConfigurablePolicies\"/></result></readMetadataResponse>"
+        );
+        assert_eq!(
+            read_eca_oauth_policies(&xml::parse(unknown.as_bytes()).unwrap()).unwrap(),
+            None
+        );
+        // a record of another type is an error, not a silent "not set"
+        assert!(read_security_settings(&xml::parse(doc.as_bytes()).unwrap()).is_err());
     }
 
     #[test]

@@ -77,6 +77,12 @@ pub struct SimConfig {
     /// Key pair that signs platform-event callouts (the Named Credential's certificate);
     /// `None` generates one on first use (RSA generation is slow: tests share one).
     pub event_signing_key: Option<KeyMaterial>,
+    /// Session Settings › "Enforce login IP ranges on every request" (SecuritySettings
+    /// `Security`, `sessionSettings/enforceIpRangesEveryRequest`).
+    pub enforce_ip_ranges_every_request: bool,
+    /// External Client Apps: developer name → their OAuth policies' `ipRelaxationPolicyType`
+    /// (readable as ExtlClntAppOauthConfigurablePolicies `<name>_oauthPlcy`).
+    pub external_client_apps: Vec<(String, String)>,
 }
 
 /// The Heroku side: one space, the API token that may read it, and its NAT.
@@ -96,6 +102,8 @@ pub const DEFAULT_CLIENT_ID: &str =
 pub const DEFAULT_USERNAME: &str = "integration@ipguard.example";
 pub const DEFAULT_INTEGRATION_PROFILE: &str = "Custom%3A Integration";
 pub const DEFAULT_HEROKU_TOKEN: &str = "heroku-sim-api-token";
+/// Developer name of the simulated org's External Client App.
+pub const DEFAULT_APP: &str = "IPGuard";
 
 impl SimConfig {
     /// A small org: `Admin` (no ranges), `Custom%3A Support` (one legacy-sized office range),
@@ -136,6 +144,8 @@ impl SimConfig {
                 sources: vec!["203.0.113.10".to_owned(), "203.0.113.11".to_owned()],
             },
             event_signing_key: None,
+            enforce_ip_ranges_every_request: false,
+            external_client_apps: vec![(DEFAULT_APP.to_owned(), "Enforce".to_owned())],
         }
     }
 }
@@ -347,6 +357,23 @@ impl SimOrg {
 
     pub fn set_heroku(&self, heroku: SimHeroku) {
         self.shared.lock().set_heroku(heroku);
+    }
+
+    /// An admin toggles Session Settings › "Enforce login IP ranges on every request".
+    pub fn set_enforce_ip_ranges_every_request(&self, on: bool) {
+        self.shared.lock().enforce_ip_ranges_every_request = on;
+    }
+
+    /// Sets an External Client App's `ipRelaxationPolicyType` (creating the app); `None`
+    /// deletes the app.
+    pub fn set_external_client_app(&self, name: &str, ip_relaxation: Option<&str>) {
+        let mut state = self.shared.lock();
+        state.external_client_apps.retain(|(n, _)| n != name);
+        if let Some(policy) = ip_relaxation {
+            state
+                .external_client_apps
+                .push((name.to_owned(), policy.to_owned()));
+        }
     }
 
     /// Every request so far, in order.

@@ -278,6 +278,9 @@ fn read_metadata(state: &SimState, op: &Element) -> Result<Reply, Reply> {
         .children_named(METADATA_NS, "fullNames")
         .map(|n| n.text.trim())
         .collect();
+    if let Some(reply) = read_settings_or_app_policies(state, kind, &names) {
+        return Ok(reply);
+    }
     if kind != "Profile" {
         return Err(Reply::fault(
             "INVALID_TYPE",
@@ -317,6 +320,59 @@ fn read_metadata(state: &SimState, op: &Element) -> Result<Reply, Reply> {
     }
     out.push_str("</result></readMetadataResponse>");
     Ok(Reply::ok_with_xsi(&out))
+}
+
+/// readMetadata of `SecuritySettings` (only `Security` exists) and of
+/// `ExtlClntAppOauthConfigurablePolicies` (`<App>_oauthPlcy` per External Client App);
+/// `None` for any other type. Unknown names read back as empty records, like profiles.
+fn read_settings_or_app_policies(state: &SimState, kind: &str, names: &[&str]) -> Option<Reply> {
+    let flag = |b: bool| if b { "true" } else { "false" };
+    let mut out = String::from("<readMetadataResponse><result>");
+    match kind {
+        "SecuritySettings" => {
+            for name in names {
+                if *name != "Security" {
+                    out.push_str("<records xsi:type=\"SecuritySettings\"/>");
+                    continue;
+                }
+                out.push_str("<records xsi:type=\"SecuritySettings\">");
+                element(&mut out, "fullName", "Security");
+                out.push_str("<sessionSettings>");
+                element(
+                    &mut out,
+                    "enforceIpRangesEveryRequest",
+                    flag(state.enforce_ip_ranges_every_request),
+                );
+                out.push_str("</sessionSettings></records>");
+            }
+        }
+        "ExtlClntAppOauthConfigurablePolicies" => {
+            for name in names {
+                let app = state
+                    .external_client_apps
+                    .iter()
+                    .find(|(app, _)| name.strip_suffix("_oauthPlcy") == Some(app.as_str()));
+                let Some((app, policy)) = app else {
+                    out.push_str("<records xsi:type=\"ExtlClntAppOauthConfigurablePolicies\"/>");
+                    continue;
+                };
+                out.push_str("<records xsi:type=\"ExtlClntAppOauthConfigurablePolicies\">");
+                element(&mut out, "fullName", name);
+                element(&mut out, "externalClientApplication", app);
+                element(&mut out, "ipRelaxationPolicyType", policy);
+                element(&mut out, "label", &format!("{app} OAuth policies"));
+                element(
+                    &mut out,
+                    "permittedUsersPolicyType",
+                    "AdminApprovedPreAuthorized",
+                );
+                out.push_str("</records>");
+            }
+        }
+        _ => return None,
+    }
+    out.push_str("</result></readMetadataResponse>");
+    Some(Reply::ok_with_xsi(&out))
 }
 
 fn boolean(op: &Element, name: &str) -> Result<bool, Reply> {

@@ -123,6 +123,10 @@ pub(crate) struct SimState {
     pub query_page_size: usize,
     /// Records still to be served by `nextRecordsUrl` locators.
     pub query_cursors: HashMap<String, Vec<serde_json::Value>>,
+    /// Session Settings: "Enforce login IP ranges on every request".
+    pub enforce_ip_ranges_every_request: bool,
+    /// External Client App developer name → `ipRelaxationPolicyType`.
+    pub external_client_apps: Vec<(String, String)>,
 }
 
 pub(crate) const INTEGRATION_USER_NAME: &str = "Integration User";
@@ -215,6 +219,8 @@ impl SimState {
             audit_readable: true,
             query_page_size: 2000,
             query_cursors: HashMap::new(),
+            enforce_ip_ranges_every_request: config.enforce_ip_ranges_every_request,
+            external_client_apps: config.external_client_apps,
         })
     }
 

@@ -5,6 +5,7 @@
 
 mod attacks;
 mod attribution;
+mod check;
 mod cli;
 mod controller;
 mod instances;

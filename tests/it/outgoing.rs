@@ -51,6 +51,12 @@ fn every_request_envelope_validates() {
         metadata::deploy_body(&zip_bytes(), false),
         metadata::deploy_body(&zip_bytes(), true),
         metadata::check_deploy_status_body(&id),
+        // `ipguard check`: Session Settings and the External Client App's OAuth policies
+        metadata::read_metadata_of_body("SecuritySettings", &["Security"]),
+        metadata::read_metadata_of_body(
+            "ExtlClntAppOauthConfigurablePolicies",
+            &["IPGuard_oauthPlcy"],
+        ),
     ];
     let envelopes: Vec<String> = bodies
         .iter()

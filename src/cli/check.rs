@@ -1,0 +1,1047 @@
+//! `ipguard check`: the doctor a newcomer runs before going live (SPEC §4).
+//!
+//! One line per check, printed as soon as it is known: `✓ name — detail`, `✗ name — what is
+//! wrong. Fix: …`, `! name — …` (a warning) or `– name — skipped: why`; when stdout is not a
+//! terminal the marks are `[ok]`, `[FAIL]`, `[warn]` and `[skip]`. Checks run in order and are
+//! independent where possible: a refused token skips the Salesforce checks, an unknown NAT
+//! skips those that need the desired ranges. Exit 0 when nothing failed (warnings and skips
+//! do not fail), 1 otherwise.
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use super::{EXIT_ERROR, EXIT_OK};
+use crate::config::{Config, Needs, Policy};
+use crate::heroku::HerokuError;
+use crate::ranges::{LoginIpRange, Source, desired_ranges};
+use crate::reconcile::plan::plan_profile;
+use crate::salesforce::auth::AuthError;
+use crate::salesforce::client::{MetadataClient, RetryPolicy, SalesforceError};
+use crate::salesforce::metadata::{DeployStatus, ProfileRecord};
+use crate::salesforce::package::deploy_zip;
+use crate::salesforce::profile::ProfileName;
+use crate::wiring;
+
+/// Longest wait for the checkOnly deploy (a doctor should not hang for the full deploy window).
+const DEPLOY_WAIT: Duration = Duration::from_secs(120);
+/// How many desired ranges the `desired ranges` line lists before `…`.
+const LISTED_RANGES: usize = 4;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Ok,
+    Warn,
+    Fail,
+    Skipped,
+}
+
+/// The outcome of one check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckLine {
+    pub status: Status,
+    pub name: &'static str,
+    pub detail: String,
+    pub fix: Option<String>,
+}
+
+impl CheckLine {
+    pub fn ok(name: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(Status::Ok, name, detail, None)
+    }
+
+    pub fn warn(name: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Self {
+        Self::new(Status::Warn, name, detail, Some(fix.into()))
+    }
+
+    pub fn fail(name: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Self {
+        Self::new(Status::Fail, name, detail, Some(fix.into()))
+    }
+
+    pub fn skipped(name: &'static str, reason: impl Into<String>) -> Self {
+        Self::new(Status::Skipped, name, reason, None)
+    }
+
+    fn new(
+        status: Status,
+        name: &'static str,
+        detail: impl Into<String>,
+        fix: Option<String>,
+    ) -> Self {
+        Self {
+            status,
+            name,
+            detail: detail.into(),
+            fix,
+        }
+    }
+
+    /// The line as printed: glyphs on a terminal (`fancy`), bracketed words otherwise.
+    pub fn render(&self, fancy: bool) -> String {
+        let mark = match (self.status, fancy) {
+            (Status::Ok, true) => "✓",
+            (Status::Warn, true) => "!",
+            (Status::Fail, true) => "✗",
+            (Status::Skipped, true) => "–",
+            (Status::Ok, false) => "[ok]",
+            (Status::Warn, false) => "[warn]",
+            (Status::Fail, false) => "[FAIL]",
+            (Status::Skipped, false) => "[skip]",
+        };
+        let skipped = if self.status == Status::Skipped {
+            "skipped: "
+        } else {
+            ""
+        };
+        let mut line = format!("{mark} {} — {skipped}{}", self.name, self.detail);
+        if let Some(fix) = &self.fix {
+            line.truncate(line.trim_end_matches(['.', ' ']).len());
+            line.push_str(&format!(". Fix: {fix}"));
+        }
+        line
+    }
+}
+
+/// Prints each line as it comes and counts the outcome.
+struct Report {
+    fancy: bool,
+    failed: usize,
+    warned: usize,
+    total: usize,
+}
+
+impl Report {
+    fn emit(&mut self, line: CheckLine) -> Status {
+        self.total += 1;
+        match line.status {
+            Status::Fail => self.failed += 1,
+            Status::Warn => self.warned += 1,
+            _ => {}
+        }
+        println!("{}", line.render(self.fancy));
+        line.status
+    }
+
+    fn finish(&self) -> u8 {
+        if self.failed == 0 {
+            println!(
+                "{} checks: none failed, {} warning(s)",
+                self.total, self.warned
+            );
+            EXIT_OK
+        } else {
+            println!(
+                "{} checks: {} failed, {} warning(s) — fix the failures above, then run `ipguard check` again",
+                self.total, self.failed, self.warned
+            );
+            EXIT_ERROR
+        }
+    }
+}
+
+/// `ipguard check [--app NAME]`
+pub async fn check(app: &str) -> u8 {
+    let mut report = Report {
+        fancy: std::io::stdout().is_terminal(),
+        failed: 0,
+        warned: 0,
+        total: 0,
+    };
+    let config = match Config::from_env(Needs::salesforce()) {
+        Ok(config) => config,
+        Err(e) => {
+            report.emit(CheckLine::fail(
+                "config",
+                format!("{} problem(s) in the environment", e.problems.len()),
+                "set or correct these variables (README › Config vars):",
+            ));
+            for problem in &e.problems {
+                println!("    {problem}");
+            }
+            return report.finish();
+        }
+    };
+    run_checks(&config, app, &mut report).await;
+    report.finish()
+}
+
+async fn run_checks(config: &Config, app: &str, report: &mut Report) {
+    // 1. config
+    let retry = RetryPolicy {
+        min_delay: Duration::from_millis(300),
+        max_delay: Duration::from_secs(3),
+        max_attempts: 3,
+    };
+    let wired = wiring::http_client().and_then(|http| {
+        let client = wiring::metadata_client(config, &http, retry)?;
+        let names = wiring::profile_names(config, &[])?;
+        Ok((http, client, names))
+    });
+    let (http, client, names) = match wired {
+        Ok(w) => w,
+        Err(e) => {
+            report.emit(CheckLine::fail(
+                "config",
+                e.to_string(),
+                "correct the variable named, then run `ipguard check` again",
+            ));
+            return;
+        }
+    };
+    report.emit(CheckLine::ok(
+        "config",
+        format!(
+            "{} managed profile(s), policy {}, mode {}, API v{}",
+            names.len(),
+            config.policy,
+            config.mode,
+            config.salesforce.api_version
+        ),
+    ));
+
+    // 2. heroku
+    let (heroku_line, sources) = heroku(config, &http).await;
+    report.emit(heroku_line);
+
+    // 3. desired ranges
+    let desired = match sources {
+        None => {
+            report.emit(CheckLine::skipped(
+                "desired ranges",
+                "the space's outbound IPs are unknown (see heroku)",
+            ));
+            None
+        }
+        Some(sources) => {
+            let (line, desired) = desired_check(&sources);
+            report.emit(line);
+            desired
+        }
+    };
+
+    // 4. token
+    let token = token(config, &client).await;
+    let token_ok = report.emit(token) == Status::Ok;
+    let salesforce_checks = [
+        "profiles",
+        "profile read",
+        "integration user's profile",
+        "deploy permission",
+        "broad ranges",
+        "ip enforcement",
+        "app ip relaxation",
+    ];
+    if !token_ok {
+        for name in salesforce_checks {
+            report.emit(CheckLine::skipped(
+                name,
+                "no Salesforce session (see token)",
+            ));
+        }
+        return;
+    }
+
+    // 5. profiles
+    let existing = match client.list_profiles().await {
+        Ok(listed) => {
+            let listed: Vec<String> = listed.into_iter().map(|c| c.full_name).collect();
+            report.emit(profiles_check(&names, &listed));
+            names
+                .iter()
+                .filter(|n| listed.iter().any(|l| l == n.as_str()))
+                .cloned()
+                .collect()
+        }
+        Err(e) => {
+            report.emit(CheckLine::fail(
+                "profiles",
+                format!("listMetadata(Profile) failed: {e}"),
+                permission_fix(&e),
+            ));
+            names.clone()
+        }
+    };
+
+    // 6. profile read
+    let records = read_check(&client, &existing, desired.as_deref(), report).await;
+
+    // 7. integration user's own profile
+    match (&records, &desired) {
+        (Some(records), Some(desired)) => report.emit(integration_check(records, desired)),
+        (None, _) => report.emit(CheckLine::skipped(
+            "integration user's profile",
+            "no profile was read (see profile read)",
+        )),
+        (_, None) => report.emit(CheckLine::skipped(
+            "integration user's profile",
+            "the desired ranges are unknown",
+        )),
+    };
+
+    // 8. deploy permission
+    match (&records, &desired) {
+        (Some(records), Some(desired)) if !records.is_empty() => {
+            report.emit(deploy_check(config, &client, records, desired).await)
+        }
+        (_, None) => report.emit(CheckLine::skipped(
+            "deploy permission",
+            "the desired ranges are unknown",
+        )),
+        _ => report.emit(CheckLine::skipped(
+            "deploy permission",
+            "no profile was read (see profile read)",
+        )),
+    };
+
+    // 9. broad ranges
+    match &records {
+        Some(records) => report.emit(broad_check(records, config.policy)),
+        None => report.emit(CheckLine::skipped(
+            "broad ranges",
+            "no profile was read (see profile read)",
+        )),
+    };
+
+    // 10. every-request enforcement and the app's IP relaxation
+    report.emit(session_settings_check(&client).await);
+    report.emit(app_check(&client, app).await);
+}
+
+/// The heroku line and, when known, every source (static ones and the NAT's).
+async fn heroku(config: &Config, http: &reqwest::Client) -> (CheckLine, Option<Vec<Source>>) {
+    let mut sources: Vec<Source> = config
+        .source_ips
+        .iter()
+        .map(|net| Source {
+            net: *net,
+            label: "IPGUARD_SOURCE_IPS".into(),
+        })
+        .collect();
+    let Some(heroku) = wiring::sources(config, http).heroku else {
+        return (
+            CheckLine::skipped("heroku", "static sources only (no HEROKU_SPACE)"),
+            Some(sources),
+        );
+    };
+    let space = heroku.space().to_owned();
+    let info = format!("`heroku spaces:info --space {space}`");
+    match heroku.nat().await {
+        Ok(nat) if nat.is_enabled() && !nat.sources.is_empty() => {
+            let ips: Vec<String> = nat.sources.iter().map(ToString::to_string).collect();
+            let line = CheckLine::ok(
+                "heroku",
+                format!(
+                    "space {space}: NAT enabled, outbound IPs {}",
+                    ips.join(", ")
+                ),
+            );
+            let label = format!("space {space}");
+            sources.extend(nat.sources.into_iter().map(|ip| Source {
+                net: ip.into(),
+                label: label.clone(),
+            }));
+            (line, Some(sources))
+        }
+        Ok(nat) if nat.is_enabled() => (
+            CheckLine::fail(
+                "heroku",
+                format!("space {space}: NAT is enabled but lists no outbound IPs"),
+                format!("wait until {info} shows its Outbound IPs, then run check again"),
+            ),
+            None,
+        ),
+        Ok(nat) => {
+            let fix = if nat.state == "updating" {
+                format!("the NAT is being changed: wait until {info} shows its Outbound IPs")
+            } else {
+                format!(
+                    "enable the space's stable outbound IPs (Heroku Dashboard › {space} › \
+                     Network) and wait until {info} shows them"
+                )
+            };
+            (
+                CheckLine::fail(
+                    "heroku",
+                    format!(
+                        "space {space}: NAT state is `{}`, not `enabled`; ipguard refuses to deploy from it",
+                        nat.state
+                    ),
+                    fix,
+                ),
+                None,
+            )
+        }
+        Err(e) => {
+            let fix = match &e {
+                HerokuError::Unauthorized => {
+                    "create a long-lived token with `heroku authorizations:create` and set HEROKU_API_TOKEN"
+                        .to_owned()
+                }
+                HerokuError::NotFound(_) => "set HEROKU_SPACE to the space's name or id (`heroku spaces`) \
+                     and use a token of a team member"
+                    .to_owned(),
+                _ => "check HEROKU_API_URL (default https://api.heroku.com) and this machine's network".to_owned(),
+            };
+            (CheckLine::fail("heroku", e.to_string(), fix), None)
+        }
+    }
+}
+
+fn desired_check(sources: &[Source]) -> (CheckLine, Option<Vec<LoginIpRange>>) {
+    if sources.is_empty() {
+        return (
+            CheckLine::fail(
+                "desired ranges",
+                "no sources: ipguard would deploy an empty list",
+                "set IPGUARD_SOURCE_IPS or HEROKU_SPACE and HEROKU_API_TOKEN",
+            ),
+            None,
+        );
+    }
+    let desired = desired_ranges(sources);
+    let too_large: Vec<String> = desired
+        .iter()
+        .filter(|r| !r.within_size_limit())
+        .map(range_text)
+        .collect();
+    if desired.is_empty() || !too_large.is_empty() {
+        return (
+            CheckLine::fail(
+                "desired ranges",
+                format!(
+                    "ranges Salesforce would refuse: {}",
+                    if too_large.is_empty() {
+                        "none produced".to_owned()
+                    } else {
+                        too_large.join(", ")
+                    }
+                ),
+                "narrow IPGUARD_SOURCE_IPS",
+            ),
+            None,
+        );
+    }
+    let mut listed: Vec<String> = desired.iter().take(LISTED_RANGES).map(range_text).collect();
+    if desired.len() > LISTED_RANGES {
+        listed.push("…".into());
+    }
+    (
+        CheckLine::ok(
+            "desired ranges",
+            format!(
+                "{} range(s) from {} source(s), all within Salesforce's size limits: {}",
+                desired.len(),
+                sources.len(),
+                listed.join(", ")
+            ),
+        ),
+        Some(desired),
+    )
+}
+
+async fn token(config: &Config, client: &MetadataClient) -> CheckLine {
+    let username = config.salesforce.username.as_deref().unwrap_or_default();
+    match client.session().await {
+        Ok(session) => CheckLine::ok(
+            "token",
+            format!(
+                "JWT bearer login as {username} accepted; instance {}",
+                session.instance_url.as_str().trim_end_matches('/')
+            ),
+        ),
+        Err(SalesforceError::Auth(AuthError::Refused {
+            error,
+            description,
+            hint,
+        })) => CheckLine::fail(
+            "token",
+            format!("Salesforce refused the token request: {error}: {description}"),
+            hint,
+        ),
+        Err(SalesforceError::Auth(AuthError::Signing(e))) => CheckLine::fail(
+            "token",
+            format!("cannot sign the assertion: {e}"),
+            "set SALESFORCE_PRIVATE_KEY to the ipguard.key written by `ipguard keygen`",
+        ),
+        Err(e) => CheckLine::fail(
+            "token",
+            e.to_string(),
+            format!(
+                "check SALESFORCE_LOGIN_URL ({}) and that this machine reaches it",
+                config.salesforce.login_url.as_str().trim_end_matches('/')
+            ),
+        ),
+    }
+}
+
+/// What to do when a Metadata API call is refused.
+fn permission_fix(error: &SalesforceError) -> String {
+    match error {
+        SalesforceError::Fault(f)
+            if f.code == "INSUFFICIENT_ACCESS"
+                || f.code == "API_DISABLED_FOR_ORG"
+                || f.code == "API_CURRENTLY_DISABLED" =>
+        {
+            "assign the IPGuard_Integration permission set (API Enabled, Modify Metadata Through \
+             Metadata API Functions, Manage Profiles and Permission Sets) to the integration user"
+                .to_owned()
+        }
+        e if e.is_transient() => {
+            "Salesforce is busy or unreachable: run check again in a minute".to_owned()
+        }
+        _ => "see the error; `ipguard check` again once it is fixed".to_owned(),
+    }
+}
+
+fn profiles_check(names: &[ProfileName], listed: &[String]) -> CheckLine {
+    let unknown: Vec<&ProfileName> = names
+        .iter()
+        .filter(|n| !listed.iter().any(|l| l == n.as_str()))
+        .collect();
+    if unknown.is_empty() {
+        return CheckLine::ok(
+            "profiles",
+            format!(
+                "all {} managed profile(s) exist among the org's {} profiles",
+                names.len(),
+                listed.len()
+            ),
+        );
+    }
+    let detail = unknown
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let fixes: Vec<String> = unknown
+        .iter()
+        .map(|n| match closest(n.as_str(), listed) {
+            Some(best) => format!("for `{n}` use `{best}`"),
+            None => format!("`{n}` matches no profile"),
+        })
+        .collect();
+    let mut examples: Vec<&str> = listed.iter().take(6).map(String::as_str).collect();
+    if listed.len() > examples.len() {
+        examples.push("…");
+    }
+    CheckLine::fail(
+        "profiles",
+        format!("IPGUARD_PROFILES names no such profile: {detail}"),
+        format!(
+            "{} — IPGUARD_PROFILES takes full names exactly as listMetadata returns them \
+             (the org has: {})",
+            fixes.join("; "),
+            examples.join(", ")
+        ),
+    )
+}
+
+/// The listed full name closest to `wanted`: equal once percent-decoded, case- and
+/// space-folded (`Custom: Support` → `Custom%3A Support`), or within a few typos.
+pub fn closest<'a>(wanted: &str, listed: &'a [String]) -> Option<&'a str> {
+    let fold = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .to_lowercase()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let wanted = fold(wanted);
+    let budget = (wanted.chars().count() / 4).max(2);
+    listed
+        .iter()
+        .map(|l| (levenshtein(&wanted, &fold(l)), l))
+        .filter(|(d, _)| *d <= budget)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, l)| l.as_str())
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous + usize::from(ca != *cb);
+            previous = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(previous + 1);
+        }
+    }
+    row[b.len()]
+}
+
+/// Reads the managed profiles that exist; `None` when nothing could be read.
+async fn read_check(
+    client: &MetadataClient,
+    existing: &[ProfileName],
+    desired: Option<&[LoginIpRange]>,
+    report: &mut Report,
+) -> Option<Vec<ProfileRecord>> {
+    if existing.is_empty() {
+        report.emit(CheckLine::skipped(
+            "profile read",
+            "none of the managed profiles exists (see profiles)",
+        ));
+        return None;
+    }
+    let records = match client.read_profiles(existing).await {
+        Ok(records) => records,
+        Err(e) => {
+            report.emit(CheckLine::fail(
+                "profile read",
+                format!("readMetadata(Profile) failed: {e}"),
+                permission_fix(&e),
+            ));
+            return None;
+        }
+    };
+    let unread: Vec<&str> = existing
+        .iter()
+        .filter(|n| !records.iter().any(|r| r.full_name == n.as_str()))
+        .map(ProfileName::as_str)
+        .collect();
+    if !unread.is_empty() {
+        report.emit(CheckLine::fail(
+            "profile read",
+            format!("readMetadata returned nothing for {}", unread.join(", ")),
+            "give the integration user read access to profiles (View Setup and Configuration)",
+        ));
+        return Some(records);
+    }
+    let detail = match desired {
+        None => format!("read {} profile(s)", records.len()),
+        Some(desired) => {
+            let (holding, missing): (Vec<&ProfileRecord>, Vec<&ProfileRecord>) = records
+                .iter()
+                .partition(|r| covers_exactly(&r.ranges, desired));
+            let names = |list: &[&ProfileRecord]| {
+                if list.is_empty() {
+                    "none".to_owned()
+                } else {
+                    list.iter()
+                        .map(|r| r.full_name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            };
+            let mut detail = format!(
+                "read {} profile(s); holding the desired ranges: {}",
+                records.len(),
+                names(&holding)
+            );
+            if !missing.is_empty() {
+                detail.push_str(&format!(
+                    "; not yet (ipguard's next run adds them): {}",
+                    names(&missing)
+                ));
+            }
+            detail
+        }
+    };
+    report.emit(CheckLine::ok("profile read", detail));
+    Some(records)
+}
+
+/// Every desired range is on the profile as such (what a run would leave there).
+fn covers_exactly(ranges: &[LoginIpRange], desired: &[LoginIpRange]) -> bool {
+    desired
+        .iter()
+        .all(|d| ranges.iter().any(|r| r.key() == d.key()))
+}
+
+/// Every desired address is allowed (a profile without ranges allows every address).
+fn allows(ranges: &[LoginIpRange], desired: &LoginIpRange) -> bool {
+    ranges.is_empty()
+        || ranges
+            .iter()
+            .any(|r| r.contains(desired.start()) && r.contains(desired.end()))
+}
+
+/// The parts of `desired` the profile does not allow: address by address for small ranges
+/// (a space's few NAT IPs), the whole range otherwise.
+fn not_allowed(ranges: &[LoginIpRange], desired: &LoginIpRange) -> Vec<String> {
+    if allows(ranges, desired) {
+        return Vec::new();
+    }
+    let (std::net::IpAddr::V4(start), std::net::IpAddr::V4(end)) = (desired.start(), desired.end())
+    else {
+        return vec![range_text(desired)];
+    };
+    if desired.size() > 256 {
+        return vec![range_text(desired)];
+    }
+    let mut runs: Vec<(u32, u32)> = Vec::new();
+    for ip in u32::from(start)..=u32::from(end) {
+        if ranges
+            .iter()
+            .any(|r| r.contains(std::net::Ipv4Addr::from(ip).into()))
+        {
+            continue;
+        }
+        match runs.last_mut() {
+            Some((_, last)) if *last + 1 == ip => *last = ip,
+            _ => runs.push((ip, ip)),
+        }
+    }
+    runs.into_iter()
+        .map(|(a, b)| {
+            let (a, b) = (std::net::Ipv4Addr::from(a), std::net::Ipv4Addr::from(b));
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}–{b}")
+            }
+        })
+        .collect()
+}
+
+fn integration_check(records: &[ProfileRecord], desired: &[LoginIpRange]) -> CheckLine {
+    let name = "integration user's profile";
+    let blocking: Vec<String> = records
+        .iter()
+        .filter_map(|r| {
+            let missing: Vec<String> = desired
+                .iter()
+                .flat_map(|d| not_allowed(&r.ranges, d))
+                .collect();
+            (!missing.is_empty()).then(|| format!("{} (lacks {})", r.full_name, missing.join(", ")))
+        })
+        .collect();
+    if blocking.is_empty() {
+        return CheckLine::ok(
+            name,
+            "every managed profile already allows the space's IPs, so whichever is the \
+             integration user's profile, its next token request is accepted",
+        );
+    }
+    CheckLine::warn(
+        name,
+        format!(
+            "managed profile(s) whose login IP ranges exclude the space's IPs: {}. If one of \
+             them is the integration user's profile, its next token request from the space \
+             will be refused (`ip restricted`) and ipguard cannot repair that itself",
+            blocking.join("; ")
+        ),
+        "find the integration user's profile (Setup › Users › the integration user) and, if \
+         it is listed here, add the Private Space's outbound IPs to it by hand now: Setup › \
+         Profiles › that profile › Login IP Ranges",
+    )
+}
+
+async fn deploy_check(
+    config: &Config,
+    client: &MetadataClient,
+    records: &[ProfileRecord],
+    desired: &[LoginIpRange],
+) -> CheckLine {
+    let name = "deploy permission";
+    let plans: Vec<_> = records
+        .iter()
+        .filter_map(|r| {
+            let profile = ProfileName::parse(&r.full_name).ok()?;
+            Some(plan_profile(profile, &r.ranges, desired, config.policy))
+        })
+        .collect();
+    let mut files: Vec<(ProfileName, Vec<LoginIpRange>)> = plans
+        .iter()
+        .filter(|p| !p.in_sync)
+        .map(|p| (p.name.clone(), p.target.clone()))
+        .collect();
+    let what = if files.is_empty() {
+        let Some(first) = plans.first() else {
+            return CheckLine::skipped(name, "no profile to deploy");
+        };
+        files.push((first.name.clone(), first.target.clone()));
+        format!("{}'s current list (in sync)", first.name)
+    } else {
+        format!("the current plan ({} profile(s))", files.len())
+    };
+    let zip = match deploy_zip(&files, client.api_version()) {
+        Ok(zip) => zip,
+        Err(e) => return CheckLine::fail(name, e.to_string(), "report this as a bug"),
+    };
+    let id = match client.deploy(&zip, true).await {
+        Ok(id) => id,
+        Err(e) => {
+            return CheckLine::fail(
+                name,
+                format!("checkOnly deploy refused: {e}"),
+                permission_fix(&e),
+            );
+        }
+    };
+    let deadline = Instant::now() + config.deploy_timeout.min(DEPLOY_WAIT);
+    let mut delay = Duration::from_millis(200);
+    let mut last_status = "Queued".to_owned();
+    while Instant::now() < deadline {
+        tokio::time::sleep(delay).await;
+        delay = (delay * 3 / 2).min(Duration::from_secs(5));
+        let result = match client.check_deploy_status(&id).await {
+            Ok(result) => result,
+            Err(e) if e.is_transient() => continue,
+            Err(e) => {
+                return CheckLine::fail(
+                    name,
+                    format!("checkDeployStatus {id}: {e}"),
+                    permission_fix(&e),
+                );
+            }
+        };
+        last_status = result.status.to_string();
+        if !result.done {
+            continue;
+        }
+        if result.status == DeployStatus::Succeeded {
+            return CheckLine::ok(
+                name,
+                format!("checkOnly deploy {id} of {what} Succeeded (nothing was changed)"),
+            );
+        }
+        let failures = result.failure_messages();
+        let failures = if failures.is_empty() {
+            "no componentFailures given".to_owned()
+        } else {
+            failures.join("; ")
+        };
+        return CheckLine::fail(
+            name,
+            format!(
+                "checkOnly deploy {id} of {what} ended {}: {failures}",
+                result.status
+            ),
+            "give the integration user Modify Metadata Through Metadata API Functions and \
+             Manage Profiles and Permission Sets (the IPGuard_Integration permission set), or \
+             correct the ranges named",
+        );
+    }
+    CheckLine::fail(
+        name,
+        format!(
+            "checkOnly deploy {id} was still {last_status} after {}",
+            humantime::format_duration(config.deploy_timeout.min(DEPLOY_WAIT))
+        ),
+        "Salesforce's deploy queue is busy: see Setup › Deployment Status, then run check again",
+    )
+}
+
+fn broad_check(records: &[ProfileRecord], policy: Policy) -> CheckLine {
+    let name = "broad ranges";
+    let broad: Vec<String> = records
+        .iter()
+        .flat_map(|r| {
+            r.ranges
+                .iter()
+                .filter(|range| !range.within_size_limit())
+                .map(|range| format!("{}: {}", r.full_name, range_text(range)))
+        })
+        .collect();
+    if broad.is_empty() {
+        return CheckLine::ok(
+            name,
+            "no managed profile allows more than a /8 (IPv4) or /32 (IPv6)",
+        );
+    }
+    let detail = format!(
+        "ranges wider than a /8 (IPv4) or /32 (IPv6) let almost anyone log in: {}",
+        broad.join("; ")
+    );
+    match policy {
+        Policy::Merge => CheckLine::fail(
+            name,
+            detail,
+            "set IPGUARD_POLICY=exact so ipguard replaces each list with exactly the desired \
+             ranges, or delete the range in Setup › Profiles › the profile › Login IP Ranges",
+        ),
+        Policy::Exact => CheckLine::warn(
+            name,
+            detail,
+            "none needed: policy `exact` removes them at the next run",
+        ),
+    }
+}
+
+async fn session_settings_check(client: &MetadataClient) -> CheckLine {
+    let name = "ip enforcement";
+    match client.read_session_settings().await {
+        Ok(Some(settings)) if settings.enforce_ip_ranges_every_request => CheckLine::ok(
+            name,
+            "\"Enforce login IP ranges on every request\" is on: every request, not only the \
+             login, is checked against the profile ranges (informational)",
+        ),
+        Ok(Some(_)) => CheckLine::ok(
+            name,
+            "\"Enforce login IP ranges on every request\" is off: ranges are checked at login \
+             (every JWT bearer token request) only (informational)",
+        ),
+        Ok(None) => CheckLine::warn(
+            name,
+            "readMetadata(SecuritySettings, Security) returned no record",
+            "see Setup › Session Settings › \"Enforce login IP ranges on every request\" by hand",
+        ),
+        Err(e) => CheckLine::warn(
+            name,
+            format!("cannot read the Session Settings: {e}"),
+            "grant the integration user View Setup and Configuration to let check read them, \
+             or look in Setup › Session Settings",
+        ),
+    }
+}
+
+async fn app_check(client: &MetadataClient, app: &str) -> CheckLine {
+    let name = "app ip relaxation";
+    let full_name = format!("{app}_oauthPlcy");
+    match client.read_eca_oauth_policies(&full_name).await {
+        Ok(Some(policies)) => match policies.ip_relaxation_policy_type.as_deref() {
+            None | Some("Enforce") => CheckLine::ok(
+                name,
+                format!(
+                    "External Client App `{app}`: IP relaxation {} (JWT bearer enforces the \
+                     profile ranges regardless)",
+                    if policies.ip_relaxation_policy_type.is_some() {
+                        "Enforce"
+                    } else {
+                        "not set (Salesforce's default, Enforce)"
+                    }
+                ),
+            ),
+            Some(other) => CheckLine::fail(
+                name,
+                format!(
+                    "External Client App `{app}`: IP relaxation is `{other}`: JWT bearer still \
+                     enforces profile ranges, but this app's other flows skip them"
+                ),
+                format!(
+                    "Setup › External Client App Manager › {app} › Policies › OAuth Policies › \
+                     IP Relaxation: Enforce IP restrictions"
+                ),
+            ),
+        },
+        Ok(None) => CheckLine::skipped(
+            name,
+            format!(
+                "no External Client App OAuth policies `{full_name}` in the org (pass --app \
+                 with the app's API name; a legacy connected app's policy is not read)"
+            ),
+        ),
+        Err(SalesforceError::Fault(f)) if f.code == "INVALID_TYPE" => {
+            CheckLine::skipped(name, "this org or API version has no External Client Apps")
+        }
+        Err(e) => CheckLine::warn(
+            name,
+            format!("cannot read the app's OAuth policies: {e}"),
+            "grant the integration user \"View all External Client Apps, view their settings, \
+             and edit their policies\" to let check read them, or look in Setup by hand",
+        ),
+    }
+}
+
+fn range_text(range: &LoginIpRange) -> String {
+    if range.start() == range.end() {
+        range.start().to_string()
+    } else {
+        format!("{}–{}", range.start(), range.end())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listed() -> Vec<String> {
+        [
+            "Admin",
+            "Custom%3A Support",
+            "Custom%3A Integration",
+            "Standard",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect()
+    }
+
+    #[test]
+    fn a_decoded_or_mistyped_name_suggests_the_listed_full_name() {
+        let listed = listed();
+        assert_eq!(
+            closest("Custom: Support", &listed),
+            Some("Custom%3A Support")
+        );
+        assert_eq!(
+            closest("custom:  support", &listed),
+            Some("Custom%3A Support")
+        );
+        assert_eq!(closest("Admn", &listed), Some("Admin"));
+        assert_eq!(
+            closest("Custom: Integraton", &listed),
+            Some("Custom%3A Integration")
+        );
+        assert_eq!(closest("Marketing User", &listed), None);
+    }
+
+    #[test]
+    fn lines_render_with_glyphs_or_words_and_one_fix() {
+        let fail = CheckLine::fail("token", "refused.", "do this");
+        assert_eq!(fail.render(true), "✗ token — refused. Fix: do this");
+        assert_eq!(fail.render(false), "[FAIL] token — refused. Fix: do this");
+        assert_eq!(
+            CheckLine::ok("heroku", "fine").render(true),
+            "✓ heroku — fine"
+        );
+        assert_eq!(
+            CheckLine::skipped("profiles", "no token").render(false),
+            "[skip] profiles — skipped: no token"
+        );
+        assert!(
+            CheckLine::warn("x", "y", "z")
+                .render(false)
+                .starts_with("[warn] x — y. Fix: z")
+        );
+    }
+
+    #[test]
+    fn broad_ranges_fail_under_merge_and_warn_under_exact() {
+        let records = [ProfileRecord {
+            full_name: "Custom%3A Support".into(),
+            ranges: vec![LoginIpRange::parse_existing("0.0.0.0", "255.255.255.255", None).unwrap()],
+        }];
+        let merge = broad_check(&records, Policy::Merge);
+        assert_eq!(merge.status, Status::Fail);
+        assert!(merge.detail.contains("0.0.0.0–255.255.255.255"));
+        assert!(merge.fix.unwrap().contains("IPGUARD_POLICY=exact"));
+        assert_eq!(broad_check(&records, Policy::Exact).status, Status::Warn);
+        let slash8 = [ProfileRecord {
+            full_name: "Admin".into(),
+            ranges: vec![LoginIpRange::parse_existing("10.0.0.0", "10.255.255.255", None).unwrap()],
+        }];
+        assert_eq!(broad_check(&slash8, Policy::Merge).status, Status::Ok);
+    }
+
+    #[test]
+    fn a_profile_without_ranges_allows_the_space() {
+        let desired = [LoginIpRange::parse_existing("203.0.113.10", "203.0.113.11", None).unwrap()];
+        let records = [
+            ProfileRecord {
+                full_name: "Admin".into(),
+                ranges: vec![],
+            },
+            ProfileRecord {
+                full_name: "Custom%3A Integration".into(),
+                ranges: vec![
+                    LoginIpRange::parse_existing("203.0.113.10", "203.0.113.10", None).unwrap(),
+                ],
+            },
+        ];
+        let line = integration_check(&records, &desired);
+        assert_eq!(line.status, Status::Warn);
+        assert!(
+            line.detail
+                .contains("Custom%3A Integration (lacks 203.0.113.11)")
+        );
+        assert!(!line.detail.contains("Admin"));
+        assert_eq!(
+            integration_check(&records[..1], &desired).status,
+            Status::Ok
+        );
+    }
+}
