@@ -1,82 +1,34 @@
 //! Drift attribution from SetupAuditTrail against the simulated org over real HTTP (SPEC §5.9):
 //! the REST query, who is blamed, who never is, and the failure paths.
 
-use std::collections::HashMap;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use chrono::Utc;
-use ipguard::config::{Config, Needs};
-use ipguard::ranges::LoginIpRange;
 use ipguard::reconcile::attribution::{self, AttributionResult, Matchers};
-use ipguard::reconcile::run::{NoJournal, Outcome, Run, Sources};
-use ipguard::salesforce::client::{MetadataClient, RetryPolicy, SalesforceError};
+use ipguard::reconcile::run::Outcome;
+use ipguard::salesforce::client::SalesforceError;
 use ipguard::salesforce::profile::ProfileName;
-use ipguard::sim::{ADMIN_USERNAME, FailureKind, Faults, SimConfig, SimOrg};
-use ipguard::wiring;
-use secrecy::ExposeSecret;
+use ipguard::sim::{ADMIN_USERNAME, FailureKind, Faults};
 
-fn keys() -> &'static ipguard::keygen::KeyMaterial {
-    static KEYS: OnceLock<ipguard::keygen::KeyMaterial> = OnceLock::new();
-    KEYS.get_or_init(|| ipguard::keygen::generate("ipguard-attribution", 2).expect("test key"))
-}
-
-fn range(start: &str, end: &str) -> LoginIpRange {
-    LoginIpRange::parse_existing(start, end, None).unwrap()
-}
+use crate::reconcile::{Harness, range};
 
 fn name(n: &str) -> ProfileName {
     ProfileName::parse(n).unwrap()
 }
 
-struct Harness {
-    sim: SimOrg,
-    config: Config,
-    client: MetadataClient,
-    sources: Sources,
-    names: Vec<ProfileName>,
+/// The run harness of `reconcile`, with short deploy phases.
+async fn start() -> Harness {
+    Harness::start(
+        |c| {
+            c.pending_for = Duration::from_millis(40);
+            c.in_progress_for = Duration::from_millis(40);
+        },
+        &[],
+    )
+    .await
 }
 
 impl Harness {
-    async fn start() -> Self {
-        let mut sim_config = SimConfig::new(keys().certificate_pem.clone());
-        sim_config.pending_for = Duration::from_millis(40);
-        sim_config.in_progress_for = Duration::from_millis(40);
-        let profiles: Vec<String> = sim_config.profiles.iter().map(|(n, _)| n.clone()).collect();
-        let mut vars: HashMap<&'static str, String> = HashMap::from([
-            ("SALESFORCE_CLIENT_ID", sim_config.client_id.clone()),
-            ("SALESFORCE_USERNAME", sim_config.username.clone()),
-            ("HEROKU_SPACE", sim_config.heroku.space.clone()),
-            ("HEROKU_API_TOKEN", sim_config.heroku.api_token.clone()),
-            ("IPGUARD_PROFILES", profiles.join(",")),
-        ]);
-        let sim = SimOrg::start(sim_config, 0).await.expect("sim starts");
-        vars.insert("SALESFORCE_LOGIN_URL", sim.base_url());
-        vars.insert("HEROKU_API_URL", sim.base_url());
-        vars.insert(
-            "SALESFORCE_PRIVATE_KEY",
-            keys().private_key_pem.expose_secret().to_owned(),
-        );
-        let config =
-            Config::from_lookup(|k| vars.get(k).cloned(), Needs::salesforce()).expect("config");
-        let http = wiring::http_client().unwrap();
-        let retry = RetryPolicy {
-            min_delay: Duration::from_millis(10),
-            max_delay: Duration::from_millis(50),
-            max_attempts: 3,
-        };
-        let client = wiring::metadata_client(&config, &http, retry).unwrap();
-        let sources = wiring::sources(&config, &http);
-        let names = wiring::profile_names(&config, &[]).unwrap();
-        Self {
-            sim,
-            config,
-            client,
-            sources,
-            names,
-        }
-    }
-
     fn username(&self) -> String {
         self.config.salesforce.username.clone().unwrap()
     }
@@ -96,26 +48,14 @@ impl Harness {
 
     /// A real run: remediates whatever drift there is with one deploy as the integration user.
     async fn remediate(&self) {
-        let mut settings = wiring::run_settings(&self.config, false);
-        settings.poll_first = Duration::from_millis(30);
-        settings.poll_max = Duration::from_millis(100);
-        let report = Run {
-            client: &self.client,
-            sources: &self.sources,
-            settings: &settings,
-            profiles: &self.names,
-            observe: &|_| {},
-            journal: &NoJournal,
-        }
-        .execute()
-        .await;
+        let report = self.run().await;
         assert_eq!(report.outcome, Outcome::Remediated, "{report:#?}");
     }
 }
 
 #[tokio::test]
 async fn an_admin_edit_is_attributed_to_the_admin_at_its_time() {
-    let h = Harness::start().await;
+    let h = start().await;
     h.sim.set_login_ip_ranges(
         "Custom%3A Support",
         vec![range("0.0.0.0", "255.255.255.255")],
@@ -147,7 +87,7 @@ async fn an_admin_edit_is_attributed_to_the_admin_at_its_time() {
 
 #[tokio::test]
 async fn ipguards_own_deploys_are_never_attributed() {
-    let h = Harness::start().await;
+    let h = start().await;
     // The initial org drifts: ipguard's deploy changes every guarded profile.
     h.remediate().await;
     let trail = h.sim.audit_trail();
@@ -182,7 +122,7 @@ async fn ipguards_own_deploys_are_never_attributed() {
 
 #[tokio::test]
 async fn an_expired_rest_session_costs_exactly_one_re_login() {
-    let h = Harness::start().await;
+    let h = start().await;
     h.sim.set_login_ip_ranges("Custom%3A Support", vec![]);
     // Warm the session with a SOAP call, then kill it on the REST call.
     h.client.list_profiles().await.unwrap();
@@ -224,7 +164,7 @@ async fn an_expired_rest_session_costs_exactly_one_re_login() {
 
 #[tokio::test]
 async fn a_request_limit_is_retried_and_a_refusal_becomes_a_note() {
-    let h = Harness::start().await;
+    let h = start().await;
     h.sim.set_login_ip_ranges("Custom%3A Support", vec![]);
     h.sim.set_faults(Faults {
         next_failures: vec![FailureKind::RequestLimitExceeded],
@@ -257,7 +197,7 @@ async fn a_request_limit_is_retried_and_a_refusal_becomes_a_note() {
 
 #[tokio::test]
 async fn query_pages_are_followed_and_errors_are_typed() {
-    let h = Harness::start().await;
+    let h = start().await;
     for i in 0..5u8 {
         let ip = format!("192.0.2.{i}");
         h.sim

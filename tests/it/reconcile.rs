@@ -19,7 +19,7 @@ fn keys() -> &'static ipguard::keygen::KeyMaterial {
     KEYS.get_or_init(|| ipguard::keygen::generate("ipguard-test", 2).expect("test key"))
 }
 
-fn range(start: &str, end: &str) -> LoginIpRange {
+pub(crate) fn range(start: &str, end: &str) -> LoginIpRange {
     LoginIpRange::parse_existing(start, end, None).unwrap()
 }
 
@@ -30,16 +30,19 @@ fn desired() -> Vec<LoginIpRange> {
 
 /// A simulated org plus an ipguard configured against it, with one client reused across runs
 /// (as the service does) so the token stays cached.
-struct Harness {
-    sim: SimOrg,
-    config: Config,
-    client: MetadataClient,
-    sources: Sources,
-    names: Vec<ProfileName>,
+pub(crate) struct Harness {
+    pub(crate) sim: SimOrg,
+    pub(crate) config: Config,
+    pub(crate) client: MetadataClient,
+    pub(crate) sources: Sources,
+    pub(crate) names: Vec<ProfileName>,
 }
 
 impl Harness {
-    async fn start(adjust: impl FnOnce(&mut SimConfig), extra: &[(&'static str, &str)]) -> Self {
+    pub(crate) async fn start(
+        adjust: impl FnOnce(&mut SimConfig),
+        extra: &[(&'static str, &str)],
+    ) -> Self {
         let mut sim_config = SimConfig::new(keys().certificate_pem.clone());
         adjust(&mut sim_config);
         let profiles: Vec<String> = sim_config.profiles.iter().map(|(n, _)| n.clone()).collect();
@@ -105,7 +108,7 @@ impl Harness {
         .await
     }
 
-    async fn run(&self) -> RunReport {
+    pub(crate) async fn run(&self) -> RunReport {
         self.run_with(&self.settings()).await
     }
 
