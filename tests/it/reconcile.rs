@@ -423,6 +423,11 @@ async fn api_call_budget_for_3_and_25_profiles() {
         let remediation = h.run().await;
         assert_outcome(&remediation, Outcome::Remediated);
         let polls = h.sim.count("checkDeployStatus");
+        let audit_queries = h.sim.count("query");
+        assert_eq!(
+            audit_queries, 1,
+            "one SetupAuditTrail query attributes the drift"
+        );
         assert_eq!(h.sim.count("token"), 1);
         assert_eq!(h.sim.count("readMetadata"), 2 * reads);
         assert_eq!(h.sim.count("deploy"), 1);
@@ -434,7 +439,8 @@ async fn api_call_budget_for_3_and_25_profiles() {
         assert_eq!(in_sync_calls, 1 + reads, "NAT + reads, no token, no deploy");
         eprintln!(
             "API budget, {p} profiles: remediation {remediation_calls} calls \
-             (1 token, 1 NAT, {} reads, 1 deploy, {polls} polls); in sync {in_sync_calls} calls \
+             (1 token, 1 NAT, {} reads, {audit_queries} audit query, 1 deploy, {polls} polls); \
+             in sync {in_sync_calls} calls \
              (1 NAT, {reads} reads)",
             2 * reads
         );
