@@ -25,13 +25,14 @@ fn parse_time(v: &Value) -> Option<DateTime<FixedOffset>> {
         .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
 }
 
-/// A timestamp as `<time>`: readable UTC to the second, the exact value for machines.
+/// A timestamp as `<time>`: readable UTC to the second (captions say "UTC" once, so table
+/// columns stay narrow), the exact value for machines.
 fn time(v: &Value) -> String {
     match (v.as_str(), parse_time(v)) {
         (Some(raw), Some(t)) => format!(
             "<time datetime=\"{}\">{}</time>",
             esc(raw),
-            t.to_utc().format("%Y-%m-%d %H:%M:%S UTC")
+            t.to_utc().format("%Y-%m-%d %H:%M:%S")
         ),
         _ => text(v),
     }
@@ -165,11 +166,24 @@ fn outcome(v: &Value) -> String {
     )
 }
 
-/// The error and each per-profile failure of a run.
+/// Errors longer than this fold into a `<details>` (no JavaScript needed to open it).
+const ERROR_PREVIEW: usize = 60;
+
+/// The error and each per-profile failure of a run; long ones show their start and open on
+/// demand (the newest error is also shown in full as "Last error" at the top).
 fn errors(run: &Value) -> String {
     let mut items: Vec<String> = Vec::new();
     if let Some(e) = run["error"].as_str() {
-        items.push(esc(e));
+        if e.chars().count() > ERROR_PREVIEW {
+            let preview: String = e.chars().take(ERROR_PREVIEW).collect();
+            items.push(format!(
+                "<details><summary>{}…</summary>{}</details>",
+                esc(preview.trim_end()),
+                esc(e)
+            ));
+        } else {
+            items.push(esc(e));
+        }
     }
     items.extend(run["failures"].as_array().into_iter().flatten().map(text));
     if items.is_empty() {
@@ -214,10 +228,10 @@ radial-gradient(farthest-side at 100% 50%,#0003,#0000) right/.7rem 100% no-repea
 @media (max-width:40rem){table.wide caption::after{content:' (scroll sideways for every column)'}}\
 .scroll:focus-visible{outline:3px solid #1c4fb8;outline-offset:2px}\
 table{border-collapse:collapse;width:100%}table.wide{min-width:56rem}\
-caption{text-align:left;font-size:.9rem;color:#4a4a4a;padding:.2rem 0}\
+caption{text-align:left;font-size:.9rem;color:#4a4a4a;padding:.2rem 0;position:sticky;left:0;max-width:calc(100vw - 2rem)}\
 th,td{text-align:left;padding:.4rem .5rem;border-bottom:1px solid #c8c8c8;vertical-align:top}\
 thead th{background:#f1f3f5;font-size:.9rem;white-space:nowrap}\
-td.num,.nowrap,td time{white-space:nowrap}.full-name{display:block}td.err{overflow-wrap:anywhere;min-width:12rem}\
+td.num,.nowrap,td time{white-space:nowrap}.full-name{display:block}td.err{overflow-wrap:anywhere;min-width:12rem}summary{cursor:pointer}\
 code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.9em}\
 ul{margin:0;padding-left:1.1rem}ul.ranges{list-style:none;padding:0}small{color:#4a4a4a}\
 .badge{display:inline-block;padding:.05rem .45rem;border-radius:.6rem;font-weight:600;white-space:nowrap;border:1px solid}\
@@ -266,7 +280,7 @@ pub fn render(doc: &Value) -> String {
     };
     html.push_str(&format!(
         "<dl class=\"summary\"><div><dt>Profiles</dt><dd>{overall}</dd></div>\
-         <div><dt>Last updated</dt><dd>{}</dd></div>\
+         <div><dt>Last updated (UTC)</dt><dd>{}</dd></div>\
          <div><dt>Leader</dt><dd>{leader}</dd></div></dl></header><main>",
         time(&doc["updated_at"])
     ));
@@ -342,7 +356,7 @@ pub fn render(doc: &Value) -> String {
     html.push_str("<h2>Profiles</h2>");
     html.push_str(&table(
         "profiles-caption",
-        "Guarded profiles, as last read from the org",
+        "Guarded profiles, as last read from the org (times in UTC)",
         "",
         &["Profile", "State", "Ranges seen", "Checked"],
         &rows,
@@ -370,7 +384,7 @@ pub fn render(doc: &Value) -> String {
     html.push_str("<h2>Recent runs</h2>");
     html.push_str(&table(
         "runs-caption",
-        "Recent runs, newest first",
+        "Recent runs, newest first (times in UTC)",
         "wide",
         &[
             "Run",
@@ -473,7 +487,7 @@ mod tests {
         assert!(html.contains("Admin: nope"));
         assert!(html.contains("1 of 2 drifted"), "{html}");
         assert!(
-            html.contains("<time datetime=\"2026-11-01T10:00:00Z\">2026-11-01 10:00:00 UTC</time>")
+            html.contains("<time datetime=\"2026-11-01T10:00:00Z\">2026-11-01 10:00:00</time>")
         );
         assert!(html.contains("<code>203.0.113.10/31</code>"));
         assert!(!html.contains("role=\"alert\""));
@@ -513,6 +527,15 @@ mod tests {
         });
         let html = render(&doc);
         assert_eq!(html.matches("too broad").count(), 1, "{html}");
+    }
+
+    #[test]
+    fn long_errors_fold_into_details_escaped() {
+        let long = format!("<b>{}</b>", "x".repeat(100));
+        let doc = serde_json::json!({"runs": [{"id": 1, "outcome": "failed", "error": long}]});
+        let html = render(&doc);
+        assert!(html.contains("<details><summary>&lt;b&gt;xxx"), "{html}");
+        assert!(!html.contains("<b>"), "{html}");
     }
 
     #[test]

@@ -2,6 +2,9 @@
 //
 //   node tests/browser/status-page.mjs <base-url> <out-dir>
 //
+// With IPGUARD_EXPECT_LOCKED_OUT=1 the org is expected to have locked ipguard out: the banner
+// must show, a run must say `locked_out`, and the screenshots are named status-locked-out-*.
+//
 // The admin token comes from the environment (IPGUARD_ADMIN_TOKEN), never from argv, so it
 // does not show up in `ps` or in a test's failure message. Screenshots (desktop and phone,
 // full page) are written to <out-dir>. Exits non-zero on the first failed check.
@@ -19,6 +22,8 @@ if (!base || !outDir || !token) {
 }
 const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 const statusUrl = new URL('/status', base).toString();
+const lockedOut = Boolean(process.env.IPGUARD_EXPECT_LOCKED_OUT);
+const shot = (device) => join(outDir, `status-${lockedOut ? 'locked-out-' : ''}${device}.png`);
 
 let failures = 0;
 function check(ok, what, detail = '') {
@@ -90,6 +95,7 @@ try {
   const profileText = await profiles.innerText();
   check(/Admin/.test(profileText), 'the profiles table names "Admin"');
   check(/in sync/.test(profileText), 'a profile is shown in sync');
+  check(/Custom: Support/.test(profileText), 'percent-encoded profile names are shown decoded');
 
   // Runs: the start-up run remediated the org, with a text label (not colour alone).
   const runs = page.getByRole('table', { name: /runs/i });
@@ -107,8 +113,17 @@ try {
     check((await blamed.count()) >= 1, `a run row names ${expectChangedBy} under "Changed by"`);
   }
 
-  // No lock-out here: the banner is absent.
-  check((await page.getByRole('alert').count()) === 0, 'no lock-out banner when not locked out');
+  const banner = page.getByRole('alert');
+  if (lockedOut) {
+    // Locked out: the banner is the first thing after the summary, with the fix in words.
+    check((await banner.count()) === 1 && (await banner.isVisible()), 'the lock-out banner shows');
+    check(/Locked out/.test(await banner.innerText()) && /Login IP Ranges/.test(await banner.innerText()),
+      'the banner says what happened and what to do');
+    check((await runs.locator('tbody tr', { hasText: 'locked_out' }).count()) >= 1,
+      'a run row shows "locked_out"');
+  } else {
+    check((await banner.count()) === 0, 'no lock-out banner when not locked out');
+  }
 
   // Text contrast: every text element meets WCAG AA (4.5:1) against its effective background.
   const lowContrast = await page.evaluate(() => {
@@ -137,7 +152,7 @@ try {
   });
   check(lowContrast.length === 0, 'text contrast is at least 4.5:1', lowContrast.slice(0, 5).join('; '));
 
-  await page.screenshot({ path: join(outDir, 'status-desktop.png'), fullPage: true });
+  await page.screenshot({ path: shot('desktop'), fullPage: true });
 
   // A phone: the body never scrolls sideways; wide tables scroll inside their own wrapper.
   await page.setViewportSize({ width: 390, height: 844 });
@@ -148,9 +163,9 @@ try {
   }));
   check(overflow.scroll <= overflow.client, 'no horizontal overflow of the body at 390×844',
     overflow.scroll <= overflow.client ? '' : `scrollWidth ${overflow.scroll} > clientWidth ${overflow.client}`);
-  await page.screenshot({ path: join(outDir, 'status-phone.png'), fullPage: true });
+  await page.screenshot({ path: shot('phone'), fullPage: true });
 
-  console.log(`screenshots: ${join(outDir, 'status-desktop.png')}, ${join(outDir, 'status-phone.png')}`);
+  console.log(`screenshots: ${shot('desktop')}, ${shot('phone')}`);
 } catch (e) {
   console.error(`FAIL ${e?.stack ?? e}`);
   failures += 1;
