@@ -1,5 +1,11 @@
 //! `/status` as a small server-rendered page: no JavaScript, readable on a phone.
+//!
+//! Plain HTML and one inline stylesheet: a lock-out banner, where the allowed IPs come from and
+//! the ranges they become, every guarded profile's state, and the recent runs with their
+//! outcome, timing, deploy and who caused them. Every value from the org, the store or the
+//! environment is escaped. Tested in headless Chromium by `tests/it/status_page.rs`.
 
+use chrono::{DateTime, FixedOffset};
 use serde_json::Value;
 
 fn esc(text: &str) -> String {
@@ -14,21 +20,79 @@ fn text(v: &Value) -> String {
     }
 }
 
+fn parse_time(v: &Value) -> Option<DateTime<FixedOffset>> {
+    v.as_str()
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+}
+
+/// A timestamp as `<time>`: readable UTC to the second (captions say "UTC" once, so table
+/// columns stay narrow), the exact value for machines.
+fn time(v: &Value) -> String {
+    match (v.as_str(), parse_time(v)) {
+        (Some(raw), Some(t)) => format!(
+            "<time datetime=\"{}\">{}</time>",
+            esc(raw),
+            t.to_utc().format("%Y-%m-%d %H:%M:%S")
+        ),
+        _ => text(v),
+    }
+}
+
+/// `finished - started`, as "850 ms", "2.3 s" or "4 min 05 s"; "running" when not finished.
+fn duration(started: &Value, finished: &Value) -> String {
+    let (Some(s), Some(f)) = (parse_time(started), parse_time(finished)) else {
+        return if finished.is_null() && !started.is_null() {
+            "running".into()
+        } else {
+            "—".into()
+        };
+    };
+    let ms = (f - s).num_milliseconds().max(0);
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else if ms < 60_000 {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    } else {
+        format!("{} min {:02} s", ms / 60_000, (ms % 60_000) / 1000)
+    }
+}
+
+fn range_span(r: &Value) -> String {
+    let (start, end) = (text(&r["start"]), text(&r["end"]));
+    if start == end {
+        start
+    } else {
+        format!("{start} – {end}")
+    }
+}
+
+/// Whether a range lets almost anyone log in (wider than a /8 or a /32), as `check` warns.
+fn is_broad(r: &Value) -> bool {
+    match (r["start"].as_str(), r["end"].as_str()) {
+        (Some(start), Some(end)) => crate::ranges::LoginIpRange::parse_existing(start, end, None)
+            .is_ok_and(|range| !range.within_size_limit()),
+        _ => false,
+    }
+}
+
 fn range_list(ranges: &Value) -> String {
     let items: Vec<String> = ranges
         .as_array()
         .map(|a| {
             a.iter()
                 .map(|r| {
-                    let (start, end) = (text(&r["start"]), text(&r["end"]));
-                    let span = if start == end {
-                        start
+                    let span = range_span(r);
+                    let broad = if is_broad(r) {
+                        " <span class=\"badge bad\">too broad</span>"
                     } else {
-                        format!("{start} – {end}")
+                        ""
                     };
                     match r["description"].as_str() {
-                        Some(d) => format!("<li>{span} <small>({})</small></li>", esc(d)),
-                        None => format!("<li>{span}</li>"),
+                        Some(d) => format!(
+                            "<li><span class=\"nowrap\">{span}</span>{broad} <small>({})</small></li>",
+                            esc(d)
+                        ),
+                        None => format!("<li><span class=\"nowrap\">{span}</span>{broad}</li>"),
                     }
                 })
                 .collect()
@@ -37,7 +101,25 @@ fn range_list(ranges: &Value) -> String {
     if items.is_empty() {
         "<p>none</p>".into()
     } else {
-        format!("<ul>{}</ul>", items.join(""))
+        format!("<ul class=\"ranges\">{}</ul>", items.join(""))
+    }
+}
+
+/// A profile's full name as Setup shows it (`Custom%3A Support` → `Custom: Support`), with the
+/// full name ipguard is configured with beside it when they differ. Escaped after decoding.
+fn profile_name(v: &Value) -> String {
+    let Some(full) = v.as_str() else {
+        return text(v);
+    };
+    let label = percent_encoding::percent_decode_str(full).decode_utf8_lossy();
+    if label == full {
+        esc(full)
+    } else {
+        format!(
+            "{} <small class=\"mono full-name\">{}</small>",
+            esc(&label),
+            esc(full)
+        )
     }
 }
 
@@ -49,10 +131,13 @@ fn changed_by(attribution: &Value) -> String {
         .flatten()
         .map(|a| {
             format!(
-                "{} <small>({}, {})</small>",
+                "<span class=\"nowrap\">{}</span> <small>({}, {})</small>",
                 text(&a["changed_by"]),
-                text(&a["profile"]),
-                text(&a["changed_at"])
+                a["profile"]
+                    .as_str()
+                    .map(|p| esc(&percent_encoding::percent_decode_str(p).decode_utf8_lossy()))
+                    .unwrap_or_else(|| text(&a["profile"])),
+                time(&a["changed_at"])
             )
         })
         .collect();
@@ -63,52 +148,260 @@ fn changed_by(attribution: &Value) -> String {
     }
 }
 
+/// The outcome as a badge whose words carry the meaning; colour only repeats it.
+fn outcome(v: &Value) -> String {
+    let Some(o) = v.as_str() else {
+        return "<span class=\"badge warn\">… running</span>".into();
+    };
+    let (class, mark) = match o {
+        "in_sync" => ("ok", "✓"),
+        "remediated" => ("ok", "✓"),
+        "planned" => ("warn", "•"),
+        "failed" | "locked_out" => ("bad", "✗"),
+        _ => ("warn", "?"),
+    };
+    format!(
+        "<span class=\"badge {class}\"><span aria-hidden=\"true\">{mark}</span> {}</span>",
+        esc(o)
+    )
+}
+
+/// Errors longer than this fold into a `<details>` (no JavaScript needed to open it).
+const ERROR_PREVIEW: usize = 60;
+
+/// The error and each per-profile failure of a run; long ones show their start and open on
+/// demand (the newest error is also shown in full as "Last error" at the top).
+fn errors(run: &Value) -> String {
+    let mut items: Vec<String> = Vec::new();
+    if let Some(e) = run["error"].as_str() {
+        if e.chars().count() > ERROR_PREVIEW {
+            let preview: String = e.chars().take(ERROR_PREVIEW).collect();
+            items.push(format!(
+                "<details><summary>{}…</summary>{}</details>",
+                esc(preview.trim_end()),
+                esc(e)
+            ));
+        } else {
+            items.push(esc(e));
+        }
+    }
+    items.extend(run["failures"].as_array().into_iter().flatten().map(text));
+    if items.is_empty() {
+        "—".into()
+    } else {
+        items.join("<br>")
+    }
+}
+
+/// A table in a horizontally scrolling, keyboard-focusable region named by its caption.
+fn table(id: &str, caption: &str, class: &str, head: &[&str], rows: &[String]) -> String {
+    let head: String = head
+        .iter()
+        .map(|h| format!("<th scope=\"col\">{h}</th>"))
+        .collect();
+    let body = if rows.is_empty() {
+        format!(
+            "<tr><td colspan=\"{}\">none yet</td></tr>",
+            head.matches("<th").count()
+        )
+    } else {
+        rows.concat()
+    };
+    format!(
+        "<div class=\"scroll\" role=\"region\" aria-labelledby=\"{id}\" tabindex=\"0\">\
+         <table class=\"{class}\"><caption id=\"{id}\">{caption}</caption>\
+         <thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
+    )
+}
+
+const STYLE: &str = "\
+:root{color:#1a1a1a;background:#fff;font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;line-height:1.4}\
+body{margin:0 auto;padding:1rem;max-width:80rem}\
+h1{font-size:1.6rem;margin:.2rem 0 .6rem}h2{font-size:1.2rem;margin:1.6rem 0 .5rem}\
+dl.summary{display:flex;flex-wrap:wrap;gap:.4rem 1.6rem;margin:0}dl.summary div{min-width:9rem}\
+dl.summary dt{font-size:.85rem;color:#4a4a4a}dl.summary dd{margin:0;font-weight:600}\
+.scroll{overflow-x:auto;max-width:100%;\
+background:linear-gradient(to right,#fff 50%,#fff0) left/2rem 100% no-repeat local,\
+linear-gradient(to left,#fff 50%,#fff0) right/2rem 100% no-repeat local,\
+radial-gradient(farthest-side at 0 50%,#0003,#0000) left/.7rem 100% no-repeat scroll,\
+radial-gradient(farthest-side at 100% 50%,#0003,#0000) right/.7rem 100% no-repeat scroll}\
+@media (max-width:40rem){table.wide caption::after{content:' (scroll sideways for every column)'}}\
+.scroll:focus-visible{outline:3px solid #1c4fb8;outline-offset:2px}\
+table{border-collapse:collapse;width:100%}table.wide{min-width:56rem}\
+caption{text-align:left;font-size:.9rem;color:#4a4a4a;padding:.2rem 0;position:sticky;left:0;max-width:calc(100vw - 2rem)}\
+th,td{text-align:left;padding:.4rem .5rem;border-bottom:1px solid #c8c8c8;vertical-align:top}\
+thead th{background:#f1f3f5;font-size:.9rem;white-space:nowrap}\
+td.num,.nowrap,td time{white-space:nowrap}.full-name{display:block}td.err{overflow-wrap:anywhere;min-width:12rem}summary{cursor:pointer}\
+code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.9em}\
+ul{margin:0;padding-left:1.1rem}ul.ranges{list-style:none;padding:0}small{color:#4a4a4a}\
+.badge{display:inline-block;padding:.05rem .45rem;border-radius:.6rem;font-weight:600;white-space:nowrap;border:1px solid}\
+.ok{color:#0b5d1e;background:#e6f4ea;border-color:#0b5d1e}\
+.warn{color:#6b4100;background:#fff3d6;border-color:#6b4100}\
+.bad{color:#9b0000;background:#fdecec;border-color:#9b0000}\
+.alert{color:#1a1a1a;background:#fdecec;border:2px solid #9b0000;border-left-width:.5rem;padding:.6rem .8rem;margin:.6rem 0}\
+.alert p{margin:.2rem 0}\
+footer{margin-top:2rem;font-size:.85rem;color:#4a4a4a}";
+
 pub fn render(doc: &Value) -> String {
-    let mut html = String::from(
+    let mut html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-<title>ipguard status</title><style>body{font-family:system-ui,sans-serif;margin:1rem;max-width:60rem}\
-table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.3rem;border-bottom:1px solid #ccc;vertical-align:top}\
-.alert{background:#fee;border:2px solid #b00;padding:.6rem}.ok{color:#060}.bad{color:#b00}</style></head><body><main>\
-<h1>ipguard status</h1>",
+<meta name=\"robots\" content=\"noindex\">\
+<title>ipguard status</title><style>{STYLE}</style></head><body>\
+<header><h1>ipguard status</h1>"
     );
+
+    // At a glance: how many profiles are in sync, when this was last looked at, who leads.
+    let profiles: Vec<&Value> = doc["profiles"].as_array().into_iter().flatten().collect();
+    let in_sync = profiles
+        .iter()
+        .filter(|p| p["in_sync"].as_bool() == Some(true))
+        .count();
+    let overall = if doc["locked_out"].as_bool() == Some(true) {
+        "<span class=\"badge bad\"><span aria-hidden=\"true\">✗</span> locked out</span>".to_owned()
+    } else if profiles.is_empty() {
+        "<span class=\"badge warn\">not checked yet</span>".to_owned()
+    } else if in_sync == profiles.len() {
+        format!(
+            "<span class=\"badge ok\"><span aria-hidden=\"true\">✓</span> {in_sync} of {} in sync</span>",
+            profiles.len()
+        )
+    } else {
+        format!(
+            "<span class=\"badge bad\"><span aria-hidden=\"true\">✗</span> {} of {} drifted</span>",
+            profiles.len() - in_sync,
+            profiles.len()
+        )
+    };
+    let leader = match doc["leader"].as_bool() {
+        Some(true) => "yes — this instance reconciles",
+        Some(false) => "no — standby",
+        None => "—",
+    };
+    html.push_str(&format!(
+        "<dl class=\"summary\"><div><dt>Profiles</dt><dd>{overall}</dd></div>\
+         <div><dt>Last updated (UTC)</dt><dd>{}</dd></div>\
+         <div><dt>Leader</dt><dd>{leader}</dd></div></dl></header><main>",
+        time(&doc["updated_at"])
+    ));
+
     if doc["locked_out"].as_bool() == Some(true) {
         html.push_str(
-            "<p class=\"alert\" role=\"alert\"><strong>Locked out:</strong> Salesforce refuses ipguard's \
-             logins (<code>ip restricted</code>). Add the space's outbound IPs to the integration \
-             user's profile Login IP Ranges, then run <code>ipguard check</code>.</p>",
+            "<div class=\"alert\" role=\"alert\"><p><strong>Locked out:</strong> Salesforce refuses \
+             ipguard's logins (<code>ip restricted</code>).</p><p>Add the space's outbound IPs to \
+             the integration user's profile Login IP Ranges, then run \
+             <code>ipguard check</code>.</p></div>",
         );
     }
-    html.push_str("<h2>Desired ranges</h2>");
-    html.push_str(&range_list(&doc["desired"]));
-    html.push_str("<h2>Profiles</h2><table><thead><tr><th scope=\"col\">Profile</th><th scope=\"col\">State</th><th scope=\"col\">Ranges seen</th><th scope=\"col\">Checked</th></tr></thead><tbody>");
-    for p in doc["profiles"].as_array().into_iter().flatten() {
-        let state = if p["in_sync"].as_bool() == Some(true) {
-            "<span class=\"ok\">in sync</span>"
-        } else {
-            "<span class=\"bad\">drift</span>"
-        };
+    if let Some(e) = doc["last_error"].as_str() {
         html.push_str(&format!(
-            "<tr><td>{}</td><td>{state}</td><td>{}</td><td>{}</td></tr>",
-            text(&p["name"]),
-            range_list(&p["ranges"]),
-            text(&p["checked_at"])
+            "<p><strong>Last error:</strong> <span class=\"mono\">{}</span></p>",
+            esc(e)
         ));
     }
-    html.push_str("</tbody></table><h2>Recent runs</h2><table><thead><tr><th scope=\"col\">Run</th><th scope=\"col\">Trigger</th><th scope=\"col\">Started</th><th scope=\"col\">Outcome</th><th scope=\"col\">Deploy</th><th scope=\"col\">Changed by</th><th scope=\"col\">Error</th></tr></thead><tbody>");
-    for r in doc["runs"].as_array().into_iter().flatten() {
-        html.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            text(&r["id"]),
-            text(&r["trigger"]),
-            text(&r["started_at"]),
-            text(&r["outcome"]),
-            text(&r["deploy_id"]),
-            changed_by(&r["plan"]["attribution"]),
-            text(&r["error"])
-        ));
-    }
-    html.push_str("</tbody></table></main></body></html>");
+
+    // Where the allowed IPs come from, and the ranges they become.
+    html.push_str(
+        "<h2>Desired ranges</h2><p>Sources (the space's outbound IPs and configured CIDRs): ",
+    );
+    let sources: Vec<String> = doc["sources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| format!("<code>{}</code>", text(s)))
+        .collect();
+    html.push_str(&if sources.is_empty() {
+        "none yet".to_owned()
+    } else {
+        sources.join(", ")
+    });
+    html.push_str("</p>");
+    let desired: Vec<String> = doc["desired"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            format!(
+                "<tr><td class=\"nowrap mono\">{}</td><td class=\"nowrap mono\">{}</td><td>{}</td></tr>",
+                text(&r["start"]),
+                text(&r["end"]),
+                text(&r["description"])
+            )
+        })
+        .collect();
+    html.push_str(&table(
+        "desired-caption",
+        "Login IP ranges every guarded profile must allow",
+        "",
+        &["Start", "End", "Source"],
+        &desired,
+    ));
+
+    let rows: Vec<String> = profiles
+        .iter()
+        .map(|p| {
+            let state = if p["in_sync"].as_bool() == Some(true) {
+                "<span class=\"badge ok\"><span aria-hidden=\"true\">✓</span> in sync</span>"
+            } else {
+                "<span class=\"badge bad\"><span aria-hidden=\"true\">✗</span> drift</span>"
+            };
+            format!(
+                "<tr><th scope=\"row\">{}</th><td>{state}</td><td class=\"mono\">{}</td><td>{}</td></tr>",
+                profile_name(&p["name"]),
+                range_list(&p["ranges"]),
+                time(&p["checked_at"])
+            )
+        })
+        .collect();
+    html.push_str("<h2>Profiles</h2>");
+    html.push_str(&table(
+        "profiles-caption",
+        "Guarded profiles, as last read from the org (times in UTC)",
+        "",
+        &["Profile", "State", "Ranges seen", "Checked"],
+        &rows,
+    ));
+
+    let rows: Vec<String> = doc["runs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            format!(
+                "<tr><td class=\"num\">{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td>\
+                 <td>{}</td><td class=\"mono nowrap\">{}</td><td>{}</td><td class=\"err\">{}</td></tr>",
+                text(&r["id"]),
+                outcome(&r["outcome"]),
+                time(&r["started_at"]),
+                duration(&r["started_at"], &r["finished_at"]),
+                text(&r["trigger"]),
+                text(&r["deploy_id"]),
+                changed_by(&r["plan"]["attribution"]),
+                errors(r)
+            )
+        })
+        .collect();
+    html.push_str("<h2>Recent runs</h2>");
+    html.push_str(&table(
+        "runs-caption",
+        "Recent runs, newest first (times in UTC)",
+        "wide",
+        &[
+            "Run",
+            "Outcome",
+            "Started",
+            "Duration",
+            "Trigger",
+            "Deploy",
+            "Changed by",
+            "Error",
+        ],
+        &rows,
+    ));
+    html.push_str(
+        "</main><footer><p>JSON of this page: <code>GET /status</code> without \
+         <code>Accept: text/html</code>.</p></footer></body></html>",
+    );
     html
 }
 
@@ -130,5 +423,127 @@ mod tests {
         assert!(html.contains("A&amp;B"));
         assert!(html.contains("Locked out"));
         assert!(html.contains("remediated"));
+    }
+
+    #[test]
+    fn escapes_sources_runs_attribution_and_errors() {
+        let evil = "<img src=x onerror=alert(1)>\"'&";
+        let doc = serde_json::json!({
+            "locked_out": false,
+            "leader": true,
+            "updated_at": evil,
+            "last_error": evil,
+            "sources": [evil],
+            "desired": [{"start": evil, "end": evil, "description": evil}],
+            "profiles": [{"name": evil, "in_sync": true,
+                "ranges": [{"start": evil, "end": "2.2.2.2", "description": evil}],
+                "checked_at": evil}],
+            "runs": [{"id": evil, "trigger": evil, "started_at": evil, "finished_at": evil,
+                "outcome": evil, "deploy_id": evil, "error": evil, "failures": [evil],
+                "plan": {"attribution": {"attributions": [
+                    {"changed_by": evil, "profile": evil, "changed_at": evil}]}}}],
+        });
+        let html = render(&doc);
+        assert!(!html.contains("<img"), "{html}");
+        assert!(!html.contains("\"'&<"), "{html}");
+        // every value appears, escaped: 18 places take one
+        assert!(
+            html.matches("&lt;img src=x onerror=alert(1)&gt;").count() >= 18,
+            "{html}"
+        );
+        assert!(!html.contains("role=\"alert\""));
+    }
+
+    #[test]
+    fn shows_timings_outcome_labels_and_attribution() {
+        let doc = serde_json::json!({
+            "locked_out": false,
+            "leader": true,
+            "sources": ["203.0.113.10/31"],
+            "desired": [{"start": "203.0.113.10", "end": "203.0.113.11", "description": "ipguard: space"}],
+            "profiles": [
+                {"name": "Admin", "in_sync": true, "ranges": [], "checked_at": "2026-11-01T10:00:00Z"},
+                {"name": "Support", "in_sync": false, "ranges": [], "checked_at": "2026-11-01T10:00:00Z"}],
+            "runs": [
+                {"id": 2, "trigger": "outbound_message", "started_at": "2026-11-01T10:00:00.000Z",
+                 "finished_at": "2026-11-01T10:00:02.340Z", "outcome": "remediated",
+                 "deploy_id": "0Af000000000001", "error": null, "failures": [],
+                 "plan": {"attribution": {"attributions": [
+                    {"changed_by": "admin@acme.example", "profile": "Admin",
+                     "changed_at": "2026-11-01T09:59:58Z"}]}}},
+                {"id": 1, "trigger": "startup", "started_at": "2026-11-01T09:00:00Z",
+                 "finished_at": "2026-11-01T09:00:00.250Z", "outcome": "failed",
+                 "deploy_id": null, "error": "deploy timed out", "failures": ["Admin: nope"]},
+                {"id": 3, "trigger": "resync", "started_at": "2026-11-01T10:05:00Z",
+                 "finished_at": null, "outcome": null}],
+        });
+        let html = render(&doc);
+        assert!(html.contains("2.3 s"), "{html}");
+        assert!(html.contains("250 ms"), "{html}");
+        assert!(html.contains("running"), "{html}");
+        assert!(html.contains("✗</span> failed"), "{html}");
+        assert!(html.contains("admin@acme.example"), "{html}");
+        assert!(html.contains("0Af000000000001"));
+        assert!(html.contains("Admin: nope"));
+        assert!(html.contains("1 of 2 drifted"), "{html}");
+        assert!(
+            html.contains("<time datetime=\"2026-11-01T10:00:00Z\">2026-11-01 10:00:00</time>")
+        );
+        assert!(html.contains("<code>203.0.113.10/31</code>"));
+        assert!(!html.contains("role=\"alert\""));
+        assert!(!html.contains("<script"));
+    }
+
+    #[test]
+    fn profile_names_are_decoded_for_people_then_escaped() {
+        let doc = serde_json::json!({
+            "profiles": [
+                {"name": "Custom%3A Support", "in_sync": true, "ranges": [], "checked_at": null},
+                {"name": "x%3Cscript%3Ealert(1)%3C%2Fscript%3E", "in_sync": true, "ranges": [], "checked_at": null}],
+            "runs": [{"id": 1, "outcome": "remediated", "plan": {"attribution": {"attributions": [
+                {"changed_by": "a", "profile": "%3Cb%3E", "changed_at": null}]}}}],
+        });
+        let html = render(&doc);
+        assert!(
+            html.contains(
+                "Custom: Support <small class=\"mono full-name\">Custom%3A Support</small>"
+            ),
+            "{html}"
+        );
+        assert!(!html.contains("<script"), "{html}");
+        assert!(!html.contains("<b>"), "{html}");
+        assert!(
+            html.contains("x&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{html}"
+        );
+    }
+
+    #[test]
+    fn broad_ranges_are_flagged_in_words() {
+        let doc = serde_json::json!({
+            "profiles": [{"name": "Admin", "in_sync": true, "checked_at": null, "ranges": [
+                {"start": "0.0.0.0", "end": "255.255.255.255", "description": null},
+                {"start": "203.0.113.10", "end": "203.0.113.11", "description": "space"}]}],
+        });
+        let html = render(&doc);
+        assert_eq!(html.matches("too broad").count(), 1, "{html}");
+    }
+
+    #[test]
+    fn long_errors_fold_into_details_escaped() {
+        let long = format!("<b>{}</b>", "x".repeat(100));
+        let doc = serde_json::json!({"runs": [{"id": 1, "outcome": "failed", "error": long}]});
+        let html = render(&doc);
+        assert!(html.contains("<details><summary>&lt;b&gt;xxx"), "{html}");
+        assert!(!html.contains("<b>"), "{html}");
+    }
+
+    #[test]
+    fn long_durations_read_in_minutes() {
+        let d = duration(
+            &serde_json::json!("2026-11-01T10:00:00Z"),
+            &serde_json::json!("2026-11-01T10:04:05Z"),
+        );
+        assert_eq!(d, "4 min 05 s");
     }
 }

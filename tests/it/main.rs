@@ -14,3 +14,4 @@ mod reconcile;
 mod salesforce_metadata;
 mod schema;
 mod service;
+mod status_page;
