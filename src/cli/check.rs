@@ -917,13 +917,7 @@ async fn app_check(client: &MetadataClient, app: &str) -> CheckLine {
                 ),
             ),
         },
-        Ok(None) => CheckLine::skipped(
-            name,
-            format!(
-                "no External Client App OAuth policies `{full_name}` in the org (pass --app \
-                 with the app's API name; a legacy connected app's policy is not read)"
-            ),
-        ),
+        Ok(None) => legacy_app_check(client, app).await,
         Err(SalesforceError::Fault(f)) if f.code == "INVALID_TYPE" => {
             CheckLine::skipped(name, "this org or API version has no External Client Apps")
         }
@@ -932,6 +926,46 @@ async fn app_check(client: &MetadataClient, app: &str) -> CheckLine {
             format!("cannot read the app's OAuth policies: {e}"),
             "grant the integration user \"View all External Client Apps, view their settings, \
              and edit their policies\" to let check read them, or look in Setup by hand",
+        ),
+    }
+}
+
+/// No External Client App by that name: orgs that predate them use a connected app.
+async fn legacy_app_check(client: &MetadataClient, app: &str) -> CheckLine {
+    let name = "app ip relaxation";
+    match client.read_connected_app(app).await {
+        Ok(Some(policy)) => match policy.ip_relaxation.as_deref() {
+            Some("ENFORCE") | None => CheckLine::ok(
+                name,
+                format!(
+                    "connected app `{app}`: IP relaxation {} (JWT bearer enforces the profile \
+                     ranges regardless)",
+                    policy.ip_relaxation.as_deref().unwrap_or("not set")
+                ),
+            ),
+            Some(other) => CheckLine::fail(
+                name,
+                format!(
+                    "connected app `{app}`: IP relaxation is `{other}`: JWT bearer still \
+                     enforces profile ranges, but this app's other flows skip them"
+                ),
+                format!(
+                    "Setup › Connected Apps › Manage Connected Apps › {app} › Edit Policies › \
+                     IP Relaxation: Enforce IP restrictions"
+                ),
+            ),
+        },
+        Ok(None) | Err(SalesforceError::Fault(_)) => CheckLine::skipped(
+            name,
+            format!(
+                "no External Client App `{app}` nor connected app `{app}` in the org (pass \
+                 --app with the app's API name)"
+            ),
+        ),
+        Err(e) => CheckLine::warn(
+            name,
+            format!("cannot read the connected app: {e}"),
+            "look at the app's IP relaxation in Setup by hand",
         ),
     }
 }

@@ -430,6 +430,16 @@ impl MetadataClient {
         let response = self.call("readMetadata", &body, true).await?;
         Ok(metadata::read_eca_oauth_policies(&response)?)
     }
+
+    /// A legacy connected app by its full name, for its IP relaxation policy.
+    pub async fn read_connected_app(
+        &self,
+        full_name: &str,
+    ) -> Result<Option<metadata::ConnectedAppPolicy>, SalesforceError> {
+        let body = metadata::read_metadata_of_body("ConnectedApp", &[full_name]);
+        let response = self.call("readMetadata", &body, true).await?;
+        Ok(metadata::read_connected_app(&response)?)
+    }
 }
 
 /// A REST error answer: `[{"message": "…", "errorCode": "…"}]`, else the status and an excerpt.

@@ -226,6 +226,28 @@ pub fn read_eca_oauth_policies(body: &Element) -> Result<Option<EcaOauthPolicies
     }))
 }
 
+/// A legacy connected app's `oauthPolicy/ipRelaxation` (`ENFORCE`, `BYPASS`, …).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectedAppPolicy {
+    pub full_name: String,
+    pub ip_relaxation: Option<String>,
+}
+
+pub fn read_connected_app(body: &Element) -> Result<Option<ConnectedAppPolicy>, ResponseError> {
+    let records = named_records(body, "ConnectedApp")?;
+    Ok(records.first().map(|record| ConnectedAppPolicy {
+        full_name: record
+            .child_text(METADATA_NS, "fullName")
+            .unwrap_or_default()
+            .to_owned(),
+        ip_relaxation: record
+            .child(METADATA_NS, "oauthPolicy")
+            .and_then(|p| p.child_text(METADATA_NS, "ipRelaxation"))
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned),
+    }))
+}
+
 /// The id of an asynchronous deploy (`0Af…`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]

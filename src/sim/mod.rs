@@ -376,6 +376,18 @@ impl SimOrg {
         }
     }
 
+    /// Sets a legacy connected app's `oauthPolicy/ipRelaxation` (creating the app); `None`
+    /// deletes it.
+    pub fn set_connected_app(&self, name: &str, ip_relaxation: Option<&str>) {
+        let mut state = self.shared.lock();
+        state.connected_apps.retain(|(n, _)| n != name);
+        if let Some(policy) = ip_relaxation {
+            state
+                .connected_apps
+                .push((name.to_owned(), policy.to_owned()));
+        }
+    }
+
     /// Every request so far, in order.
     pub fn calls(&self) -> Vec<Call> {
         self.shared.lock().calls.clone()

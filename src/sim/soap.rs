@@ -323,7 +323,8 @@ fn read_metadata(state: &SimState, op: &Element) -> Result<Reply, Reply> {
 }
 
 /// readMetadata of `SecuritySettings` (only `Security` exists) and of
-/// `ExtlClntAppOauthConfigurablePolicies` (`<App>_oauthPlcy` per External Client App);
+/// `ExtlClntAppOauthConfigurablePolicies` (`<App>_oauthPlcy` per External Client App) and of
+/// legacy `ConnectedApp`s;
 /// `None` for any other type. Unknown names read back as empty records, like profiles.
 fn read_settings_or_app_policies(state: &SimState, kind: &str, names: &[&str]) -> Option<Reply> {
     let flag = |b: bool| if b { "true" } else { "false" };
@@ -367,6 +368,23 @@ fn read_settings_or_app_policies(state: &SimState, kind: &str, names: &[&str]) -
                     "AdminApprovedPreAuthorized",
                 );
                 out.push_str("</records>");
+            }
+        }
+        "ConnectedApp" => {
+            for name in names {
+                let Some((app, policy)) = state.connected_apps.iter().find(|(app, _)| app == name)
+                else {
+                    out.push_str("<records xsi:type=\"ConnectedApp\"/>");
+                    continue;
+                };
+                out.push_str("<records xsi:type=\"ConnectedApp\">");
+                element(&mut out, "fullName", app);
+                element(&mut out, "contactEmail", "admin@acme-sim.example");
+                element(&mut out, "label", app);
+                out.push_str("<oauthPolicy>");
+                element(&mut out, "ipRelaxation", policy);
+                element(&mut out, "refreshTokenPolicy", "zero");
+                out.push_str("</oauthPolicy></records>");
             }
         }
         _ => return None,

@@ -127,6 +127,8 @@ pub(crate) struct SimState {
     pub enforce_ip_ranges_every_request: bool,
     /// External Client App developer name → `ipRelaxationPolicyType`.
     pub external_client_apps: Vec<(String, String)>,
+    /// Legacy connected apps: full name → `oauthPolicy/ipRelaxation` (none by default).
+    pub connected_apps: Vec<(String, String)>,
 }
 
 pub(crate) const INTEGRATION_USER_NAME: &str = "Integration User";
@@ -221,6 +223,7 @@ impl SimState {
             query_cursors: HashMap::new(),
             enforce_ip_ranges_every_request: config.enforce_ip_ranges_every_request,
             external_client_apps: config.external_client_apps,
+            connected_apps: Vec::new(),
         })
     }
 

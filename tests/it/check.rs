@@ -261,7 +261,24 @@ async fn ip_relaxation_and_every_request_enforcement_are_read_from_the_org() {
     assert_eq!(out.status.code(), Some(0), "{text}");
     let app = line(&text, "app ip relaxation");
     assert!(
-        app.starts_with("[skip]") && app.contains("`Other_oauthPlcy`"),
+        app.starts_with("[skip]") && app.contains("`Other`"),
+        "{text}"
+    );
+    // an org that still runs ipguard through a legacy connected app
+    org.sim.set_connected_app("IPGuard_Legacy", Some("BYPASS"));
+    let out = check(&org, &["--app", "IPGuard_Legacy"], &[]).await;
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let app = line(&text, "app ip relaxation");
+    assert!(
+        app.starts_with("[FAIL]") && app.contains("connected app") && app.contains("`BYPASS`"),
+        "{text}"
+    );
+    org.sim.set_connected_app("IPGuard_Legacy", Some("ENFORCE"));
+    let out = check(&org, &["--app", "IPGuard_Legacy"], &[]).await;
+    let text = stdout(&out);
+    assert!(
+        line(&text, "app ip relaxation").starts_with("[ok]"),
         "{text}"
     );
 }
@@ -290,6 +307,7 @@ async fn the_simulated_answers_to_these_reads_are_valid_metadata() {
     use secrecy::ExposeSecret;
 
     let org = Org::start(&[]).await;
+    org.sim.set_connected_app("IPGuard_Legacy", Some("ENFORCE"));
     let config = org.config();
     let http = ipguard::wiring::http_client().unwrap();
     let client =
@@ -301,6 +319,7 @@ async fn the_simulated_answers_to_these_reads_are_valid_metadata() {
         ("SecuritySettings", "Security"),
         ("ExtlClntAppOauthConfigurablePolicies", "IPGuard_oauthPlcy"),
         ("ExtlClntAppOauthConfigurablePolicies", "Unknown_oauthPlcy"),
+        ("ConnectedApp", "IPGuard_Legacy"),
     ] {
         let body = request_envelope(
             session.access_token.expose_secret(),
@@ -322,5 +341,6 @@ async fn the_simulated_answers_to_these_reads_are_valid_metadata() {
     // An unknown name reads back as an empty record, as the sim answers for profiles (the
     // schema would want `externalClientApplication` in it: that one is not validated).
     assert!(answers[2].contains("<records xsi:type=\"ExtlClntAppOauthConfigurablePolicies\"/>"));
-    crate::schema::assert_all_valid(&[&answers[0], &answers[1]]);
+    assert!(answers[3].contains("<ipRelaxation>ENFORCE<"));
+    crate::schema::assert_all_valid(&[&answers[0], &answers[1], &answers[3]]);
 }
