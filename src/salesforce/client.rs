@@ -268,21 +268,14 @@ impl MetadataClient {
             .join(&format!("/services/Soap/m/{}", self.api_version))
             .map_err(|e| fail(SalesforceError::Transport(e.to_string())))?;
         let envelope = soap::request_envelope(session.access_token.expose_secret(), body);
-        let response = self
+        let request = self
             .http
             .post(url)
             .header("Content-Type", "text/xml; charset=UTF-8")
             .header("SOAPAction", "\"\"")
             .body(envelope)
-            .timeout(Duration::from_secs(120))
-            .send()
-            .await
-            .map_err(|e| fail(SalesforceError::Transport(e.without_url().to_string())))?;
-        let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| fail(SalesforceError::Transport(e.without_url().to_string())))?;
+            .timeout(Duration::from_secs(120));
+        let (status, bytes) = exchange(request).await.map_err(fail)?;
         let parsed = xml::parse(&bytes);
         if let Ok(root) = &parsed
             && let Some(fault) = soap::fault(root)
@@ -347,20 +340,13 @@ impl MetadataClient {
         if let Some(q) = q {
             url.query_pairs_mut().append_pair("q", q);
         }
-        let response = self
+        let request = self
             .http
             .get(url)
             .bearer_auth(session.access_token.expose_secret())
             .header("Accept", "application/json")
-            .timeout(Duration::from_secs(60))
-            .send()
-            .await
-            .map_err(|e| fail(SalesforceError::Transport(e.without_url().to_string())))?;
-        let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| fail(SalesforceError::Transport(e.without_url().to_string())))?;
+            .timeout(Duration::from_secs(60));
+        let (status, bytes) = exchange(request).await.map_err(fail)?;
         if !status.is_success() {
             return Err(fail(rest_error(status.as_u16(), &bytes)));
         }
@@ -440,6 +426,18 @@ impl MetadataClient {
         let response = self.call("readMetadata", &body, true).await?;
         Ok(metadata::read_connected_app(&response)?)
     }
+}
+
+/// Sends a request and reads the whole answer; transport errors never carry the URL (it may
+/// hold a query) and never the request.
+async fn exchange(
+    request: reqwest::RequestBuilder,
+) -> Result<(reqwest::StatusCode, bytes::Bytes), SalesforceError> {
+    let transport = |e: reqwest::Error| SalesforceError::Transport(e.without_url().to_string());
+    let response = request.send().await.map_err(transport)?;
+    let status = response.status();
+    let bytes = response.bytes().await.map_err(transport)?;
+    Ok((status, bytes))
 }
 
 /// A REST error answer: `[{"message": "…", "errorCode": "…"}]`, else the status and an excerpt.
