@@ -103,6 +103,7 @@ impl Controller {
         let mut next_resync = Instant::now() + self.jittered(self.timing.resync_interval);
         let mut not_before = Instant::now();
         let mut failures: u32 = 0;
+        let mut locked_out = false;
         let mut leading = false;
         while !*shutdown.borrow() {
             match self
@@ -164,16 +165,28 @@ impl Controller {
                             // Let a burst finish arriving, then take it all in one run.
                             self.pause(&mut shutdown, self.timing.debounce).await;
                         }
-                        self.reconcile(&mut shutdown, hints.is_empty()).await
+                        let timer = if failures > 0 || locked_out {
+                            "retry"
+                        } else {
+                            "resync"
+                        };
+                        self.reconcile(&mut shutdown, timer).await
                     }
                 },
             };
             let Some(outcome) = outcome else { continue };
             next_resync = Instant::now() + self.jittered(self.timing.resync_interval);
+            // Error policy: a failed run is retried after a growing pause even when no hint
+            // arrives (the timer doubles as the retry); a lock-out retries slowly.
             match outcome {
-                Outcome::InSync | Outcome::Remediated | Outcome::Planned => failures = 0,
+                Outcome::InSync | Outcome::Remediated | Outcome::Planned => {
+                    failures = 0;
+                    locked_out = false;
+                }
                 Outcome::LockedOut => {
+                    locked_out = true;
                     not_before = Instant::now() + self.jittered(self.timing.locked_out_backoff);
+                    next_resync = not_before;
                 }
                 Outcome::Failed | Outcome::Unknown => {
                     failures = failures.saturating_add(1);
@@ -183,6 +196,7 @@ impl Controller {
                         .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(16)))
                         .min(self.timing.max_backoff);
                     not_before = Instant::now() + self.jittered(pause);
+                    next_resync = not_before;
                 }
             }
         }
@@ -225,15 +239,16 @@ impl Controller {
         Some(report.outcome)
     }
 
-    /// One full run for the pending hints (or the resync timer).
+    /// One full run for the pending hints, or for the timer (`resync`, or `retry` after a
+    /// failure) when there are none.
     async fn reconcile(
         &self,
         shutdown: &mut watch::Receiver<bool>,
-        resync: bool,
+        timer: &str,
     ) -> Option<Outcome> {
         let hints = self.store.pending_hints(&self.org_key).await.ok()?;
-        let trigger = if resync && hints.is_empty() {
-            "resync".to_owned()
+        let trigger = if hints.is_empty() {
+            timer.to_owned()
         } else {
             let mut triggers: Vec<&str> = hints.iter().map(|h| h.trigger.as_str()).collect();
             triggers.dedup();

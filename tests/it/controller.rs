@@ -154,3 +154,40 @@ async fn hints_during_a_run_cause_exactly_one_follow_up() {
     assert!(settled[0].trigger.contains("outbound_message"));
     app.service.stop().await;
 }
+
+/// Fault matrix (issue 6): a storm of 503s on every Salesforce call. Runs fail, the controller
+/// backs off exponentially (no hot loop), and the first run after the storm converges.
+#[tokio::test]
+async fn fault_a_503_storm_then_recovery_converges_with_backoff() {
+    let org = Org::start(&[]).await;
+    org.sim.set_faults(Faults {
+        next_failures: vec![ipguard::sim::FailureKind::Http503; 20],
+        ..Faults::default()
+    });
+    let started = std::time::Instant::now();
+    let app = org.serve().await;
+    let runs = app
+        .wait_for_runs(Duration::from_secs(30), |r| {
+            r.iter()
+                .any(|run| run.outcome.as_deref() == Some("remediated"))
+        })
+        .await;
+    let failed = runs
+        .iter()
+        .filter(|r| r.outcome.as_deref() == Some("failed"))
+        .count();
+    let calls = org.sim.calls().len();
+    assert!(failed >= 1, "the storm failed at least one run: {runs:#?}");
+    assert!(
+        runs.len() <= 10,
+        "backoff, not a hot loop: {} runs",
+        runs.len()
+    );
+    assert_eq!(org.sim.login_ip_ranges("Admin").unwrap(), desired());
+    eprintln!(
+        "fault matrix, 20 × 503: {} runs ({failed} failed), {calls} calls, converged in {:.1} s",
+        runs.len(),
+        started.elapsed().as_secs_f64()
+    );
+    app.service.stop().await;
+}
