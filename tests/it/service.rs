@@ -116,6 +116,25 @@ impl Org {
         }
     }
 
+    /// An admin opens `profile` to every IPv4 address, and the org's flow sends an outbound
+    /// message about it to `app`.
+    pub async fn loosen_and_notify(
+        &self,
+        app: &App,
+        profile: &str,
+        notification_id: &str,
+    ) -> ipguard::sim::SendReport {
+        self.sim
+            .set_login_ip_ranges(profile, vec![range("0.0.0.0", "255.255.255.255")]);
+        self.sim
+            .send_outbound_message(
+                &app.url("/salesforce/outbound-messages"),
+                &[notification_id.to_string()],
+                SendRetry::default(),
+            )
+            .await
+    }
+
     pub fn claims(&self) -> EventClaims {
         EventClaims {
             issuer: ISSUER.into(),
@@ -179,15 +198,8 @@ async fn outbound_message_after_an_admin_edit_is_remediated_and_verified() {
         .await;
     assert_eq!(org.sim.login_ip_ranges("Admin").unwrap(), desired());
     // an admin loosens a profile; the org's flow sends an outbound message
-    org.sim
-        .set_login_ip_ranges("Admin", vec![range("0.0.0.0", "255.255.255.255")]);
     let report = org
-        .sim
-        .send_outbound_message(
-            &app.url("/salesforce/outbound-messages"),
-            &["04l1I000000fztEQAQ".to_string()],
-            SendRetry::default(),
-        )
+        .loosen_and_notify(&app, "Admin", "04l1I000000fztEQAQ")
         .await;
     assert!(report.delivered && report.attempts == 1, "{report:?}");
     let runs = app

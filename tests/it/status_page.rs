@@ -82,15 +82,8 @@ async fn status_page_in_headless_chromium_shows_a_remediation_then_a_lock_out() 
         .await;
     assert_eq!(runs[0].outcome.as_deref(), Some("remediated"), "{runs:#?}");
     // an admin loosens a profile; the resulting run has a deploy id and a "changed by"
-    org.sim
-        .set_login_ip_ranges("Admin", vec![range("0.0.0.0", "255.255.255.255")]);
     let report = org
-        .sim
-        .send_outbound_message(
-            &app.url("/salesforce/outbound-messages"),
-            &["04l1I000000fztEQAQ".to_string()],
-            ipguard::sim::SendRetry::default(),
-        )
+        .loosen_and_notify(&app, "Admin", "04l1I000000fztEQAQ")
         .await;
     assert!(report.delivered, "{report:?}");
     app.wait_for_runs(Duration::from_secs(10), |r| {
