@@ -55,13 +55,12 @@ fn timed<T>(mut parse: impl FnMut() -> T) -> (T, Duration) {
     (result.unwrap(), best)
 }
 
+/// A corpus file name and the check its parse result must pass.
+type Expected<'a, T> = &'a [(&'a str, fn(&T) -> bool)];
+
 /// Replays every file of `target` through `parse`; each `adversarial-*` file must have an
 /// entry in `expected` and satisfy it, and every entry must name a file that exists.
-fn replay<T: std::fmt::Debug>(
-    target: &str,
-    parse: impl Fn(&[u8]) -> T,
-    expected: &[(&str, fn(&T) -> bool)],
-) {
+fn replay<T: std::fmt::Debug>(target: &str, parse: impl Fn(&[u8]) -> T, expected: Expected<'_, T>) {
     let files = corpus(target);
     for (name, _) in expected {
         assert!(
@@ -88,7 +87,7 @@ fn replay<T: std::fmt::Debug>(
 #[test]
 fn outbound_message_corpus_replays_and_adversarial_files_are_refused_by_name() {
     type R = Result<OutboundMessage, OutboundError>;
-    let expected: &[(&str, fn(&R) -> bool)] = &[
+    let expected: Expected<'_, R> = &[
         ("adversarial-billion-laughs.xml", |r| {
             *r == Err(OutboundError::Doctype)
         }),
@@ -135,7 +134,7 @@ fn outbound_message_corpus_replays_and_adversarial_files_are_refused_by_name() {
 #[test]
 fn event_body_corpus_replays_and_adversarial_files_are_refused_by_name() {
     type R = Result<Vec<ipguard::ingress::events::EventHint>, EventsError>;
-    let expected: &[(&str, fn(&R) -> bool)] = &[
+    let expected: Expected<'_, R> = &[
         ("adversarial-2001-events.json", |r| {
             *r == Err(EventsError::TooMany(MAX_EVENTS + 1))
         }),
@@ -172,7 +171,7 @@ fn jwt_corpus_replays_and_adversarial_tokens_are_refused_by_name() {
     fn reason(r: &R) -> Option<RejectReason> {
         r.as_ref().err().map(|e| e.reason)
     }
-    let expected: &[(&str, fn(&R) -> bool)] = &[
+    let expected: Expected<'_, R> = &[
         ("adversarial-header-100kb.jwt", |r| {
             reason(r) == Some(RejectReason::Malformed)
         }),
@@ -244,7 +243,7 @@ fn read_response(data: &[u8]) -> Read {
 
 #[test]
 fn deploy_result_corpus_replays_and_adversarial_files_are_refused_by_name() {
-    let expected: &[(&str, fn(&Read) -> bool)] = &[
+    let expected: Expected<'_, Read> = &[
         ("adversarial-billion-laughs.xml", |r| {
             matches!(r, Read::NotXml(XmlError::Doctype))
         }),
@@ -370,17 +369,17 @@ async fn refused_while_streaming(path: &str, content_type: &str) {
         .expect("the server answers before the body ends");
     assert_eq!(response.status(), 413, "{path}");
     let pulled = pulled.load(Ordering::SeqCst);
-    eprintln!("{path}: pulled {pulled} MiB before the 413");
     assert!(
         pulled <= 8,
         "{path}: {pulled} MiB were pulled before the 413 (the limit is 2 MiB)"
     );
     drop(response);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    eprintln!(
-        "{path}: {} MiB pulled 2 s later",
-        after.load(Ordering::SeqCst)
-    );
+    // Known (issue 6 report): actix drains the rest of a *chunked* body after the early 413
+    // to keep the connection alive, so `later` reaches ~90 MiB; memory stays flat (drained
+    // bytes are discarded) but the read is unbounded. Printed, not asserted, until fixed.
+    let later = after.load(Ordering::SeqCst);
+    eprintln!("{path}: {pulled} MiB pulled at the 413, {later} MiB 2 s later");
     let health = http().get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200, "{path}: healthy afterwards");
     app.service.stop().await;
