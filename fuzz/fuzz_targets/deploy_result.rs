@@ -10,7 +10,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     if let Some(fault) = soap::fault(&envelope) {
-        let _ = (fault.is_transient(), fault.is_invalid_session(), fault.to_string());
+        let _ = (
+            fault.is_transient(),
+            fault.is_invalid_session(),
+            fault.to_string(),
+        );
         return;
     }
     let Ok(body) = soap::body_child(&envelope) else {
