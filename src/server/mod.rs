@@ -1,6 +1,7 @@
 //! The HTTP side of `ipguard serve`: routes, shared state, limits.
 
 pub mod admin;
+mod body;
 pub mod middleware;
 pub mod responses;
 pub mod status_page;

@@ -9,8 +9,9 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use super::AppState;
+use super::body::{TOO_LARGE, read_limited};
 use super::responses::{invalid_token, json_error, soap, soap_fault};
+use super::{AppState, MAX_BODY_BYTES};
 use crate::ingress::events::parse_events;
 use crate::ingress::jwt::{RejectReason, Rejection};
 use crate::ingress::outbound::{self, FaultKind};
@@ -23,9 +24,13 @@ const PE: &str = "platform_event";
 /// `POST /salesforce/outbound-messages` (only when no path token is configured).
 pub async fn outbound_plain(
     req: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
+    let body = match read_outbound_body(&req, payload).await {
+        Ok(body) => body,
+        Err(refusal) => return refusal,
+    };
     if state.outbound_token.is_some() {
         return super::responses::not_found().await;
     }
@@ -37,9 +42,13 @@ pub async fn outbound_plain(
 pub async fn outbound_with_token(
     req: HttpRequest,
     token: web::Path<String>,
-    body: web::Bytes,
+    payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
+    let body = match read_outbound_body(&req, payload).await {
+        Ok(body) => body,
+        Err(refusal) => return refusal,
+    };
     let Some(expected) = &state.outbound_token else {
         return super::responses::not_found().await;
     };
@@ -52,6 +61,32 @@ pub async fn outbound_with_token(
         return super::responses::not_found().await;
     }
     outbound_message(&req, &body, &state).await
+}
+
+/// The body is read before anything else, as the `web::Bytes` extractor did.
+async fn read_outbound_body(
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<web::Bytes, HttpResponse> {
+    read_limited(
+        req,
+        payload,
+        || {
+            soap_fault(
+                TOO_LARGE,
+                FaultKind::Client,
+                &format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
+            )
+        },
+        || {
+            soap_fault(
+                StatusCode::BAD_REQUEST,
+                FaultKind::Client,
+                "the request body could not be read",
+            )
+        },
+    )
+    .await
 }
 
 async fn outbound_message(req: &HttpRequest, body: &[u8], state: &AppState) -> HttpResponse {
@@ -143,9 +178,27 @@ fn is_soap_content_type(req: &HttpRequest) -> bool {
 /// `POST /salesforce/events` with `Authorization: Bearer <JWT>`.
 pub async fn platform_events(
     req: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
+    let too_large = || {
+        json_error(
+            TOO_LARGE,
+            "payload_too_large",
+            &format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
+        )
+    };
+    let unreadable = || {
+        json_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the request body could not be read",
+        )
+    };
+    let body = match read_limited(&req, payload, too_large, unreadable).await {
+        Ok(body) => body,
+        Err(refusal) => return refusal,
+    };
     let metrics = &state.metrics;
     let reject = |rejection: Rejection| {
         metrics

@@ -8,6 +8,7 @@ mod attribution;
 mod check;
 mod cli;
 mod controller;
+mod corpus;
 mod instances;
 mod outgoing;
 mod reconcile;
