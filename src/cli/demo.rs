@@ -23,7 +23,6 @@ const EVENTS_AUDIENCE: &str = "https://ipguard.acme.example";
 pub struct DemoOrg {
     pub sim: SimOrg,
     pub config: Config,
-    pub variables: HashMap<&'static str, String>,
     /// Holds the demo's SQLite file; removed on drop.
     pub dir: tempfile::TempDir,
 }
@@ -72,12 +71,7 @@ pub async fn start_demo_org() -> Result<DemoOrg, String> {
     ]);
     let lookup = |name: &str| variables.get(name).cloned();
     let config = Config::from_lookup(lookup, Needs::serve()).map_err(|e| e.to_string())?;
-    Ok(DemoOrg {
-        sim,
-        config,
-        variables,
-        dir,
-    })
+    Ok(DemoOrg { sim, config, dir })
 }
 
 /// `ipguard demo`: exit 0 when the org ends in sync.
