@@ -68,27 +68,30 @@
 //! be told apart, so [`RejectReason::UnknownKey`] is never produced by this verifier; it exists
 //! so the label set stays stable if key discovery ever distinguishes them.
 //!
-//! # Why the `rsa` crate rather than `jsonwebtoken::decode`
+//! # Why our own parser and `ring` rather than `jsonwebtoken::decode`
 //!
-//! Signatures are checked with `rsa` 0.9 (PKCS #1 v1.5, SHA-256/SHA-512; its verifier compares
-//! the whole encoded message in constant time rather than parsing it). The header and claims are
-//! parsed once, here, with the rules above; `jsonwebtoken::decode` would parse the same bytes
-//! again with its own rules, and two parsers disagreeing about one token is how verification
-//! bugs happen. Keys are parsed once at load by the same code that verifies, so a key the
-//! verifier cannot use is a start-up [`KeyError`] — `jsonwebtoken::crypto::verify` would turn it
-//! into a silent `false` on every request. The algorithm is an enum with exactly two RSA
-//! variants, so no header value can route a public key into an HMAC (the RS256→HS256 attack):
-//! there is no HMAC code on this path at all.
+//! The header and claims are parsed once, here, with the rules above; `jsonwebtoken::decode`
+//! would parse the same bytes again with its own rules, and two parsers disagreeing about one
+//! token is how verification bugs happen. Keys are parsed once at load by the same code that
+//! verifies, so a key the verifier cannot use is a start-up [`KeyError`] — `jsonwebtoken::crypto::verify`
+//! would turn it into a silent `false` on every request. The algorithm is an enum with exactly
+//! two RSA variants, so no header value can route a public key into an HMAC (the RS256→HS256
+//! attack): there is no HMAC code on this path at all.
+//!
+//! Signatures (PKCS #1 v1.5 with SHA-256/SHA-512) are checked with `ring`, which the TLS stack
+//! already carries: about 8× faster than the pure-Rust `rsa` crate (see BENCHMARKS.md), and a
+//! forged-token flood costs exactly one RSA verification per token. `ring` compares the whole
+//! encoded message rather than parsing it.
 
 use std::collections::HashSet;
 use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ring::signature::{RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_2048_8192_SHA512, RsaParameters};
+use rsa::RsaPublicKey;
 use rsa::pkcs1::DecodeRsaPublicKey as _;
-use rsa::sha2::{Digest as _, Sha256, Sha512};
 use rsa::traits::PublicKeyParts as _;
-use rsa::{Pkcs1v15Sign, RsaPublicKey};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 use x509_parser::prelude::FromDer as _;
@@ -124,7 +127,9 @@ struct TrustedKey {
     /// 1-based position of the PEM block in the configuration, for messages.
     block: usize,
     origin: KeyOrigin,
-    key: RsaPublicKey,
+    /// The PKCS #1 `RSAPublicKey` DER, the form `ring` verifies with.
+    pkcs1_der: Vec<u8>,
+    bits: usize,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -139,7 +144,7 @@ impl fmt::Debug for TrustedKey {
             .field("block", &self.block)
             .field("kid", &self.kid)
             .field("origin", &self.origin)
-            .field("rsa_bits", &(self.key.size() * 8))
+            .field("rsa_bits", &self.bits)
             .finish()
     }
 }
@@ -289,17 +294,10 @@ impl RsaAlg {
         }
     }
 
-    fn digest(self, signing_input: &[u8]) -> Vec<u8> {
+    fn ring_parameters(self) -> &'static RsaParameters {
         match self {
-            RsaAlg::Rs256 => Sha256::digest(signing_input).to_vec(),
-            RsaAlg::Rs512 => Sha512::digest(signing_input).to_vec(),
-        }
-    }
-
-    fn scheme(self) -> Pkcs1v15Sign {
-        match self {
-            RsaAlg::Rs256 => Pkcs1v15Sign::new::<Sha256>(),
-            RsaAlg::Rs512 => Pkcs1v15Sign::new::<Sha512>(),
+            RsaAlg::Rs256 => &RSA_PKCS1_2048_8192_SHA256,
+            RsaAlg::Rs512 => &RSA_PKCS1_2048_8192_SHA512,
         }
     }
 }
@@ -394,8 +392,11 @@ impl EventsVerifier {
     ) -> bool {
         let pinned =
             kid.and_then(|kid| self.keys.iter().find(|key| key.kid.as_deref() == Some(kid)));
-        let digest = alg.digest(signing_input);
-        let verifies = |key: &TrustedKey| key.key.verify(alg.scheme(), &digest, signature).is_ok();
+        let verifies = |key: &TrustedKey| {
+            ring::signature::UnparsedPublicKey::new(alg.ring_parameters(), &key.pkcs1_der)
+                .verify(signing_input, signature)
+                .is_ok()
+        };
         match pinned {
             Some(key) => verifies(key),
             None => self.keys.iter().any(verifies),
@@ -615,14 +616,21 @@ fn load_keys(keys_pem: &str) -> Result<Vec<TrustedKey>, KeyError> {
             kid: raw.kid,
             block,
             origin,
-            key,
+            pkcs1_der: key.pkcs1_der,
+            bits: key.bits,
         });
     }
     Ok(keys)
 }
 
+/// A pinned RSA public key, checked at load.
+struct LoadedRsaKey {
+    pkcs1_der: Vec<u8>,
+    bits: usize,
+}
+
 /// The RSA public key of a SubjectPublicKeyInfo, checked to be usable for RS256/RS512.
-fn rsa_key(spki: &SubjectPublicKeyInfo<'_>) -> Result<RsaPublicKey, String> {
+fn rsa_key(spki: &SubjectPublicKeyInfo<'_>) -> Result<LoadedRsaKey, String> {
     match spki.parsed() {
         Ok(PublicKey::RSA(_)) => {}
         Ok(_) => {
@@ -633,7 +641,9 @@ fn rsa_key(spki: &SubjectPublicKeyInfo<'_>) -> Result<RsaPublicKey, String> {
         }
         Err(e) => return Err(format!("public key does not parse ({e})")),
     }
-    // For rsaEncryption the BIT STRING holds the PKCS #1 RSAPublicKey.
+    // For rsaEncryption the BIT STRING holds the PKCS #1 RSAPublicKey. The `rsa` crate's checks
+    // (odd e, 2 < e < 2^33, n ≤ 4096 bits) are stricter than `ring`'s at verify time, so a key
+    // accepted here never turns into a silent "bad signature" on every token.
     let key = RsaPublicKey::from_pkcs1_der(&spki.subject_public_key.data)
         .map_err(|e| format!("RSA public key is not usable ({e})"))?;
     let bits = key.n().bits();
@@ -642,7 +652,10 @@ fn rsa_key(spki: &SubjectPublicKeyInfo<'_>) -> Result<RsaPublicKey, String> {
             "RSA key has {bits} bits; at least {MIN_RSA_BITS} are required"
         ));
     }
-    Ok(key)
+    Ok(LoadedRsaKey {
+        pkcs1_der: spki.subject_public_key.data.to_vec(),
+        bits,
+    })
 }
 
 /// One PEM block's text and the kid from the line directly above it.
@@ -1414,6 +1427,18 @@ mod tests {
             .expect("PEM");
         let err = load(&public_pem).expect_err("1024-bit key refused");
         assert!(err.to_string().contains("1024 bits"), "{err}");
+    }
+
+    #[test]
+    fn keys_ring_could_not_verify_with_are_refused_at_load() {
+        use rsa::pkcs8::{EncodePublicKey as _, LineEnding};
+        use rsa::traits::PublicKeyParts as _;
+        let private = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 2048).expect("RSA 2048");
+        let even =
+            rsa::RsaPublicKey::new_unchecked(private.n().clone(), rsa::BigUint::from(65536u32));
+        let public_pem = even.to_public_key_pem(LineEnding::LF).expect("PEM");
+        let err = load(&public_pem).expect_err("even exponent refused");
+        assert!(err.to_string().contains("not usable"), "{err}");
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub async fn read_limited(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return Err(holding(too_large(), payload));
+        return Err(hold_unread(too_large(), payload));
     }
     let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0) as usize);
     while let Some(chunk) = payload.next().await {
@@ -40,15 +40,16 @@ pub async fn read_limited(
             return Err(unreadable());
         };
         if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(holding(too_large(), payload));
+            return Err(hold_unread(too_large(), payload));
         }
         body.extend_from_slice(&chunk);
     }
     Ok(body.freeze())
 }
 
-/// `response`, whose body keeps the unread `payload` alive until it has been sent.
-fn holding(response: HttpResponse, payload: web::Payload) -> HttpResponse {
+/// `response`, whose body keeps the unread `payload` alive until it has been sent, so that
+/// actix closes the connection instead of reading the rest of the body.
+pub fn hold_unread(response: HttpResponse, payload: web::Payload) -> HttpResponse {
     let (response, body) = response.into_parts();
     response
         .set_body(HoldingPayload {

@@ -9,7 +9,7 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use super::body::{TOO_LARGE, read_limited};
+use super::body::{TOO_LARGE, hold_unread, read_limited};
 use super::responses::{invalid_token, json_error, soap, soap_fault};
 use super::{AppState, MAX_BODY_BYTES};
 use crate::ingress::events::parse_events;
@@ -181,6 +181,12 @@ pub async fn platform_events(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
+    // The token is judged before the body is read: a forged flood costs a header parse and at
+    // most one RSA verification a request, and its bodies are never read (the refusal holds
+    // the payload, so actix closes the connection rather than draining a long body).
+    if let Err(refusal) = authorize_event_callout(&req, &state).await {
+        return hold_unread(refusal, payload);
+    }
     let too_large = || {
         json_error(
             TOO_LARGE,
@@ -200,53 +206,6 @@ pub async fn platform_events(
         Err(refusal) => return refusal,
     };
     let metrics = &state.metrics;
-    let reject = |rejection: Rejection| {
-        metrics
-            .jwt_rejections
-            .get_or_create(&ReasonLabels {
-                reason: rejection.reason.as_str(),
-            })
-            .inc();
-        metrics.notification(PE, "rejected");
-        invalid_token(&rejection.description)
-    };
-    let Some(verifier) = &state.verifier else {
-        return json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_configured",
-            "EVENTS_JWT_CERTS, EVENTS_JWT_ISSUER and EVENTS_JWT_AUDIENCE are not configured",
-        );
-    };
-    // RFC 6750 allows a query-string token; we never do (it ends up in logs and proxies).
-    let token = match bearer_token(&req) {
-        Some(t) => t,
-        None => {
-            return reject(Rejection {
-                reason: RejectReason::Malformed,
-                description: "a bearer token in the Authorization header is required".into(),
-            });
-        }
-    };
-    let verified = match verifier.verify(token, chrono::Utc::now().timestamp()) {
-        Ok(v) => v,
-        Err(rejection) => return reject(rejection),
-    };
-    // The jti is spent before the body is looked at, so a token seen once (even on a request
-    // refused for its body) can never be replayed.
-    if let Some(jti) = &verified.jti {
-        // The store keeps it JTI_LEEWAY past `exp`, matching the verifier's leeway.
-        let expires = chrono::DateTime::from_timestamp(verified.exp, 0).unwrap_or_default();
-        match state.store.consume_jti(jti, expires).await {
-            Ok(true) => {}
-            Ok(false) => {
-                return reject(Rejection {
-                    reason: RejectReason::Replayed,
-                    description: "token already used".into(),
-                });
-            }
-            Err(e) => return events_store_unavailable(&state, e),
-        }
-    }
     let events = match parse_events(&body) {
         Ok(events) => events,
         Err(e) => {
@@ -281,6 +240,56 @@ pub async fn platform_events(
         }
         Err(e) => events_store_unavailable(&state, e),
     }
+}
+
+/// Every JWT rule of SPEC §3 for an event callout, and the `jti` spent; `Err` is the response
+/// to send instead.
+async fn authorize_event_callout(req: &HttpRequest, state: &AppState) -> Result<(), HttpResponse> {
+    let metrics = &state.metrics;
+    let reject = |rejection: Rejection| {
+        metrics
+            .jwt_rejections
+            .get_or_create(&ReasonLabels {
+                reason: rejection.reason.as_str(),
+            })
+            .inc();
+        metrics.notification(PE, "rejected");
+        invalid_token(&rejection.description)
+    };
+    let Some(verifier) = &state.verifier else {
+        return Err(json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_configured",
+            "EVENTS_JWT_CERTS, EVENTS_JWT_ISSUER and EVENTS_JWT_AUDIENCE are not configured",
+        ));
+    };
+    // RFC 6750 allows a query-string token; we never do (it ends up in logs and proxies).
+    let Some(token) = bearer_token(req) else {
+        return Err(reject(Rejection {
+            reason: RejectReason::Malformed,
+            description: "a bearer token in the Authorization header is required".into(),
+        }));
+    };
+    let verified = verifier
+        .verify(token, chrono::Utc::now().timestamp())
+        .map_err(reject)?;
+    // The jti is spent before the body is read, so a token seen once (even on a request refused
+    // for its body) can never be replayed.
+    if let Some(jti) = &verified.jti {
+        // The store keeps it JTI_LEEWAY past `exp`, matching the verifier's leeway.
+        let expires = chrono::DateTime::from_timestamp(verified.exp, 0).unwrap_or_default();
+        match state.store.consume_jti(jti, expires).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(reject(Rejection {
+                    reason: RejectReason::Replayed,
+                    description: "token already used".into(),
+                }));
+            }
+            Err(e) => return Err(events_store_unavailable(state, e)),
+        }
+    }
+    Ok(())
 }
 
 fn events_store_unavailable(state: &AppState, e: StoreError) -> HttpResponse {

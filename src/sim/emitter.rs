@@ -173,6 +173,11 @@ impl SimOrg {
         self.event_key.get_or_init(EventKey::generate)
     }
 
+    /// A JWT signed as this org's event callouts are, for requests a test builds itself.
+    pub fn event_token(&self, claims: &EventClaims) -> String {
+        sign(self.event_key(), claims)
+    }
+
     /// POSTs an outbound message from this org to `url`; see
     /// [`SimOrg::send_outbound_message_as`].
     pub async fn send_outbound_message(

@@ -351,27 +351,31 @@ fn hundred_mib(pulled: Arc<AtomicUsize>) -> reqwest::Body {
     reqwest::Body::wrap_stream(chunks)
 }
 
-/// Streams 100 MiB to `path`; the server must answer 413 having pulled only a few MiB, stop
-/// reading (close, not drain), and stay healthy.
-async fn refused_while_streaming(path: &str, content_type: &str) {
+/// Streams 100 MiB to `path`; the server must answer `expected` having pulled only a few MiB,
+/// stop reading (close, not drain), and stay healthy. `token`: a valid event-callout JWT.
+async fn refused_while_streaming(path: &str, content_type: &str, token: Token, expected: u16) {
     let org = Org::start(&[]).await;
     let app = org.serve().await;
+    let bearer = match token {
+        Token::Valid => org.sim.event_token(&org.claims()),
+        Token::Forged => "not-a-token".to_owned(),
+    };
     let pulled = Arc::new(AtomicUsize::new(0));
     let after = pulled.clone();
     let response = http()
         .post(app.url(path))
         .header("Content-Type", content_type)
-        .header("Authorization", "Bearer not-a-token")
+        .bearer_auth(bearer)
         .body(hundred_mib(pulled.clone()))
         .timeout(Duration::from_secs(30))
         .send()
         .await
         .expect("the server answers before the body ends");
-    assert_eq!(response.status(), 413, "{path}");
+    assert_eq!(response.status(), expected, "{path}");
     let pulled = pulled.load(Ordering::SeqCst);
     assert!(
         pulled <= 8,
-        "{path}: {pulled} MiB were pulled before the 413 (the limit is 2 MiB)"
+        "{path}: {pulled} MiB were pulled before the {expected} (the limit is 2 MiB)"
     );
     drop(response);
     // Then the connection is closed after actix's short linger, not drained: reading stops
@@ -383,21 +387,38 @@ async fn refused_while_streaming(path: &str, content_type: &str) {
     let last = after.load(Ordering::SeqCst);
     assert!(
         last == later && last < 100,
-        "{path}: the server read on after its 413 ({pulled} MiB at the 413, {later} MiB 2 s \
-         later, {last} MiB 3 s later)"
+        "{path}: the server read on after its {expected} ({pulled} MiB at the {expected}, \
+         {later} MiB 2 s later, {last} MiB 3 s later)"
     );
-    eprintln!("{path}: {pulled} MiB pulled at the 413, {last} MiB in all");
+    eprintln!("{path}: {pulled} MiB pulled at the {expected}, {last} MiB in all");
     let health = http().get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200, "{path}: healthy afterwards");
     app.service.stop().await;
 }
 
+enum Token {
+    Valid,
+    Forged,
+}
+
 #[tokio::test]
 async fn a_100_mb_outbound_message_is_refused_with_413_while_streaming() {
-    refused_while_streaming("/salesforce/outbound-messages", "text/xml; charset=utf-8").await;
+    refused_while_streaming(
+        "/salesforce/outbound-messages",
+        "text/xml; charset=utf-8",
+        Token::Forged,
+        413,
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_100_mb_event_body_is_refused_with_413_while_streaming() {
-    refused_while_streaming("/salesforce/events", "application/json").await;
+    refused_while_streaming("/salesforce/events", "application/json", Token::Valid, 413).await;
+}
+
+/// The token is judged first: a forged one is refused before any of the body is read.
+#[tokio::test]
+async fn a_100_mb_event_body_with_a_forged_token_is_refused_with_401_unread() {
+    refused_while_streaming("/salesforce/events", "application/json", Token::Forged, 401).await;
 }
