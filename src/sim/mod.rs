@@ -242,6 +242,9 @@ pub struct DeployRecord {
     pub status: String,
     /// The componentFailures' problems once finished.
     pub problems: Vec<String>,
+    /// When Salesforce would say the deploy finished (`completedDate`); `None` until a status
+    /// check after that moment has seen it finish.
+    pub completed_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// One `SetupAuditTrail` entry the sim recorded.
@@ -349,6 +352,13 @@ impl SimOrg {
     /// served through `nextRecordsUrl`.
     pub fn set_query_page_size(&self, size: usize) {
         self.shared.lock().query_page_size = size.max(1);
+    }
+
+    /// How long deploys stay `Pending`, then `InProgress`, from now on (unfinished ones too).
+    pub fn set_deploy_timing(&self, pending_for: Duration, in_progress_for: Duration) {
+        let mut state = self.shared.lock();
+        state.pending_for = pending_for;
+        state.in_progress_for = in_progress_for;
     }
 
     pub fn set_faults(&self, faults: Faults) {

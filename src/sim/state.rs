@@ -468,6 +468,7 @@ impl SimState {
                         .collect(),
                     _ => Vec::new(),
                 },
+                completed_at: job.completed_date,
             })
             .collect()
     }

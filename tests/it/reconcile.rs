@@ -405,8 +405,8 @@ async fn a_refused_heroku_token_fails_clearly_without_retrying() {
 /// ⌈P/10⌉ reads (token cached), a remediation one token, 2·⌈P/10⌉ reads, one deploy and the
 /// polls.
 #[tokio::test]
-async fn api_call_budget_for_3_and_25_profiles() {
-    for extra in [0usize, 22] {
+async fn api_call_budget_for_3_25_and_200_profiles() {
+    for extra in [0usize, 22, 197] {
         let h = Harness::start(
             |c| {
                 c.profiles.truncate(3);
