@@ -111,7 +111,7 @@ async fn faults(shared: web::Data<Shared>) -> HttpResponse {
 async fn set_faults(body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {
     match serde_json::from_slice::<Faults>(&body) {
         Ok(faults) => {
-            shared.lock().faults = faults.clone();
+            shared.lock().set_faults(faults.clone());
             ok(&faults)
         }
         Err(e) => bad_request(format!("faults: {e}")),

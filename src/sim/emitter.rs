@@ -73,6 +73,8 @@ pub struct SendReport {
     pub last_status: Option<u16>,
     /// The body of each try, in order.
     pub bodies: Vec<String>,
+    /// The body of the last try's response (a refusal says why); `None` without a response.
+    pub last_reply: Option<String>,
 }
 
 /// The claims the Named Credential puts in each callout's JWT.
@@ -85,10 +87,13 @@ pub struct EventClaims {
     pub lifetime: Duration,
     /// Whether each JWT carries a fresh `jti`.
     pub with_jti: bool,
+    /// Seconds the signing org's clock is ahead of this machine's (negative: behind); `iat`,
+    /// `nbf` and `exp` are stamped on that clock, to play clock skew between the two sides.
+    pub clock_skew_secs: i64,
 }
 
 impl EventClaims {
-    /// These `iss`, `aud` and `sub`, a 120 s lifetime and a `jti`.
+    /// These `iss`, `aud` and `sub`, a 120 s lifetime, a `jti` and no clock skew.
     pub fn new(
         issuer: impl Into<String>,
         audience: impl Into<String>,
@@ -100,6 +105,7 @@ impl EventClaims {
             subject: subject.into(),
             lifetime: Duration::from_secs(120),
             with_jti: true,
+            clock_skew_secs: 0,
         }
     }
 }
@@ -307,11 +313,13 @@ impl SimOrg {
         let attempts = retry.attempts.max(1);
         let mut report = SendReport::default();
         for attempt in 1..=attempts {
-            let (status, outcome) = match request(&body).send().await {
+            let (status, outcome, reply) = match request(&body).send().await {
                 Ok(response) => {
                     let status = response.status().as_u16();
                     let reply = response.bytes().await.unwrap_or_default();
-                    (Some(status), judge(status, &reply))
+                    let outcome = judge(status, &reply);
+                    let reply = String::from_utf8_lossy(&reply).into_owned();
+                    (Some(status), outcome, Some(reply))
                 }
                 Err(error) => (
                     None,
@@ -324,11 +332,13 @@ impl SimOrg {
                         }
                         .to_owned(),
                     },
+                    None,
                 ),
             };
             self.shared.lock().record(operation, &outcome.label);
             report.attempts = attempt;
             report.last_status = status;
+            report.last_reply = reply;
             report.bodies.push(body.clone());
             if outcome.delivered {
                 report.delivered = true;
@@ -428,9 +438,12 @@ fn platform_event(profile: &str, admin_id: &str, now: &str, replay_id: u64) -> V
     })
 }
 
-/// A fresh JWT: `iat` = `nbf` = now, `exp` = now + lifetime, header `typ` JWT and `kid`.
+/// A fresh JWT: `iat` = `nbf` = now (on the signer's skewed clock), `exp` = now + lifetime,
+/// header `typ` JWT and `kid`.
 fn sign(key: &EventKey, claims: &EventClaims) -> String {
-    let now = Utc::now().timestamp();
+    let now = Utc::now()
+        .timestamp()
+        .saturating_add(claims.clock_skew_secs);
     let lifetime = i64::try_from(claims.lifetime.as_secs()).unwrap_or(i64::MAX);
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some(EVENT_SIGNING_CERT_NAME.to_owned());
@@ -964,6 +977,51 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_skewed_clock_stamps_iat_nbf_and_exp_on_that_clock() {
+        let sim = sim().await;
+        let receiver = Receiver::start(|_, _| (202, "{}".to_owned())).await;
+        for skew in [-90, 90] {
+            let before = Utc::now().timestamp();
+            let report = sim
+                .send_platform_events(
+                    &receiver.url,
+                    &["Admin".to_owned()],
+                    &EventClaims {
+                        clock_skew_secs: skew,
+                        ..EventClaims::new(ISSUER, AUDIENCE, SUBJECT)
+                    },
+                    fast(1),
+                )
+                .await;
+            let after = Utc::now().timestamp();
+            assert!(report.delivered, "{report:?}");
+            let received = receiver.received();
+            let token = received
+                .last()
+                .and_then(|r| r.header("authorization"))
+                .and_then(|h| h.strip_prefix("Bearer "))
+                .unwrap()
+                .to_owned();
+            // The receiver's clock is not the signer's: read the claims without judging time.
+            let payload = token.split('.').nth(1).unwrap();
+            let claims: Value = serde_json::from_slice(
+                &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+                    .unwrap(),
+            )
+            .unwrap();
+            let iat = claims["iat"].as_i64().unwrap();
+            assert!(
+                (before + skew..=after + skew).contains(&iat),
+                "skew {skew}: iat {iat} not within [{before}, {after}] + skew"
+            );
+            assert_eq!(claims["nbf"].as_i64(), Some(iat));
+            assert_eq!(claims["exp"].as_i64(), Some(iat + 120));
+        }
+        receiver.stop().await;
+        sim.stop().await;
+    }
+
+    #[tokio::test]
     async fn platform_events_give_up_after_the_attempts() {
         let sim = sim().await;
         let receiver =
@@ -980,6 +1038,11 @@ mod tests {
 
         assert!(!report.delivered);
         assert_eq!((report.attempts, report.last_status), (3, Some(401)));
+        assert_eq!(
+            report.last_reply.as_deref(),
+            Some(r#"{"error":"invalid_token"}"#),
+            "the refusal's body is kept"
+        );
         assert_eq!(receiver.received().len(), 3);
         assert_eq!(
             outcomes(&sim, "send.platform_event"),

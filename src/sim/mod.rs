@@ -170,6 +170,20 @@ pub struct Faults {
     pub user_approved: bool,
     /// HTTP statuses (429, 5xx) the next Heroku API calls answer with, one per call.
     pub heroku_failures: Vec<u16>,
+    /// A time-based outage: from the moment these faults are set, every Salesforce call fails
+    /// with its kind until the duration has passed (before `next_failures` is consulted).
+    pub outage: Option<Outage>,
+}
+
+/// Salesforce failing every call for a while (a maintenance window, an exhausted daily API
+/// limit), as opposed to `next_failures`' fixed number of failures. Which calls fail follows
+/// `next_failures`' rule: a token call only fails for `Http500`/`Http503`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outage {
+    pub kind: FailureKind,
+    /// Counted from when the faults were set ([`SimOrg::set_faults`], `PUT /sim/faults`).
+    #[serde(rename = "duration_ms", with = "millis")]
+    pub duration: Duration,
 }
 
 impl Default for Faults {
@@ -181,6 +195,7 @@ impl Default for Faults {
             deploy_outcome: DeployOutcome::Succeed,
             user_approved: true,
             heroku_failures: Vec::new(),
+            outage: None,
         }
     }
 }
@@ -361,8 +376,9 @@ impl SimOrg {
         state.in_progress_for = in_progress_for;
     }
 
+    /// Replaces every fault knob; an `outage` starts now.
     pub fn set_faults(&self, faults: Faults) {
-        self.shared.lock().faults = faults;
+        self.shared.lock().set_faults(faults);
     }
 
     pub fn set_heroku(&self, heroku: SimHeroku) {

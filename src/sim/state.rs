@@ -107,6 +107,8 @@ pub(crate) struct SimState {
     pub deploys: Vec<DeployJob>,
     pub calls: Vec<Call>,
     pub faults: Faults,
+    /// When `faults.outage` was set: the outage lasts from here for its duration.
+    pub outage_started: Option<Instant>,
     pub heroku: SimHeroku,
     pub heroku_created: DateTime<Utc>,
     pub heroku_updated: DateTime<Utc>,
@@ -212,6 +214,7 @@ impl SimState {
             deploys: Vec::new(),
             calls: Vec::new(),
             faults: Faults::default(),
+            outage_started: None,
             heroku: config.heroku,
             heroku_created: created,
             heroku_updated: created,
@@ -344,12 +347,24 @@ impl SimState {
         });
     }
 
+    pub fn set_faults(&mut self, faults: Faults) {
+        self.outage_started = faults.outage.map(|_| Instant::now());
+        self.faults = faults;
+    }
+
     /// The next injected failure for a Salesforce call. A token call (`soap == false`) only
     /// takes HTTP-level failures; a SOAP-only failure at the head waits for a SOAP call.
+    /// A running outage fails the call without touching the queue.
     pub fn take_failure(&mut self, soap: bool) -> Option<FailureKind> {
+        let http_level = |kind| matches!(kind, FailureKind::Http500 | FailureKind::Http503);
+        if let (Some(outage), Some(started)) = (self.faults.outage, self.outage_started)
+            && started.elapsed() < outage.duration
+            && (soap || http_level(outage.kind))
+        {
+            return Some(outage.kind);
+        }
         let first = *self.faults.next_failures.first()?;
-        let http_level = matches!(first, FailureKind::Http500 | FailureKind::Http503);
-        (soap || http_level).then(|| self.faults.next_failures.remove(0))
+        (soap || http_level(first)).then(|| self.faults.next_failures.remove(0))
     }
 
     /// The user id part of the `id` URL and the createdBy of deploys (15-character form).

@@ -1120,6 +1120,89 @@ async fn token_calls_take_http_failures_and_leave_soap_ones_queued() {
 }
 
 #[tokio::test]
+async fn an_outage_fails_every_call_until_its_time_is_up() {
+    let sim = start(config()).await;
+    let session = login(&sim).await;
+    // An HTTP-level outage takes token calls too, and leaves the queue for afterwards.
+    sim.set_faults(Faults {
+        outage: Some(Outage {
+            kind: FailureKind::Http503,
+            duration: Duration::from_millis(400),
+        }),
+        next_failures: vec![FailureKind::ServerUnavailable],
+        ..Faults::default()
+    });
+    let started = Instant::now();
+    for _ in 0..3 {
+        let (status, _) = token_request(&sim, &sign(key(), &good_claims())).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        let reply = soap(&sim, &session, &list_profiles_body()).await;
+        assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(400),
+        "test too slow to see the outage"
+    );
+    tokio::time::sleep(Duration::from_millis(400).saturating_sub(started.elapsed())).await;
+    let (code, _) = soap(&sim, &session, &list_profiles_body()).await.fault();
+    assert_eq!(
+        code, "sf:SERVER_UNAVAILABLE",
+        "the queued failure comes after the outage"
+    );
+    assert_eq!(
+        soap(&sim, &session, &list_profiles_body()).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        sim.calls()
+            .iter()
+            .filter(|c| c.outcome == "http_503")
+            .count(),
+        6
+    );
+
+    // An API-only outage (set through the admin API) lets the token call through and answers
+    // SOAP with a fault, REST with HTTP 403.
+    let url = sim.base_url();
+    let response = client()
+        .put(format!("{url}/sim/faults"))
+        .json(&json!({"outage": {"kind": "request_limit_exceeded", "duration_ms": 300}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let started = Instant::now();
+    let session = login(&sim).await;
+    let (code, _) = soap(&sim, &session, &list_profiles_body()).await.fault();
+    assert_eq!(code, "sf:REQUEST_LIMIT_EXCEEDED");
+    let rest = client()
+        .get(format!(
+            "{url}/services/data/v66.0/query?q=SELECT+Id+FROM+SetupAuditTrail"
+        ))
+        .bearer_auth(&session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rest.status(), StatusCode::FORBIDDEN);
+    assert!(
+        rest.text()
+            .await
+            .unwrap()
+            .contains("REQUEST_LIMIT_EXCEEDED")
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(300),
+        "test too slow to see the outage"
+    );
+    tokio::time::sleep(Duration::from_millis(300).saturating_sub(started.elapsed())).await;
+    assert_eq!(
+        soap(&sim, &session, &list_profiles_body()).await.status,
+        StatusCode::OK
+    );
+    sim.stop().await;
+}
+
+#[tokio::test]
 async fn latency_is_added_to_every_call() {
     let sim = start(config()).await;
     sim.set_faults(Faults {
@@ -1385,6 +1468,10 @@ fn faults_default_is_a_healthy_org_and_round_trips_as_json() {
         deploy_outcome: DeployOutcome::Fail(vec!["boom".into()]),
         user_approved: false,
         heroku_failures: vec![429],
+        outage: Some(Outage {
+            kind: FailureKind::Http503,
+            duration: Duration::from_secs(30),
+        }),
     };
     let text = serde_json::to_string(&custom).unwrap();
     assert_eq!(serde_json::from_str::<Faults>(&text).unwrap(), custom);

@@ -312,6 +312,15 @@ impl Store {
         dispatch!(self, b => b.record_deliveries(deliveries, hint).await)
     }
 
+    /// Those of `deliveries` the store has no record of, in the order given: what a receiver
+    /// may not have acknowledged (audits and the fault tests' "no ACKed delivery lost").
+    pub async fn unrecorded_deliveries(
+        &self,
+        deliveries: &[Delivery],
+    ) -> Result<Vec<Delivery>, StoreError> {
+        dispatch!(self, b => b.unrecorded_deliveries(deliveries).await)
+    }
+
     /// Single-use JWT ids: true if `jti` is fresh (and is now recorded), false if it was seen
     /// and has not expired. It stays refused until `expires_at` + [`JTI_LEEWAY`]; pass the
     /// token's `exp`.

@@ -150,6 +150,31 @@ impl PgStore {
         })
     }
 
+    pub(crate) async fn unrecorded_deliveries(
+        &self,
+        deliveries: &[Delivery],
+    ) -> Result<Vec<Delivery>, StoreError> {
+        self.check_open()?;
+        let sources: Vec<&str> = deliveries.iter().map(|d| d.source.as_str()).collect();
+        let keys: Vec<&str> = deliveries.iter().map(|d| d.key.as_str()).collect();
+        // One round trip; the ordinality keeps the caller's order.
+        let missing: Vec<i64> = sqlx::query_scalar(
+            "SELECT d.n FROM UNNEST($1::text[], $2::text[]) WITH ORDINALITY AS d(source, key, n) \
+             WHERE NOT EXISTS (SELECT 1 FROM deliveries r \
+                               WHERE r.source = d.source AND r.key = d.key) \
+             ORDER BY d.n",
+        )
+        .bind(&sources)
+        .bind(&keys)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(missing
+            .into_iter()
+            .filter_map(|n| usize::try_from(n - 1).ok())
+            .filter_map(|i| deliveries.get(i).cloned())
+            .collect())
+    }
+
     pub(crate) async fn consume_jti(
         &self,
         jti: &str,

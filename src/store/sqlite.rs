@@ -163,6 +163,27 @@ impl SqliteStore {
         self.group.submit(deliveries, hint).await
     }
 
+    pub(crate) async fn unrecorded_deliveries(
+        &self,
+        deliveries: &[Delivery],
+    ) -> Result<Vec<Delivery>, StoreError> {
+        self.check_open()?;
+        let mut missing = Vec::new();
+        // One indexed lookup each: the database is embedded, so round trips cost nothing.
+        for delivery in deliveries {
+            let found: Option<i64> =
+                sqlx::query_scalar("SELECT 1 FROM deliveries WHERE source = ?1 AND key = ?2")
+                    .bind(delivery.source.as_str())
+                    .bind(&delivery.key)
+                    .fetch_optional(&self.readers)
+                    .await?;
+            if found.is_none() {
+                missing.push(delivery.clone());
+            }
+        }
+        Ok(missing)
+    }
+
     pub(crate) async fn consume_jti(
         &self,
         jti: &str,

@@ -143,6 +143,13 @@ fn om(key: &str) -> Delivery {
     }
 }
 
+fn event_n1() -> Delivery {
+    Delivery {
+        source: DeliverySource::PlatformEvent,
+        key: "n1".to_owned(),
+    }
+}
+
 fn hint(org_id: &str, trigger: &str) -> NewHint {
     NewHint {
         org_id: org_id.to_owned(),
@@ -180,12 +187,8 @@ async fn dedupe(db: &TestDb) {
     assert!(mixed.hint_id.is_some());
 
     // The source is part of the key.
-    let event = Delivery {
-        source: DeliverySource::PlatformEvent,
-        key: "n1".to_owned(),
-    };
     let other = store
-        .record_deliveries(&[event], &hint(&org, "platform_event"))
+        .record_deliveries(&[event_n1()], &hint(&org, "platform_event"))
         .await
         .unwrap();
     assert_eq!((other.new, other.duplicates), (1, 0));
@@ -208,6 +211,13 @@ async fn dedupe(db: &TestDb) {
     assert_eq!(pending[2].trigger, "platform_event");
     assert_eq!(db.count("deliveries").await, 3);
     assert_eq!(store.stats().delivery_calls, 4);
+    let asked = [om("n9"), om("n2"), event_n1(), om("n1"), om("n8")];
+    assert_eq!(
+        store.unrecorded_deliveries(&asked).await.unwrap(),
+        [om("n9"), om("n8")],
+        "the source is part of the key, the order is the caller's"
+    );
+    assert!(store.unrecorded_deliveries(&[]).await.unwrap().is_empty());
 }
 
 async fn concurrent_deliveries(db: &TestDb) {

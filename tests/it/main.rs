@@ -9,6 +9,7 @@ mod check;
 mod cli;
 mod controller;
 mod corpus;
+mod faults;
 mod instances;
 mod outgoing;
 mod reconcile;

@@ -117,7 +117,7 @@ impl Harness {
     }
 }
 
-fn assert_outcome(report: &RunReport, outcome: Outcome) {
+pub(crate) fn assert_outcome(report: &RunReport, outcome: Outcome) {
     assert_eq!(report.outcome, outcome, "{report:#?}");
 }
 
@@ -474,48 +474,5 @@ async fn a_resumed_deploy_is_polled_and_verified_never_redeployed() {
     assert_outcome(&resumed, Outcome::Remediated);
     assert_eq!(h.sim.count("deploy"), 1, "resuming never deploys again");
     assert_eq!(h.ranges("Admin"), desired());
-    h.sim.stop().await;
-}
-
-// Fault matrix (issue 6): each case converges without a hot loop; the calls it spent are
-// printed for the record.
-
-#[tokio::test]
-async fn fault_sessions_expiring_every_3_calls_still_converge() {
-    let h = Harness::start(|_| {}, &[]).await;
-    h.sim.set_faults(Faults {
-        session_expires_after_calls: Some(3),
-        ..Faults::default()
-    });
-    let report = h.run().await;
-    assert_outcome(&report, Outcome::Remediated);
-    let tokens = h.sim.count("token");
-    let calls = h.sim.calls().len();
-    // one fresh assertion per dead session: never more logins than Metadata calls / 3 + 1
-    let metadata_calls = calls - tokens - h.sim.count("heroku.nat");
-    assert!(
-        tokens <= metadata_calls / 3 + 2,
-        "{tokens} logins for {metadata_calls} calls"
-    );
-    eprintln!("fault matrix, session every 3 calls: {calls} calls, {tokens} logins");
-    h.sim.stop().await;
-}
-
-#[tokio::test]
-async fn fault_five_seconds_of_latency_per_call_still_converges() {
-    let h = Harness::start(|_| {}, &[("IPGUARD_PROFILES", "Admin")]).await;
-    h.sim.set_faults(Faults {
-        latency: Duration::from_secs(5),
-        ..Faults::default()
-    });
-    let started = std::time::Instant::now();
-    let report = h.run().await;
-    assert_outcome(&report, Outcome::Remediated);
-    assert_eq!(h.sim.count("deploy"), 1);
-    eprintln!(
-        "fault matrix, 5 s latency: {} calls, {:.1} s",
-        h.sim.calls().len(),
-        started.elapsed().as_secs_f64()
-    );
     h.sim.stop().await;
 }

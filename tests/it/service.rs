@@ -142,6 +142,7 @@ impl Org {
             subject: "integration@ipguard.example".into(),
             lifetime: Duration::from_secs(120),
             with_jti: true,
+            clock_skew_secs: 0,
         }
     }
 }
