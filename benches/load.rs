@@ -4,6 +4,9 @@
 //!
 //! cargo bench --bench load [-- --requests N] [--concurrency C] [--samples S] [--no-burst]
 //!
+//! `--samples 0` skips the latency scenarios; RUST_LOG, if set, is passed to the server (by
+//! default it logs at `info`, one line a request, as in production).
+//!
 //! The server is the release binary, started as a child process so its RSS is its own; the
 //! client (reqwest), the simulated org and the ceiling share the same two cores, so compare the
 //! ratios within one run, not absolute figures across machines. The PostgreSQL rows run when
@@ -60,7 +63,7 @@ fn args() -> Args {
         match a.as_str() {
             "--requests" => args.requests = number(it.next(), "--requests"),
             "--concurrency" => args.concurrency = number(it.next(), "--concurrency"),
-            "--samples" => args.samples = number(it.next(), "--samples").max(1),
+            "--samples" => args.samples = number(it.next(), "--samples"),
             "--no-burst" => args.burst = false,
             // cargo bench passes --bench to harness-less benches
             "--bench" => {}
@@ -135,6 +138,7 @@ async fn start_ipguard(
         .env_clear()
         .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
         .env("PORT", port.to_string())
+        .envs(std::env::var("RUST_LOG").ok().map(|v| ("RUST_LOG", v)))
         // logs as in production (info, one line a request), written to a pipe nobody reads
         // would block: discard them instead
         .stdout(Stdio::null())
@@ -826,7 +830,9 @@ async fn run_store(
     );
     throughput(bench, report, label, fixture, &server, id_offset).await;
     if label == "SQLite" {
-        latencies(report, fixture, &server, &store, http, args.samples).await;
+        if args.samples > 0 {
+            latencies(report, fixture, &server, &store, http, args.samples).await;
+        }
         if args.burst {
             burst(report, fixture, &server, &store, http, args.concurrency).await;
         }

@@ -26,11 +26,7 @@ pub async fn read_limited(
     too_large: impl FnOnce() -> HttpResponse,
     unreadable: impl FnOnce() -> HttpResponse,
 ) -> Result<web::Bytes, HttpResponse> {
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = declared_length(req);
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
         return Err(hold_unread(too_large(), payload));
     }
@@ -45,6 +41,14 @@ pub async fn read_limited(
         body.extend_from_slice(&chunk);
     }
     Ok(body.freeze())
+}
+
+/// The request's `Content-Length`, if it has a valid one (a chunked body has none).
+pub fn declared_length(req: &HttpRequest) -> Option<u64> {
+    req.headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
 }
 
 /// `response`, whose body keeps the unread `payload` alive until it has been sent, so that

@@ -489,7 +489,7 @@ pub(crate) async fn record_one(
     })
 }
 
-async fn insert_hint(
+pub(crate) async fn insert_hint(
     conn: &mut SqliteConnection,
     hint: &NewHint,
     now: &str,
