@@ -60,10 +60,12 @@ impl PgStore {
             .idle_timeout(Duration::from_secs(300))
             .connect_with(options)
             .await?;
-        MIGRATOR.run(&pool).await?;
+        // LISTEN before returning, so no hint recorded after connect() is missed. It needs a
+        // connection of its own (each costs a TLS handshake), so open it while migrating.
+        let (migrated, listener) = tokio::join!(MIGRATOR.run(&pool), subscribe(&pool));
+        migrated?;
+        let listener = listener?;
         let notifier = Arc::new(HintNotifier::default());
-        // LISTEN before returning, so no hint recorded after connect() is missed.
-        let listener = subscribe(&pool).await?;
         let (pool_for_task, notifier_for_task) = (pool.clone(), notifier.clone());
         let (stop_listener, stop) = oneshot::channel();
         tokio::spawn(async move {
