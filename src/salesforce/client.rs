@@ -62,9 +62,11 @@ impl SalesforceError {
             Self::Fault(f) => f.is_transient(),
             Self::Http { status, .. } => *status == 429 || *status >= 500,
             // REST carries the SOAP fault codes (`REQUEST_LIMIT_EXCEEDED` comes as HTTP 403).
-            Self::Rest { status, code, .. } => {
-                Self::rest_fault(code).is_transient() || *status == 429 || *status >= 500
-            }
+            Self::Rest {
+                status,
+                code,
+                message,
+            } => Self::rest_fault(code, message).is_transient() || *status == 429 || *status >= 500,
             Self::Transport(_) => true,
             Self::Response(_) => false,
         }
@@ -75,18 +77,20 @@ impl SalesforceError {
     pub fn is_invalid_session(&self) -> bool {
         match self {
             Self::Fault(f) => f.is_invalid_session(),
-            Self::Rest { status, code, .. } => {
-                *status == 401 || Self::rest_fault(code).is_invalid_session()
-            }
+            Self::Rest {
+                status,
+                code,
+                message,
+            } => *status == 401 || Self::rest_fault(code, message).is_invalid_session(),
             Self::Http { status, .. } => *status == 401,
             _ => false,
         }
     }
 
-    fn rest_fault(code: &str) -> Fault {
+    fn rest_fault(code: &str, message: &str) -> Fault {
         Fault {
             code: code.to_owned(),
-            message: String::new(),
+            message: message.to_owned(),
         }
     }
 
@@ -513,8 +517,16 @@ mod tests {
             403,
             br#"[{"message":"TotalRequests Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]"#,
         );
-        assert!(limit.is_transient());
+        assert!(
+            !limit.is_transient(),
+            "the daily limit is left to the controller's backoff"
+        );
         assert_eq!(limit.label(), "REQUEST_LIMIT_EXCEEDED");
+        let concurrent = rest_error(
+            403,
+            br#"[{"message":"ConcurrentRequests (Concurrent API Requests) Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]"#,
+        );
+        assert!(concurrent.is_transient());
         let denied = rest_error(
             403,
             br#"[{"message":"no","errorCode":"INSUFFICIENT_ACCESS"}]"#,

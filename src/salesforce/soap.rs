@@ -23,12 +23,21 @@ pub struct Fault {
 }
 
 impl Fault {
-    /// Whether trying again later may succeed (limits, maintenance).
+    /// Whether trying again within seconds may succeed (the concurrent-request limit,
+    /// maintenance). The daily `TotalRequests` limit is not: it frees up over a rolling 24 h, so
+    /// retrying within a run would only spend calls; the controller's slower backoff retries it.
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self.code.as_str(),
-            "REQUEST_LIMIT_EXCEEDED" | "SERVER_UNAVAILABLE" | "QUERY_TIMEOUT" | "UNKNOWN_EXCEPTION"
-        )
+        match self.code.as_str() {
+            "REQUEST_LIMIT_EXCEEDED" => !self.is_daily_limit(),
+            "SERVER_UNAVAILABLE" | "QUERY_TIMEOUT" | "UNKNOWN_EXCEPTION" => true,
+            _ => false,
+        }
+    }
+
+    /// `REQUEST_LIMIT_EXCEEDED: TotalRequests Limit exceeded.`: the org's daily API allocation
+    /// is spent (as opposed to `ConcurrentRequests`).
+    pub fn is_daily_limit(&self) -> bool {
+        self.code == "REQUEST_LIMIT_EXCEEDED" && self.message.contains("TotalRequests")
     }
 
     pub fn is_invalid_session(&self) -> bool {
@@ -100,6 +109,21 @@ mod tests {
     }
 
     #[test]
+    fn the_concurrent_request_limit_is_transient_the_daily_one_is_not() {
+        let limit = |message: &str| Fault {
+            code: "REQUEST_LIMIT_EXCEEDED".to_owned(),
+            message: message.to_owned(),
+        };
+        // both texts as Salesforce sends them (reference/salesforce-protocols.md §8)
+        let concurrent = limit(
+            "REQUEST_LIMIT_EXCEEDED: ConcurrentRequests (Concurrent API Requests) Limit exceeded.",
+        );
+        assert!(concurrent.is_transient() && !concurrent.is_daily_limit());
+        let daily = limit("REQUEST_LIMIT_EXCEEDED: TotalRequests Limit exceeded.");
+        assert!(!daily.is_transient() && daily.is_daily_limit());
+    }
+
+    #[test]
     fn faults_are_read_by_local_code_whatever_the_prefix() {
         let doc = format!(
             "<e:Envelope xmlns:e=\"{SOAP_ENV_NS}\" xmlns:x=\"urn:other\"><e:Body><e:Fault>\
@@ -109,7 +133,8 @@ mod tests {
         );
         let f = fault(&xml::parse(doc.as_bytes()).unwrap()).unwrap();
         assert_eq!(f.code, "REQUEST_LIMIT_EXCEEDED");
-        assert!(f.is_transient());
+        // the daily allocation: not worth retrying within a run
+        assert!(f.is_daily_limit() && !f.is_transient());
         assert_eq!(
             f.to_string(),
             "REQUEST_LIMIT_EXCEEDED: TotalRequests Limit exceeded."

@@ -209,6 +209,8 @@ pub enum FailureKind {
     Http503,
     /// SOAP fault `REQUEST_LIMIT_EXCEEDED` (concurrent requests).
     RequestLimitExceeded,
+    /// SOAP fault `REQUEST_LIMIT_EXCEEDED: TotalRequests Limit exceeded.` (the daily allocation).
+    DailyRequestLimitExceeded,
     /// SOAP fault `SERVER_UNAVAILABLE`.
     ServerUnavailable,
     /// SOAP fault `INVALID_SESSION_ID`; the session used is killed.

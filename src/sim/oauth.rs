@@ -106,7 +106,9 @@ pub(crate) fn failure_outcome(kind: FailureKind) -> &'static str {
     match kind {
         FailureKind::Http500 => "http_500",
         FailureKind::Http503 => "http_503",
-        FailureKind::RequestLimitExceeded => "REQUEST_LIMIT_EXCEEDED",
+        FailureKind::RequestLimitExceeded | FailureKind::DailyRequestLimitExceeded => {
+            "REQUEST_LIMIT_EXCEEDED"
+        }
         FailureKind::ServerUnavailable => "SERVER_UNAVAILABLE",
         FailureKind::InvalidSession => "INVALID_SESSION_ID",
     }

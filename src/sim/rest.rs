@@ -125,7 +125,13 @@ async fn serve(
         state.record(OPERATION, failure_outcome(kind));
         let reply = match kind {
             FailureKind::Http500 | FailureKind::Http503 => return http_failure(kind),
+            // The REST text of the concurrent limit is not in the references: the SOAP one.
             FailureKind::RequestLimitExceeded => error(
+                StatusCode::FORBIDDEN,
+                "REQUEST_LIMIT_EXCEEDED",
+                "ConcurrentRequests (Concurrent API Requests) Limit exceeded.",
+            ),
+            FailureKind::DailyRequestLimitExceeded => error(
                 StatusCode::FORBIDDEN,
                 "REQUEST_LIMIT_EXCEEDED",
                 "TotalRequests Limit exceeded.",

@@ -153,6 +153,10 @@ pub(crate) async fn handle(body: web::Bytes, shared: web::Data<Shared>) -> HttpR
                 "ConcurrentRequests (Concurrent API Requests) Limit exceeded.",
             )
             .into_response(),
+            FailureKind::DailyRequestLimitExceeded => {
+                Reply::fault("REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
+                    .into_response()
+            }
             FailureKind::ServerUnavailable => Reply::fault(
                 "SERVER_UNAVAILABLE",
                 "Server is temporarily unavailable, please try again later.",

@@ -255,6 +255,29 @@ async fn invalid_session_mid_run_costs_exactly_one_new_token() {
     h.sim.stop().await;
 }
 
+/// The daily allocation is spent: the run fails at once (no retry within it, which would only
+/// spend more calls), and a later run succeeds.
+#[tokio::test]
+async fn the_daily_request_limit_fails_the_run_without_retrying() {
+    let h = Harness::start(|_| {}, &[]).await;
+    h.sim.set_faults(Faults {
+        next_failures: vec![FailureKind::DailyRequestLimitExceeded],
+        ..Faults::default()
+    });
+    let report = h.run().await;
+    assert_outcome(&report, Outcome::Failed);
+    let limited = h
+        .sim
+        .calls()
+        .iter()
+        .filter(|c| c.outcome == "REQUEST_LIMIT_EXCEEDED")
+        .count();
+    assert_eq!(limited, 1, "{:#?}", h.sim.calls());
+    assert_eq!(h.sim.count("deploy"), 0);
+    assert_outcome(&h.run().await, Outcome::Remediated);
+    h.sim.stop().await;
+}
+
 #[tokio::test]
 async fn request_limit_exceeded_is_retried_then_succeeds() {
     let h = Harness::start(|_| {}, &[]).await;
