@@ -1,14 +1,15 @@
 //! The PostgreSQL backend, shared by every instance. All time is the database's (`now()`).
 //!
-//! `record_deliveries` runs one transaction per call on the pool: concurrent commits from
-//! several connections are flushed together by the server's WAL writer, and calls from other
-//! instances could not join an in-process batch anyway. Hints are announced with
+//! `record_deliveries` goes through the group commit (`store::batch`): the calls queued in this
+//! process share one transaction of two statements, so a burst costs a few round trips and
+//! commits instead of one of each per call (calls from other instances commit on their own).
+//! Hints are announced with
 //! `pg_notify('ipguard_hints', org_id)` inside the inserting transaction (delivered at commit);
 //! a listener task per `Store` turns them into wake-ups for `wait_for_hint`.
 
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -16,6 +17,8 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgRow};
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool, Row};
+
+use super::batch::{self, BatchWriter, Call, GroupCommit};
 use tokio::sync::oneshot;
 
 use super::notify::HintNotifier;
@@ -37,7 +40,7 @@ pub(crate) struct PgStore {
     pool: PgPool,
     notifier: Arc<HintNotifier>,
     closed: AtomicBool,
-    calls: AtomicU64,
+    group: GroupCommit,
     /// Dropped with the store: ends the listener task, which returns its connection.
     _stop_listener: oneshot::Sender<()>,
 }
@@ -74,11 +77,12 @@ impl PgStore {
                 _ = stop => {}
             }
         });
+        let group = GroupCommit::spawn(PgBatch(pool.clone()), notifier.clone());
         Ok(PgStore {
             pool,
             notifier,
             closed: AtomicBool::new(false),
-            calls: AtomicU64::new(0),
+            group,
             _stop_listener: stop_listener,
         })
     }
@@ -96,10 +100,9 @@ impl PgStore {
     }
 
     pub(crate) fn stats(&self) -> StoreStats {
-        let calls = self.calls.load(Ordering::Relaxed);
         StoreStats {
-            delivery_calls: calls,
-            delivery_commits: calls,
+            delivery_calls: self.group.counters.calls.load(Ordering::Relaxed),
+            delivery_commits: self.group.counters.commits.load(Ordering::Relaxed),
         }
     }
 
@@ -121,35 +124,7 @@ impl PgStore {
         hint: &NewHint,
     ) -> Result<DeliveryOutcome, StoreError> {
         self.check_open()?;
-        // Sorted, so two instances inserting overlapping keys lock them in the same order.
-        let mut sorted: Vec<&Delivery> = deliveries.iter().collect();
-        sorted.sort_by(|a, b| (a.source, &a.key).cmp(&(b.source, &b.key)));
-        let sources: Vec<&str> = sorted.iter().map(|d| d.source.as_str()).collect();
-        let keys: Vec<&str> = sorted.iter().map(|d| d.key.as_str()).collect();
-        let mut tx = self.pool.begin().await?;
-        // One statement; ON CONFLICT DO NOTHING also absorbs duplicates within the call.
-        let new = sqlx::query(
-            "INSERT INTO deliveries (source, key) \
-             SELECT * FROM UNNEST($1::text[], $2::text[]) \
-             ON CONFLICT (source, key) DO NOTHING",
-        )
-        .bind(&sources)
-        .bind(&keys)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected() as usize;
-        let hint_id = if new > 0 {
-            Some(insert_hint(&mut tx, hint).await?)
-        } else {
-            None
-        };
-        tx.commit().await?;
-        self.calls.fetch_add(1, Ordering::Relaxed);
-        Ok(DeliveryOutcome {
-            new,
-            duplicates: deliveries.len() - new,
-            hint_id,
-        })
+        self.group.submit(deliveries, hint).await
     }
 
     pub(crate) async fn unrecorded_deliveries(
@@ -440,6 +415,69 @@ impl PgStore {
 }
 
 /// Inserts the hint and announces it; the NOTIFY is delivered when `conn`'s transaction commits.
+/// The group commit's writes, on the pool.
+struct PgBatch(PgPool);
+
+/// `(sources, keys)` as arrays for UNNEST, sorted so that two instances inserting overlapping
+/// keys lock them in the same order.
+fn sorted_columns<'a>(
+    deliveries: impl Iterator<Item = &'a Delivery>,
+) -> (Vec<&'a str>, Vec<&'a str>) {
+    let mut sorted: Vec<&Delivery> = deliveries.collect();
+    sorted.sort_by(|a, b| (a.source, &a.key).cmp(&(b.source, &b.key)));
+    sorted
+        .iter()
+        .map(|d| (d.source.as_str(), d.key.as_str()))
+        .unzip()
+}
+
+/// One INSERT of every delivery; ON CONFLICT DO NOTHING also absorbs duplicates within it.
+/// Returns the (source, key) pairs inserted.
+async fn insert_deliveries<'a>(
+    conn: &mut PgConnection,
+    deliveries: impl Iterator<Item = &'a Delivery>,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let (sources, keys) = sorted_columns(deliveries);
+    Ok(sqlx::query_as(
+        "INSERT INTO deliveries (source, key) \
+         SELECT * FROM UNNEST($1::text[], $2::text[]) \
+         ON CONFLICT (source, key) DO NOTHING RETURNING source, key",
+    )
+    .bind(&sources)
+    .bind(&keys)
+    .fetch_all(conn)
+    .await?)
+}
+
+impl BatchWriter for PgBatch {
+    async fn commit_together(&self, calls: &[&Call]) -> Result<Vec<DeliveryOutcome>, StoreError> {
+        let mut tx = self.0.begin().await?;
+        let inserted =
+            insert_deliveries(&mut tx, calls.iter().flat_map(|c| c.deliveries.iter())).await?;
+        let new = batch::new_per_call(calls, inserted);
+        let (hints, slots) = batch::distinct_hints(calls, &new);
+        let mut hint_ids = Vec::with_capacity(hints.len());
+        for hint in hints {
+            hint_ids.push(insert_hint(&mut tx, hint).await?);
+        }
+        tx.commit().await?;
+        Ok(batch::outcomes(calls, &new, &slots, &hint_ids))
+    }
+
+    /// A transaction per call.
+    async fn commit_isolated(&self, calls: &[&Call]) -> Vec<Result<DeliveryOutcome, StoreError>> {
+        let mut results = Vec::with_capacity(calls.len());
+        for call in calls {
+            results.push(
+                self.commit_together(&[*call])
+                    .await
+                    .map(|mut one| one.remove(0)),
+            );
+        }
+        results
+    }
+}
+
 async fn insert_hint(conn: &mut PgConnection, hint: &NewHint) -> Result<i64, StoreError> {
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO hints (org_id, trigger_kind, detail) VALUES ($1, $2, $3) RETURNING id",

@@ -15,9 +15,9 @@ use chrono::{DateTime, Datelike, SecondsFormat, Utc};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::{Acquire, Row, SqliteConnection, SqlitePool};
 
-use super::batch::GroupCommit;
+use super::batch::{self, BatchWriter, Call, GroupCommit};
 use super::notify::{self, HintNotifier};
 use super::{
     Delivery, DeliveryOutcome, Hint, InFlightDeploy, Lease, NewHint, RunId, RunRecord, StoreError,
@@ -47,7 +47,7 @@ pub(crate) fn ts(t: DateTime<Utc>) -> String {
     }
 }
 
-pub(crate) fn now() -> String {
+fn now() -> String {
     ts(Utc::now())
 }
 
@@ -113,7 +113,7 @@ impl SqliteStore {
             StoreError::Unavailable(format!("cannot resolve {}: {e}", path.display()))
         })?;
         let notifier = notify::for_sqlite_file(&canonical);
-        let group = GroupCommit::spawn(writer.clone(), notifier.clone());
+        let group = GroupCommit::spawn(SqliteBatch(writer.clone()), notifier.clone());
         Ok(SqliteStore {
             writer,
             readers,
@@ -457,8 +457,68 @@ impl SqliteStore {
     }
 }
 
+/// The group commit's writes, on the writer pool.
+struct SqliteBatch(SqlitePool);
+
+impl BatchWriter for SqliteBatch {
+    async fn commit_together(&self, calls: &[&Call]) -> Result<Vec<DeliveryOutcome>, StoreError> {
+        let mut tx = self.0.begin_with("BEGIN IMMEDIATE").await?;
+        let now = now();
+        let rows: Vec<(&str, &str)> = calls
+            .iter()
+            .flat_map(|c| c.deliveries.iter())
+            .map(|d| (d.source.as_str(), d.key.as_str()))
+            .collect();
+        // One bound parameter however large the batch (SQLite caps parameters per statement).
+        // `WHERE true` resolves the INSERT … SELECT … ON CONFLICT parsing ambiguity.
+        let inserted: Vec<(String, String)> = sqlx::query_as(
+            "INSERT INTO deliveries (source, key, received_at) \
+             SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), ?2 \
+             FROM json_each(?1) WHERE true \
+             ON CONFLICT (source, key) DO NOTHING RETURNING source, key",
+        )
+        .bind(to_json(&rows)?)
+        .bind(&now)
+        .fetch_all(&mut *tx)
+        .await?;
+        let new = batch::new_per_call(calls, inserted);
+        let (hints, slots) = batch::distinct_hints(calls, &new);
+        let mut hint_ids = Vec::with_capacity(hints.len());
+        for hint in hints {
+            hint_ids.push(insert_hint(&mut tx, hint, &now).await?);
+        }
+        tx.commit().await?;
+        Ok(batch::outcomes(calls, &new, &slots, &hint_ids))
+    }
+
+    async fn commit_isolated(&self, calls: &[&Call]) -> Vec<Result<DeliveryOutcome, StoreError>> {
+        let all = |e: StoreError| calls.iter().map(|_| Err(e.clone())).collect();
+        let mut tx = match self.0.begin_with("BEGIN IMMEDIATE").await {
+            Ok(tx) => tx,
+            Err(e) => return all(e.into()),
+        };
+        let now = now();
+        let mut results = Vec::with_capacity(calls.len());
+        for call in calls {
+            let result = async {
+                let mut savepoint = tx.begin().await?;
+                let outcome =
+                    record_one(&mut savepoint, &call.deliveries, &call.hint, &now).await?;
+                savepoint.commit().await?;
+                Ok::<_, StoreError>(outcome)
+            }
+            .await;
+            results.push(result);
+        }
+        if let Err(e) = tx.commit().await {
+            return all(e.into());
+        }
+        results
+    }
+}
+
 /// Records one `record_deliveries` call inside the group commit's transaction.
-pub(crate) async fn record_one(
+async fn record_one(
     conn: &mut SqliteConnection,
     deliveries: &[Delivery],
     hint: &NewHint,
@@ -489,7 +549,7 @@ pub(crate) async fn record_one(
     })
 }
 
-pub(crate) async fn insert_hint(
+async fn insert_hint(
     conn: &mut SqliteConnection,
     hint: &NewHint,
     now: &str,

@@ -130,6 +130,7 @@ both_backends!(
     prune,
     extreme_times_saturate,
     throughput,
+    group_commit_isolates_a_failing_call,
 );
 
 fn new_org() -> String {
@@ -245,43 +246,40 @@ async fn concurrent_deliveries(db: &TestDb) {
     assert_eq!(db.count("deliveries").await, CALLS as i64);
     let hints = store.pending_hints(&org).await.unwrap().len();
     let stats = store.stats();
-    if db.is_sqlite() {
-        // one hint per distinct hint in each group commit
-        assert!(
-            (1..=stats.delivery_commits as usize).contains(&hints),
-            "{hints} hints for {} commits",
-            stats.delivery_commits
-        );
-    } else {
-        assert_eq!(hints, CALLS);
-    }
+    // one hint per distinct hint in each group commit
+    assert!(
+        (1..=stats.delivery_commits as usize).contains(&hints),
+        "{hints} hints for {} commits",
+        stats.delivery_commits
+    );
     eprintln!(
         "{}: {CALLS} concurrent record_deliveries calls committed in {} transaction(s)",
         store.backend(),
         stats.delivery_commits
     );
     assert_eq!(stats.delivery_calls, CALLS as u64);
-    if db.is_sqlite() {
-        assert!(
-            stats.delivery_commits < CALLS as u64,
-            "group commit should batch: {} commits for {CALLS} calls",
-            stats.delivery_commits
-        );
-    }
+    assert!(
+        stats.delivery_commits < CALLS as u64,
+        "group commit should batch: {} commits for {CALLS} calls",
+        stats.delivery_commits
+    );
 }
 
 /// A call whose statement fails inside a group commit fails alone; the batch is written again
 /// call by call. Duplicates within one batch count as new exactly once.
-#[tokio::test]
-async fn sqlite_group_commit_isolates_a_failing_call() {
+async fn group_commit_isolates_a_failing_call(db: &TestDb) {
     const CALLS: usize = 60;
-    let db = TestDb::sqlite().await;
     let store = db.connect().await;
-    db.exec(
+    db.exec(if db.is_sqlite() {
         "CREATE TRIGGER poison BEFORE INSERT ON deliveries WHEN NEW.key = 'poison' \
          BEGIN SELECT RAISE(ABORT, 'poisoned'); END"
-            .to_owned(),
-    )
+            .to_owned()
+    } else {
+        "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN IF NEW.key = 'poison' THEN RAISE EXCEPTION 'poisoned'; END IF; RETURN NEW; END $$; \
+         CREATE TRIGGER poison BEFORE INSERT ON deliveries FOR EACH ROW EXECUTE FUNCTION poison()"
+            .to_owned()
+    })
     .await;
     let org = new_org();
     let barrier = Arc::new(tokio::sync::Barrier::new(CALLS));
