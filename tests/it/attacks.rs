@@ -382,3 +382,61 @@ async fn admin_endpoints_need_the_token_and_unknown_paths_are_json_404() {
     let _ = Duration::ZERO;
     app.service.stop().await;
 }
+
+/// A refused token does not cost the caller its connection when the body is small: ipguard
+/// reads and drops it, so actix keeps the connection alive (an unread body makes actix close
+/// it, which turned every forged request of a flood into a new TCP connection).
+#[tokio::test]
+async fn a_forged_token_with_a_small_body_keeps_the_connection_alive() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let org = Org::start(&[]).await;
+    let app = org.serve().await;
+    let address = app.base.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let body =
+        r#"{"channel":"/event/X","data":{"schema":"s","payload":{},"event":{"replayId":1}}}"#;
+    for attempt in 1..=2 {
+        let request = format!(
+            "POST /salesforce/events HTTP/1.1\r\nHost: {address}\r\n\
+             Authorization: Bearer {}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            unsigned("none"),
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        // read one whole response: headers, then Content-Length bytes of body
+        let mut response = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let head_end = loop {
+            let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut chunk))
+                .await
+                .expect("a response")
+                .unwrap();
+            assert!(n > 0, "attempt {attempt}: the server closed the connection");
+            response.extend_from_slice(&chunk[..n]);
+            if let Some(i) = response.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+        };
+        let head = String::from_utf8_lossy(&response[..head_end]).to_ascii_lowercase();
+        assert!(
+            head.starts_with("http/1.1 401"),
+            "attempt {attempt}: {head}"
+        );
+        assert!(
+            !head.contains("connection: close"),
+            "attempt {attempt}: {head}"
+        );
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("content-length");
+        while response.len() < head_end + length {
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "attempt {attempt}: body cut short");
+            response.extend_from_slice(&chunk[..n]);
+        }
+    }
+    app.service.stop().await;
+}
