@@ -7,6 +7,7 @@
 
 use std::hint::black_box;
 
+use base64::Engine as _;
 use criterion::{Criterion, criterion_group, criterion_main};
 use ipguard::config::{EventsJwtSettings, Policy};
 use ipguard::ingress::jwt::EventsVerifier;
@@ -60,13 +61,32 @@ fn jwt(c: &mut Criterion) {
     let key = EncodingKey::from_rsa_pem(keys.private_key_pem.expose_secret().as_bytes()).unwrap();
     let valid = jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &key).unwrap();
     let payload = valid.split('.').nth(1).unwrap().to_owned();
+    let signature = valid.split('.').nth(2).unwrap().to_owned();
     let mut bad_signature = valid.clone();
-    bad_signature.pop();
-    bad_signature.push('A');
+    let last = bad_signature.pop().unwrap();
+    bad_signature.push(if last == 'A' { 'B' } else { 'A' });
+    let b64 = |json: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json);
+    let hs256 = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(keys.certificate_pem.as_bytes()).unwrap(),
+    )
+    .unwrap();
+    let jku = format!(
+        "{}.{payload}.{signature}",
+        b64(r#"{"alg":"RS256","jku":"https://attacker.example/keys"}"#)
+    );
+    let expired_claims = serde_json::json!({"iss": "https://acme.my.salesforce.com",
+        "aud": "https://ipguard.example", "iat": now - 900, "exp": now - 600});
+    let expired =
+        jsonwebtoken::encode(&Header::new(Algorithm::RS256), &expired_claims, &key).unwrap();
     let cases = [
         ("valid RS256", valid.clone()),
         ("bad signature", bad_signature),
+        ("expired (claims judged after the signature)", expired),
         ("alg none", format!("eyJhbGciOiJub25lIn0.{payload}.")),
+        ("HS256 keyed with the certificate", hs256),
+        ("foreign key header (jku)", jku),
         ("malformed", "not-a-jwt".to_owned()),
     ];
     for (name, token) in cases {
