@@ -118,35 +118,19 @@ pub struct ProfileRecord {
 /// Records of a `readMetadata` response; records without a `fullName` (what Salesforce sends
 /// for a name it does not know) are skipped, so callers notice the missing profile.
 pub fn read_read_metadata(body: &Element) -> Result<Vec<ProfileRecord>, ResponseError> {
-    expect(body, "readMetadataResponse")?;
-    let result = body
-        .child(METADATA_NS, "result")
-        .ok_or_else(|| unexpected("readMetadataResponse without result"))?;
-    let mut records = Vec::new();
-    for record in result.children_named(METADATA_NS, "records") {
-        if record.is_nil() {
-            continue;
-        }
-        if let Some(kind) = record.attribute(Some(XSI_NS), "type") {
-            let local = kind.rsplit(':').next().unwrap_or(kind);
-            if local != "Profile" {
-                return Err(unexpected(format!(
-                    "record of type {kind}, expected Profile"
-                )));
-            }
-        }
-        let Some(full_name) = record.child_text(METADATA_NS, "fullName") else {
-            continue;
-        };
-        let ranges = profile::login_ip_ranges(record)
-            .map_err(|e| unexpected(format!("profile {full_name}: {e}")))?
-            .unwrap_or_default();
-        records.push(ProfileRecord {
-            full_name: full_name.to_owned(),
-            ranges,
-        });
-    }
-    Ok(records)
+    named_records(body, "Profile")?
+        .into_iter()
+        .map(|record| {
+            let full_name = record.child_text(METADATA_NS, "fullName").unwrap_or_default();
+            let ranges = profile::login_ip_ranges(record)
+                .map_err(|e| unexpected(format!("profile {full_name}: {e}")))?
+                .unwrap_or_default();
+            Ok(ProfileRecord {
+                full_name: full_name.to_owned(),
+                ranges,
+            })
+        })
+        .collect()
 }
 
 /// The records of a `readMetadata` response that carry a `fullName`, checked to be of
