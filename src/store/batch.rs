@@ -131,14 +131,18 @@ async fn writer(
 /// How many of each call's deliveries are new, given the (source, key) pairs the batch's
 /// INSERT reported as inserted (in any order): each new key counts for the first call that
 /// carries it, in queue order, and as a duplicate for any later one.
-pub(crate) fn new_per_call(calls: &[&Call], inserted: Vec<(String, String)>) -> Vec<usize> {
-    let mut fresh: HashSet<(String, String)> = inserted.into_iter().collect();
+pub(crate) fn new_per_call(calls: &[&Call], inserted: &[(String, String)]) -> Vec<usize> {
+    // Borrowed pairs: a lookup per delivery allocates nothing.
+    let mut fresh: HashSet<(&str, &str)> = inserted
+        .iter()
+        .map(|(source, key)| (source.as_str(), key.as_str()))
+        .collect();
     calls
         .iter()
         .map(|call| {
             call.deliveries
                 .iter()
-                .filter(|d| fresh.remove(&(d.source.as_str().to_owned(), d.key.clone())))
+                .filter(|d| fresh.remove(&(d.source.as_str(), d.key.as_str())))
                 .count()
         })
         .collect()

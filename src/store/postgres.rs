@@ -454,7 +454,7 @@ impl BatchWriter for PgBatch {
         let mut tx = self.0.begin().await?;
         let inserted =
             insert_deliveries(&mut tx, calls.iter().flat_map(|c| c.deliveries.iter())).await?;
-        let new = batch::new_per_call(calls, inserted);
+        let new = batch::new_per_call(calls, &inserted);
         let (hints, slots) = batch::distinct_hints(calls, &new);
         let mut hint_ids = Vec::with_capacity(hints.len());
         for hint in hints {

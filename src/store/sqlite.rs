@@ -481,7 +481,7 @@ impl BatchWriter for SqliteBatch {
         .bind(&now)
         .fetch_all(&mut *tx)
         .await?;
-        let new = batch::new_per_call(calls, inserted);
+        let new = batch::new_per_call(calls, &inserted);
         let (hints, slots) = batch::distinct_hints(calls, &new);
         let mut hint_ids = Vec::with_capacity(hints.len());
         for hint in hints {
