@@ -127,9 +127,7 @@ struct TrustedKey {
     /// 1-based position of the PEM block in the configuration, for messages.
     block: usize,
     origin: KeyOrigin,
-    /// The PKCS #1 `RSAPublicKey` DER, the form `ring` verifies with.
-    pkcs1_der: Vec<u8>,
-    bits: usize,
+    key: LoadedRsaKey,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -144,7 +142,7 @@ impl fmt::Debug for TrustedKey {
             .field("block", &self.block)
             .field("kid", &self.kid)
             .field("origin", &self.origin)
-            .field("rsa_bits", &self.bits)
+            .field("rsa_bits", &self.key.bits)
             .finish()
     }
 }
@@ -392,8 +390,8 @@ impl EventsVerifier {
     ) -> bool {
         let pinned =
             kid.and_then(|kid| self.keys.iter().find(|key| key.kid.as_deref() == Some(kid)));
-        let verifies = |key: &TrustedKey| {
-            ring::signature::UnparsedPublicKey::new(alg.ring_parameters(), &key.pkcs1_der)
+        let verifies = |trusted: &TrustedKey| {
+            ring::signature::UnparsedPublicKey::new(alg.ring_parameters(), &trusted.key.pkcs1_der)
                 .verify(signing_input, signature)
                 .is_ok()
         };
@@ -616,8 +614,7 @@ fn load_keys(keys_pem: &str) -> Result<Vec<TrustedKey>, KeyError> {
             kid: raw.kid,
             block,
             origin,
-            pkcs1_der: key.pkcs1_der,
-            bits: key.bits,
+            key,
         });
     }
     Ok(keys)
@@ -625,6 +622,7 @@ fn load_keys(keys_pem: &str) -> Result<Vec<TrustedKey>, KeyError> {
 
 /// A pinned RSA public key, checked at load.
 struct LoadedRsaKey {
+    /// The PKCS #1 `RSAPublicKey` DER, the form `ring` verifies with.
     pkcs1_der: Vec<u8>,
     bits: usize,
 }
