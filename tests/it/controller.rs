@@ -4,12 +4,7 @@ use std::time::Duration;
 
 use ipguard::sim::{DeployOutcome, Faults, SendRetry};
 
-use crate::service::{Org, desired, http, range};
-
-/// 18-character notification ids, all distinct.
-fn notification_id(i: usize) -> String {
-    format!("04l{i:015}")
-}
+use crate::service::{Org, desired, http, notification_id, range};
 
 #[tokio::test]
 async fn a_burst_of_1000_hints_costs_at_most_2_runs_and_1_deploy() {

@@ -18,15 +18,12 @@ use ipguard::sim::{DeployOutcome, EventClaims, FailureKind, Faults, Outage, Send
 use ipguard::store::{Delivery, DeliverySource, RunRecord};
 
 use crate::reconcile::{Harness, assert_outcome};
-use crate::service::{ADMIN_TOKEN, App, Org, desired, fast_retry, fast_timing, http, range};
+use crate::service::{
+    ADMIN_TOKEN, Org, desired, fast_retry, fast_timing, http, notification_id, range,
+};
 
 // ---------------------------------------------------------------------------------------
 // Helpers
-
-/// 18-character notification ids, all distinct.
-fn notification_id(i: usize) -> String {
-    format!("04l{i:015}")
-}
 
 fn is(run: &RunRecord, outcome: &str) -> bool {
     run.outcome.as_deref() == Some(outcome)
@@ -106,21 +103,6 @@ fn failed_then_remediated(runs: &[RunRecord], outage_end: DateTime<Utc>) -> &[Ru
         );
     }
     failed
-}
-
-async fn serve_with(org: &Org, timing: ControllerTiming) -> App {
-    let service = ipguard::service::start(
-        &org.config(),
-        "127.0.0.1:0".parse().unwrap(),
-        Some(timing),
-        fast_retry(),
-    )
-    .await
-    .expect("service starts");
-    App {
-        base: format!("http://127.0.0.1:{}", service.port),
-        service,
-    }
 }
 
 async fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
@@ -926,14 +908,12 @@ async fn fault_postgres_crash_restart_during_a_burst_loses_no_acked_notification
 async fn fault_jwt_clock_skew_of_90_s_behind_is_accepted_ahead_is_refused_and_resync_converges() {
     const RESYNC: Duration = Duration::from_secs(4);
     let org = Org::start(&[("IPGUARD_POLICY", "exact")]).await;
-    let app = serve_with(
-        &org,
-        ControllerTiming {
+    let app = org
+        .serve_with(ControllerTiming {
             resync_interval: RESYNC,
             ..fast_timing()
-        },
-    )
-    .await;
+        })
+        .await;
     app.wait_for_runs(Duration::from_secs(10), |r| {
         r.iter().any(|run| is(run, "remediated"))
     })

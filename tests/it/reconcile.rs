@@ -255,6 +255,14 @@ async fn invalid_session_mid_run_costs_exactly_one_new_token() {
     h.sim.stop().await;
 }
 
+fn refused_for_the_limit(h: &Harness) -> usize {
+    h.sim
+        .calls()
+        .iter()
+        .filter(|c| c.outcome == "REQUEST_LIMIT_EXCEEDED")
+        .count()
+}
+
 /// The daily allocation is spent: the run fails at once (no retry within it, which would only
 /// spend more calls), and a later run succeeds.
 #[tokio::test]
@@ -266,12 +274,7 @@ async fn the_daily_request_limit_fails_the_run_without_retrying() {
     });
     let report = h.run().await;
     assert_outcome(&report, Outcome::Failed);
-    let limited = h
-        .sim
-        .calls()
-        .iter()
-        .filter(|c| c.outcome == "REQUEST_LIMIT_EXCEEDED")
-        .count();
+    let limited = refused_for_the_limit(&h);
     assert_eq!(limited, 1, "{:#?}", h.sim.calls());
     assert_eq!(h.sim.count("deploy"), 0);
     assert_outcome(&h.run().await, Outcome::Remediated);
@@ -290,12 +293,7 @@ async fn request_limit_exceeded_is_retried_then_succeeds() {
     });
     let report = h.run().await;
     assert_outcome(&report, Outcome::Remediated);
-    let limited = h
-        .sim
-        .calls()
-        .iter()
-        .filter(|c| c.outcome == "REQUEST_LIMIT_EXCEEDED")
-        .count();
+    let limited = refused_for_the_limit(&h);
     assert_eq!(limited, 1);
     h.sim.stop().await;
 }

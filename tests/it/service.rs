@@ -30,6 +30,11 @@ pub fn desired() -> Vec<LoginIpRange> {
     vec![range("203.0.113.10", "203.0.113.11")]
 }
 
+/// 18-character notification ids, all distinct.
+pub fn notification_id(i: usize) -> String {
+    format!("04l{i:015}")
+}
+
 pub fn fast_timing() -> ControllerTiming {
     ControllerTiming {
         debounce: Duration::from_millis(200),
@@ -102,10 +107,15 @@ impl Org {
     }
 
     pub async fn serve(&self) -> App {
+        self.serve_with(fast_timing()).await
+    }
+
+    /// [`Org::serve`] with the controller on `timing`.
+    pub async fn serve_with(&self, timing: ControllerTiming) -> App {
         let service = ipguard::service::start(
             &self.config(),
             "127.0.0.1:0".parse().unwrap(),
-            Some(fast_timing()),
+            Some(timing),
             fast_retry(),
         )
         .await
