@@ -394,7 +394,7 @@ struct Fixture {
     sim: SimOrg,
     vars: HashMap<&'static str, String>,
     event_key: EncodingKey,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 async fn fixture() -> Fixture {
@@ -431,7 +431,7 @@ async fn fixture() -> Fixture {
         sim,
         vars,
         event_key,
-        _dir: tempfile::tempdir().expect("temp dir"),
+        dir: tempfile::tempdir().expect("temp dir"),
     }
 }
 
@@ -449,7 +449,7 @@ impl Fixture {
     }
 
     fn sqlite_url(&self) -> String {
-        format!("sqlite://{}", self._dir.path().join("load.db").display())
+        format!("sqlite://{}", self.dir.path().join("load.db").display())
     }
 }
 
