@@ -121,7 +121,9 @@ pub fn read_read_metadata(body: &Element) -> Result<Vec<ProfileRecord>, Response
     named_records(body, "Profile")?
         .into_iter()
         .map(|record| {
-            let full_name = record.child_text(METADATA_NS, "fullName").unwrap_or_default();
+            let full_name = record
+                .child_text(METADATA_NS, "fullName")
+                .unwrap_or_default();
             let ranges = profile::login_ip_ranges(record)
                 .map_err(|e| unexpected(format!("profile {full_name}: {e}")))?
                 .unwrap_or_default();

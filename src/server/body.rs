@@ -1,5 +1,6 @@
 //! Reading a webhook body of at most [`MAX_BODY_BYTES`], refusing a longer one with 413 while
-//! it is still streaming, and then closing the connection rather than reading the rest.
+//! it is still streaming, and then closing the connection rather than reading the rest; and
+//! refusing a request before its body is read at all ([`refuse_before_reading`]).
 //!
 //! `web::Bytes` with a `PayloadConfig` limit answers 413 early too, but it drops the request
 //! payload first; for a chunked request actix then keeps the connection alive by reading and
@@ -43,8 +44,31 @@ pub async fn read_limited(
     Ok(body.freeze())
 }
 
+/// A refused request body up to this size is read and discarded to keep the connection alive;
+/// a longer one closes the connection unread.
+const DISCARD_UNREAD_BYTES: u64 = 64 * 1024;
+
+/// `refusal`, sent without looking at the body. actix closes any connection whose request
+/// body was left unread, so a small announced body is read and dropped to keep the connection
+/// (a refused flood would otherwise cost a TCP connection a request); a long or chunked one is
+/// never read: the refusal holds the payload, so actix closes instead of draining it.
+pub async fn refuse_before_reading(
+    req: &HttpRequest,
+    payload: web::Payload,
+    refusal: HttpResponse,
+) -> HttpResponse {
+    match declared_length(req) {
+        Some(length) if length <= DISCARD_UNREAD_BYTES => {
+            let discard = || HttpResponse::BadRequest().finish();
+            let _ = read_limited(req, payload, discard, discard).await;
+            refusal
+        }
+        _ => hold_unread(refusal, payload),
+    }
+}
+
 /// The request's `Content-Length`, if it has a valid one (a chunked body has none).
-pub fn declared_length(req: &HttpRequest) -> Option<u64> {
+fn declared_length(req: &HttpRequest) -> Option<u64> {
     req.headers()
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -53,7 +77,7 @@ pub fn declared_length(req: &HttpRequest) -> Option<u64> {
 
 /// `response`, whose body keeps the unread `payload` alive until it has been sent, so that
 /// actix closes the connection instead of reading the rest of the body.
-pub fn hold_unread(response: HttpResponse, payload: web::Payload) -> HttpResponse {
+fn hold_unread(response: HttpResponse, payload: web::Payload) -> HttpResponse {
     let (response, body) = response.into_parts();
     response
         .set_body(HoldingPayload {

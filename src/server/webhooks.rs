@@ -9,7 +9,7 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use super::body::{TOO_LARGE, declared_length, hold_unread, read_limited};
+use super::body::{TOO_LARGE, read_limited, refuse_before_reading};
 use super::responses::{invalid_token, json_error, soap, soap_fault};
 use super::{AppState, MAX_BODY_BYTES};
 use crate::ingress::events::parse_events;
@@ -17,10 +17,6 @@ use crate::ingress::jwt::{RejectReason, Rejection};
 use crate::ingress::outbound::{self, FaultKind};
 use crate::metrics::ReasonLabels;
 use crate::store::{Delivery, DeliverySource, NewHint, StoreError};
-
-/// A refused request body up to this size is read and discarded to keep the connection alive;
-/// a longer one closes the connection unread.
-const DISCARD_UNREAD_BYTES: u64 = 64 * 1024;
 
 const OM: &str = "outbound_message";
 const PE: &str = "platform_event";
@@ -186,19 +182,9 @@ pub async fn platform_events(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     // The token is judged before the body is read: a forged flood costs a header parse and at
-    // most one RSA verification a request. A refused small body is read and discarded, which
-    // keeps the connection (actix closes any connection whose request body was left unread);
-    // a long or unannounced one is never read: the refusal holds the payload, so actix closes
-    // the connection instead of draining it.
+    // most one RSA verification a request.
     if let Err(refusal) = authorize_event_callout(&req, &state).await {
-        return match declared_length(&req) {
-            Some(length) if length <= DISCARD_UNREAD_BYTES => {
-                let discard = || HttpResponse::BadRequest().finish();
-                let _ = read_limited(&req, payload, discard, discard).await;
-                refusal
-            }
-            _ => hold_unread(refusal, payload),
-        };
+        return refuse_before_reading(&req, payload, refusal).await;
     }
     let too_large = || {
         json_error(
