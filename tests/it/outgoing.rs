@@ -84,6 +84,9 @@ fn every_file_in_the_deploy_zip_validates() {
 #[test]
 fn the_validator_would_catch_a_wrong_order() {
     // guards the tests above: a profile file with startAddress first must be refused
+    if schema::skipped_without_xmllint() {
+        return;
+    }
     let bad = "<Profile xmlns=\"http://soap.sforce.com/2006/04/metadata\"><loginIpRanges>\
                <startAddress>1.1.1.1</startAddress><endAddress>1.1.1.1</endAddress>\
                </loginIpRanges></Profile>";

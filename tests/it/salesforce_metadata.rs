@@ -184,6 +184,9 @@ fn every_metadata_file_validates_against_the_v66_schema_as_its_type() {
             "{file:?}: namespace"
         );
     }
+    if schema::skipped_without_xmllint() {
+        return;
+    }
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let results = schema::validate_each(&refs);
     let failures: Vec<String> = docs
