@@ -858,6 +858,11 @@ fn parse_database_url(value: &str) -> Result<DatabaseUrl, String> {
             if url.host_str().is_none_or(str::is_empty) {
                 return Err("the Postgres URL has no host".to_owned());
             }
+            // Its options (sslmode, port, …) are the driver's to judge: judged here, a bad one
+            // is in the start-up report instead of failing the store afterwards. The driver's
+            // message names the option and its value, never the password.
+            <sqlx::postgres::PgConnectOptions as std::str::FromStr>::from_str(value)
+                .map_err(|e| format!("the Postgres URL's options are not usable: {e}"))?;
             Ok(DatabaseUrl::Postgres {
                 url: SecretString::from(value),
             })
@@ -1139,6 +1144,22 @@ mod tests {
         assert_eq!(variables(&e), [DATABASE_URL]);
         let message = message_for(&e, DATABASE_URL);
         assert!(message.contains("sqlite://") && message.contains("postgres://"));
+    }
+
+    #[test]
+    fn a_bad_postgres_option_is_in_the_start_up_report_without_the_password() {
+        let e = err(
+            &[(
+                DATABASE_URL,
+                "postgres://ipguard:hunter2-db@db.example.com/ipguard?sslmode=requier",
+            )],
+            Needs::default(),
+        );
+        assert_eq!(variables(&e), [DATABASE_URL]);
+        let message = message_for(&e, DATABASE_URL);
+        assert!(message.contains("requier"), "{message}");
+        assert!(message.contains("ssl"), "{message}");
+        assert!(!e.to_string().contains("hunter2-db"), "{e}");
     }
 
     #[test]
