@@ -10,6 +10,7 @@ pub mod ids;
 pub mod ingress;
 pub mod keygen;
 pub mod metrics;
+pub mod outcome;
 pub mod ranges;
 pub mod reconcile;
 pub mod salesforce;

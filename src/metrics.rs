@@ -42,6 +42,9 @@ pub struct Metrics {
     pub deploy_duration_seconds: Histogram,
     pub salesforce_api_calls: Family<ApiCallLabels, Counter>,
     pub profile_in_sync: Family<ProfileLabels, Gauge>,
+    /// 1 while this instance holds the lease: run counters and the per-profile gauges are
+    /// the reconciling instance's, so a scraper sums or picks the leader's.
+    pub leader: Gauge,
 }
 
 impl Default for Metrics {
@@ -87,7 +90,14 @@ impl Metrics {
             "1 when the profile held the desired ranges at the last read, else 0",
             profile_in_sync.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this instance holds the reconcile lease (its gauges are the org's), else 0",
+            leader.clone(),
+        );
         Self {
+            leader,
             registry,
             notifications,
             jwt_rejections,
@@ -147,6 +157,7 @@ mod tests {
             "ipguard_salesforce_api_calls_total{operation=\"readMetadata\",outcome=\"ok\"} 1",
             "ipguard_profile_in_sync{profile=\"Admin\"} 1",
             "ipguard_deploy_duration_seconds_count 1",
+            "ipguard_leader 0",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }

@@ -91,8 +91,6 @@ pub async fn start(
         verifier,
         metrics: metrics.clone(),
         status: status.clone(),
-        debounce: config.debounce,
-        deploy_timeout: config.deploy_timeout,
     });
     let listener = TcpListener::bind(bind)?;
     let (server, port) = server::start(listener, state)?;
@@ -102,7 +100,7 @@ pub async fn start(
     let controller = Controller {
         store: store.clone(),
         org_key,
-        holder: format!("{}-{}", hostname(), uuid::Uuid::new_v4()),
+        holder: lease_holder("serve"),
         client,
         sources: wiring::sources(config, &http),
         settings: wiring::run_settings(config, false),
@@ -130,28 +128,76 @@ pub async fn start(
     })
 }
 
-fn hostname() -> String {
-    // Heroku sets DYNO (web.1); elsewhere the pid is enough to tell processes apart.
-    std::env::var("DYNO").unwrap_or_else(|_| format!("pid{}", std::process::id()))
+/// A lease holder name that tells an operator which process holds an org: the command, the
+/// dyno (Heroku sets DYNO: `web.1`, `run.1234`) or pid, and a unique suffix.
+pub fn lease_holder(command: &str) -> String {
+    let place = std::env::var("DYNO").unwrap_or_else(|_| format!("pid{}", std::process::id()));
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    format!("{command}@{place}-{}", &unique[..8])
 }
 
+/// Resolves on SIGTERM (Heroku's stop) or SIGINT (Ctrl-C).
+async fn termination_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::error!("cannot listen for SIGTERM/SIGINT; stop the process with SIGKILL");
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// The reconciler's share of Heroku's 30 s between SIGTERM and SIGKILL; it runs beside the
+/// HTTP server's 20 s for open requests.
+const CONTROLLER_STOP: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl Service {
-    /// Waits until the HTTP server stops (SIGTERM/SIGINT, handled by actix), then stops the
-    /// controller.
+    /// Serves until SIGTERM/SIGINT. On the signal the reconciler is told to stop at once (no
+    /// Salesforce write starts after it) while open requests finish; the whole stop fits in
+    /// Heroku's 30 s.
     pub async fn wait(mut self) -> std::io::Result<()> {
-        let result = (&mut self.server_task)
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
-        self.stop_controller().await;
-        result
+        let ended = tokio::select! {
+            result = &mut self.server_task => Some(result),
+            () = termination_signal() => None,
+        };
+        match ended {
+            Some(result) => {
+                self.stop_controller().await;
+                result.unwrap_or_else(|e| Err(std::io::Error::other(e)))
+            }
+            None => {
+                tracing::info!(
+                    "stopping: the reconciler starts no more Salesforce calls; open requests finish"
+                );
+                self.stop().await;
+                Ok(())
+            }
+        }
     }
 
-    /// Graceful stop: no new connections, in-flight requests finish, the controller lets go of
-    /// its lease; a submitted deploy stays recorded for the next process.
+    /// Graceful stop: the controller is told first (no Salesforce write starts after this) and
+    /// lets go of its lease, while no new connections are taken and open requests finish. A
+    /// submitted deploy stays recorded for the next process.
     pub async fn stop(mut self) {
-        self.server.stop(true).await;
-        let _ = (&mut self.server_task).await;
-        self.stop_controller().await;
+        let _ = self.shutdown.send(true);
+        let server = self.server.clone();
+        let stop_server = async {
+            server.stop(true).await;
+            let _ = (&mut self.server_task).await;
+        };
+        tokio::join!(stop_server, join_controller(&mut self.controller_task));
     }
 
     /// Dies like a killed process (tests): the server stops at once and the controller is
@@ -162,9 +208,15 @@ impl Service {
         self.server.stop(false).await;
     }
 
-    async fn stop_controller(self) {
+    async fn stop_controller(mut self) {
         let _ = self.shutdown.send(true);
-        let _ =
-            tokio::time::timeout(std::time::Duration::from_secs(10), self.controller_task).await;
+        join_controller(&mut self.controller_task).await;
+    }
+}
+
+/// Waits for the told-to-stop controller, at most [`CONTROLLER_STOP`].
+async fn join_controller(task: &mut JoinHandle<()>) {
+    if tokio::time::timeout(CONTROLLER_STOP, task).await.is_err() {
+        tracing::warn!("the reconciler did not stop in time; its lease expires by itself");
     }
 }

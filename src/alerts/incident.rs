@@ -49,68 +49,64 @@ pub struct Alert {
 }
 
 impl IncidentState {
-    /// Moves to the state after `report`; returns the alert this transition deserves, if any.
-    pub fn observe(&mut self, org: &str, report: &RunReport) -> Option<Alert> {
-        let before = *self;
-        match report.outcome {
-            // A check-only deploy validated: says nothing about the incident either way.
-            Outcome::Planned => None,
-            Outcome::InSync | Outcome::Remediated => {
-                *self = Self::Healthy;
-                match before {
-                    Self::Healthy if report.outcome == Outcome::Remediated => Some(Alert {
-                        kind: AlertKind::Remediated,
-                        text: remediated_text(org, report),
-                    }),
-                    Self::Healthy => None,
-                    incident => Some(Alert {
-                        kind: AlertKind::Recovered,
-                        text: recovered_text(org, incident, report),
-                    }),
-                }
-            }
-            Outcome::Failed | Outcome::Unknown => {
-                let kind = if report.outcome == Outcome::Unknown {
+    /// The state after these run outcomes, oldest first: how a process that just took an org
+    /// over (a restart, a new leader) learns whether an incident is under way, so it neither
+    /// pages again nor forgets to say "recovered".
+    pub fn replay(outcomes: impl IntoIterator<Item = Outcome>) -> IncidentState {
+        outcomes
+            .into_iter()
+            .fold(IncidentState::Healthy, IncidentState::after)
+    }
+
+    /// The state after one more run ended `outcome`.
+    fn after(self, outcome: Outcome) -> IncidentState {
+        match (outcome, self) {
+            (Outcome::Planned, state) => state,
+            (Outcome::InSync | Outcome::Remediated, _) => Self::Healthy,
+            (Outcome::Failed | Outcome::Unknown, before) => {
+                let kind = if outcome == Outcome::Unknown {
                     FailKind::Unknown
                 } else {
                     FailKind::Failed
                 };
-                match before {
-                    Self::Failing { runs, .. } => {
-                        *self = Self::Failing {
-                            kind,
-                            runs: runs.saturating_add(1),
-                        };
-                        None
-                    }
-                    // Healthy → a new incident. LockedOut → the token works again (someone
-                    // fixed the profile) but runs still fail: a different problem, and the
-                    // person who fixed the lock-out must not think they are done.
-                    Self::Healthy | Self::LockedOut { .. } => {
-                        *self = Self::Failing { kind, runs: 1 };
-                        Some(Alert {
-                            kind: AlertKind::Failing,
-                            text: failing_text(org, report, before),
-                        })
-                    }
-                }
+                let runs = match before {
+                    Self::Failing { runs, .. } => runs.saturating_add(1),
+                    _ => 1,
+                };
+                Self::Failing { kind, runs }
             }
-            Outcome::LockedOut => match before {
-                Self::LockedOut { runs } => {
-                    *self = Self::LockedOut {
-                        runs: runs.saturating_add(1),
-                    };
-                    None
-                }
-                Self::Healthy | Self::Failing { .. } => {
-                    *self = Self::LockedOut { runs: 1 };
-                    Some(Alert {
-                        kind: AlertKind::LockedOut,
-                        text: locked_out_text(org, report),
-                    })
-                }
+            (Outcome::LockedOut, Self::LockedOut { runs }) => Self::LockedOut {
+                runs: runs.saturating_add(1),
             },
+            (Outcome::LockedOut, _) => Self::LockedOut { runs: 1 },
         }
+    }
+
+    /// Moves to the state after `report`; returns the alert this transition deserves, if any.
+    pub fn observe(&mut self, org: &str, report: &RunReport) -> Option<Alert> {
+        let before = *self;
+        *self = before.after(report.outcome);
+        let kind = match (report.outcome, before) {
+            // A check-only deploy validated: says nothing about the incident either way.
+            (Outcome::Planned, _) => return None,
+            (Outcome::Remediated, Self::Healthy) => AlertKind::Remediated,
+            (Outcome::InSync, Self::Healthy) => return None,
+            (Outcome::InSync | Outcome::Remediated, _) => AlertKind::Recovered,
+            (Outcome::Failed | Outcome::Unknown, Self::Failing { .. }) => return None,
+            // Healthy → a new incident. LockedOut → the token works again (someone fixed the
+            // profile) but runs still fail: a different problem, and the person who fixed the
+            // lock-out must not think they are done.
+            (Outcome::Failed | Outcome::Unknown, _) => AlertKind::Failing,
+            (Outcome::LockedOut, Self::LockedOut { .. }) => return None,
+            (Outcome::LockedOut, _) => AlertKind::LockedOut,
+        };
+        let text = match kind {
+            AlertKind::Remediated => remediated_text(org, report),
+            AlertKind::Recovered => recovered_text(org, before, report),
+            AlertKind::Failing => failing_text(org, report, before),
+            AlertKind::LockedOut => locked_out_text(org, report),
+        };
+        Some(Alert { kind, text })
     }
 }
 
@@ -264,7 +260,44 @@ mod tests {
             error: None,
             duration_ms: 1,
             attribution: None,
+            deploy_closed: false,
         }
+    }
+
+    #[test]
+    fn replaying_the_history_gives_the_state_observing_it_would() {
+        use Outcome::*;
+        let histories: &[&[Outcome]] = &[
+            &[],
+            &[Remediated, InSync],
+            &[InSync, Failed, Unknown, Failed],
+            &[Failed, LockedOut, LockedOut],
+            &[LockedOut, Failed],
+            &[Failed, Planned, InSync],
+            &[LockedOut, Planned],
+        ];
+        for history in histories {
+            let mut observed = IncidentState::Healthy;
+            for outcome in *history {
+                observed.observe(ORG, &report(*outcome));
+            }
+            assert_eq!(
+                IncidentState::replay(history.iter().copied()),
+                observed,
+                "{history:?}"
+            );
+        }
+        assert_eq!(
+            IncidentState::replay([Failed, Failed]),
+            IncidentState::Failing {
+                kind: FailKind::Failed,
+                runs: 2
+            }
+        );
+        // a process that takes over mid-incident pages nothing new, and says "recovered"
+        let mut state = IncidentState::replay([InSync, LockedOut]);
+        assert_eq!(kinds(&mut state, &[report(LockedOut)]), []);
+        assert_eq!(kinds(&mut state, &[report(InSync)]), [AlertKind::Recovered]);
     }
 
     fn remediated() -> RunReport {

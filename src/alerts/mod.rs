@@ -37,7 +37,7 @@ pub struct Alerter {
 
 struct Queue {
     tx: mpsc::Sender<Alert>,
-    /// Per org (one per process today; keyed so a second org cannot corrupt the first).
+    /// Per org, seeded from the stored run history when this process takes an org over.
     states: Mutex<HashMap<String, IncidentState>>,
 }
 
@@ -107,6 +107,17 @@ impl Alerter {
 
     pub fn is_enabled(&self) -> bool {
         self.queue.is_some()
+    }
+
+    /// Sets where `org`'s incident stands, as replayed from the stored run history
+    /// ([`IncidentState::replay`]); call it whenever this process takes the org over.
+    pub fn seed(&self, org: &str, state: IncidentState) {
+        let Some(queue) = &self.queue else { return };
+        queue
+            .states
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(org.to_owned(), state);
     }
 
     /// Call after every run of `org`. Never blocks and never fails: the alert this run

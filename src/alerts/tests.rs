@@ -120,6 +120,7 @@ fn remediated() -> RunReport {
         error: None,
         duration_ms: 1234,
         attribution: None,
+        deploy_closed: false,
     }
 }
 

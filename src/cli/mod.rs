@@ -8,9 +8,13 @@ pub mod render;
 use std::io::IsTerminal;
 use std::path::Path;
 
-use crate::config::{Config, Needs};
+use std::time::Duration;
+
+use crate::config::{Config, DatabaseUrl, Needs};
+use crate::reconcile::drive::{self, Driven, Tenure};
 use crate::reconcile::run::{Outcome, Run, RunEvent, RunReport};
 use crate::salesforce::client::RetryPolicy;
+use crate::store::{NewHint, RunId, Store};
 use crate::wiring;
 
 pub const EXIT_OK: u8 = 0;
@@ -89,7 +93,6 @@ pub async fn plan(only: &[String], json: bool) -> u8 {
         settings: &settings,
         profiles: &names,
         observe: &|_| {},
-        journal: &crate::reconcile::run::NoJournal,
     };
     match run.plan().await {
         Ok((_, plan)) => {
@@ -113,26 +116,49 @@ pub async fn apply(only: &[String], check_only: bool) -> u8 {
         return EXIT_ERROR;
     };
     let progress = std::io::stderr().is_terminal();
-    let report = match apply_with(&config, only, check_only, progress).await {
+    let applied = match apply_with(&config, only, check_only, progress).await {
         Ok(r) => r,
         Err(code) => return code,
     };
-    print_report(&report);
-    exit_code(report.outcome)
+    print_report(&applied.report);
+    if let Some(run) = applied.run {
+        println!("recorded as run #{run} (`ipguard history`)");
+    }
+    exit_code(applied.report.outcome)
 }
 
-/// One reconcile with the given configuration; progress goes to stderr when asked.
+/// What `apply` did: the run's report and, once recorded, its id.
+#[derive(Debug)]
+pub struct Applied {
+    pub run: Option<RunId>,
+    pub report: RunReport,
+}
+
+/// One reconcile now, through the store like the service's runs (SPEC §5 rule 12): it takes
+/// the org's lease (waiting while another `apply` holds it), first finishes a deploy an
+/// earlier run left in flight, records its deploy before polling and its outcome with trigger
+/// `cli`. While `ipguard serve` holds the lease, the service runs it instead (a `cli` hint) and
+/// this waits for that run's outcome; flags the service cannot honour make that an error that
+/// names the holder. Progress goes to stderr when asked.
 pub async fn apply_with(
     config: &Config,
     only: &[String],
     check_only: bool,
     progress: bool,
-) -> Result<RunReport, u8> {
+) -> Result<Applied, u8> {
     let http = wiring::http_client().map_err(fail)?;
     let client = wiring::metadata_client(config, &http, RetryPolicy::default()).map_err(fail)?;
     let names = wiring::profile_names(config, only).map_err(fail)?;
     let sources = wiring::sources(config, &http);
     let settings = wiring::run_settings(config, check_only);
+    let store = Store::connect(&config.database).await.map_err(fail)?;
+    let org = crate::service::org_key(config);
+    let holder = crate::service::lease_holder("apply");
+    let ttl = crate::reconcile::controller::ControllerTiming::new(
+        config.debounce,
+        config.resync_interval,
+    )
+    .lease_ttl;
     let observe = move |event: &RunEvent<'_>| {
         if progress {
             narrate(event);
@@ -144,9 +170,127 @@ pub async fn apply_with(
         settings: &settings,
         profiles: &names,
         observe: &observe,
-        journal: &crate::reconcile::run::NoJournal,
     };
-    Ok(run.execute().await)
+    let mut said_waiting = false;
+    let tenure = loop {
+        if let Some(tenure) = Tenure::acquire(&store, &org, &holder, ttl)
+            .await
+            .map_err(fail)?
+        {
+            break tenure;
+        }
+        let Some(state) = store.lease(&org).await.map_err(fail)? else {
+            continue;
+        };
+        let held_by = &state.lease.holder;
+        if held_by.starts_with("serve@") {
+            if check_only || !only.is_empty() {
+                eprintln!(
+                    "ipguard apply: `ipguard serve` ({held_by}) holds the lease of org {org} and reconciles it \
+                     itself; it cannot run --check-only or --profile. Run `ipguard apply` without them to \
+                     have the service reconcile now, or stop the service first."
+                );
+                return Err(EXIT_ERROR);
+            }
+            return hand_to_service(&store, &org, held_by, config.deploy_timeout).await;
+        }
+        if !said_waiting {
+            eprintln!(
+                "ipguard apply: waiting for the lease of org {org}, held by {held_by} (free in at most {})",
+                humantime::format_duration(Duration::from_secs(state.expires_in.as_secs() + 1))
+            );
+            said_waiting = true;
+        }
+        tokio::time::sleep(state.expires_in + Duration::from_millis(50)).await;
+    };
+    tenure.begin().await;
+    let result = apply_under(&run, &tenure, &store).await;
+    tenure.release().await;
+    result
+}
+
+/// Finishes a deploy left in flight, then the run itself.
+async fn apply_under(run: &Run<'_>, tenure: &Tenure<'_>, store: &Store) -> Result<Applied, u8> {
+    if let Some(in_flight) = store
+        .in_flight_deploy(tenure.org_id())
+        .await
+        .map_err(fail)?
+    {
+        eprintln!(
+            "• finishing deploy {} that run #{} submitted at {}",
+            in_flight.deploy_id, in_flight.run_id, in_flight.submitted_at
+        );
+        match drive::resume_recorded(run, tenure, &in_flight).await {
+            Driven::Recorded(id, report) => {
+                eprintln!("  run #{id} ended {}", report.outcome)
+            }
+            Driven::NotStarted(e) => return Err(fail(e)),
+            Driven::LeaseLost(e) => return Err(fail(e)),
+        }
+    }
+    match drive::run_recorded(run, tenure, "cli", &[]).await {
+        Driven::Recorded(id, report) => Ok(Applied {
+            run: Some(id),
+            report: *report,
+        }),
+        Driven::NotStarted(e) => Err(fail(format!(
+            "cannot record the run, so it did not start: {e}"
+        ))),
+        Driven::LeaseLost(e) => Err(fail(e)),
+    }
+}
+
+/// The service holds the lease: ask it to run (a `cli` hint) and wait for that run's outcome.
+async fn hand_to_service(
+    store: &Store,
+    org: &str,
+    held_by: &str,
+    deploy_timeout: Duration,
+) -> Result<Applied, u8> {
+    let hint = NewHint {
+        org_id: org.to_owned(),
+        trigger: "cli".into(),
+        detail: None,
+    };
+    let hint_id = store.enqueue_hint(&hint).await.map_err(fail)?;
+    eprintln!(
+        "ipguard apply: `ipguard serve` ({held_by}) holds the lease of org {org}; it runs this reconcile now"
+    );
+    let deadline = tokio::time::Instant::now() + deploy_timeout + Duration::from_secs(120);
+    let mut run_id = None;
+    while tokio::time::Instant::now() < deadline {
+        if run_id.is_none() {
+            run_id = store.run_for_hint(hint_id).await.map_err(fail)?;
+            if let Some(id) = run_id {
+                eprintln!("• the service started run #{id}");
+            }
+        }
+        if let Some(id) = run_id
+            && let Some(record) = store.run(id).await.map_err(fail)?
+            && let Some(outcome) = record.outcome.as_deref()
+        {
+            let outcome = outcome.parse::<Outcome>().map_err(fail)?;
+            let mut report = RunReport::empty();
+            report.outcome = outcome;
+            report.error = record.error;
+            report.failures = record.failures;
+            report.deploy_id = record
+                .deploy_id
+                .and_then(|d| crate::salesforce::metadata::DeployId::parse(&d).ok());
+            report.duration_ms = record
+                .finished_at
+                .map(|end| (end - record.started_at).num_milliseconds().max(0) as u128)
+                .unwrap_or_default();
+            return Ok(Applied {
+                run: Some(id),
+                report,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Err(fail(format!(
+        "the service has not finished the run for hint {hint_id} in time; follow it with `ipguard history`"
+    )))
 }
 
 /// One line per run step, for people watching a terminal.
@@ -217,8 +361,15 @@ pub async fn history(limit: u32, json: bool) -> u8 {
     let Some(config) = load(Needs::default()) else {
         return EXIT_ERROR;
     };
-    let store = match crate::store::Store::connect(&config.database).await {
+    let store = match Store::open_existing(&config.database).await {
         Ok(s) => s,
+        Err(e @ crate::store::StoreError::Missing(_)) => {
+            eprintln!(
+                "ipguard history: {e}.\n{}",
+                where_runs_are(&config.database)
+            );
+            return EXIT_ERROR;
+        }
         Err(e) => return fail(e),
     };
     let runs = match store.recent_runs(limit).await {
@@ -240,6 +391,9 @@ pub async fn history(limit: u32, json: bool) -> u8 {
         println!("{}", serde_json::Value::Array(rows));
     } else if runs.is_empty() {
         println!("No runs recorded yet.");
+        if one_off_dyno() && matches!(config.database, DatabaseUrl::Sqlite { .. }) {
+            println!("{}", where_runs_are(&config.database));
+        }
     } else {
         for r in &runs {
             let blamed: Vec<String> = r
@@ -275,6 +429,26 @@ pub async fn history(limit: u32, json: bool) -> u8 {
         }
     }
     EXIT_OK
+}
+
+/// Where a process's runs are recorded, for an operator looking in the wrong place.
+fn where_runs_are(database: &DatabaseUrl) -> String {
+    match database {
+        DatabaseUrl::Sqlite { path } => format!(
+            "Runs are recorded in the store of the process that ran them: here DATABASE_URL is the \
+             SQLite file {}, on this machine's own disk. On Heroku every dyno has its own \
+             ephemeral disk, so a one-off dyno (`heroku run`) never sees the web dyno's runs: \
+             set DATABASE_URL to Heroku Postgres to share the history, or read it on the web \
+             dyno's /status page.",
+            path.display()
+        ),
+        DatabaseUrl::Postgres { .. } => "DATABASE_URL points at PostgreSQL.".to_owned(),
+    }
+}
+
+/// Heroku names one-off dynos `run.N`.
+fn one_off_dyno() -> bool {
+    std::env::var("DYNO").is_ok_and(|d| d.starts_with("run."))
 }
 
 /// `ipguard keygen [--out DIR] [--common-name CN] [--days N]`

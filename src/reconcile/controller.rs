@@ -3,8 +3,12 @@
 //! Level-triggered like a Kubernetes controller: hints (webhooks, admin, timer, start-up) only
 //! say "look now". Exactly one instance — the lease holder — reconciles an org; hints recorded
 //! by any instance wake it. Hints within the debounce window coalesce; hints arriving during a
-//! run stay pending and cause exactly one follow-up run. Failures back off exponentially with
-//! jitter (a lock-out to minutes), so nothing ever hot-loops against Salesforce.
+//! run stay pending and cause exactly one follow-up run. After each run the pure error policy
+//! (`policy.rs`) picks the next action, so nothing ever hot-loops against Salesforce; an
+//! operator's own request (`POST /reconcile`) is never held back by that backoff.
+//!
+//! A standby sleeps until the leader's lease would expire, so it takes over within the lease
+//! TTL of the leader's last renewal.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,15 +17,15 @@ use rand::Rng;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::run::{
-    BoxFuture, DeployJournal, Outcome, Run, RunEvent, RunReport, RunSettings, Sources,
-};
+use super::drive::{self, Driven, Tenure};
+use super::policy::{Backoff, NextAction, Streak};
+use super::run::{Outcome, Run, RunEvent, RunReport, RunSettings, Sources};
 use super::status::{ProfileStatus, StatusBoard};
+use crate::alerts::IncidentState;
 use crate::metrics::{Metrics, OutcomeLabels, ProfileLabels};
 use crate::salesforce::client::MetadataClient;
-use crate::salesforce::metadata::DeployId;
 use crate::salesforce::profile::ProfileName;
-use crate::store::{NewHint, RunId, Store};
+use crate::store::{Hint, MIN_DELIVERY_RETENTION, NewHint, Store};
 
 /// Timing of the loop.
 #[derive(Debug, Clone)]
@@ -38,16 +42,36 @@ pub struct ControllerTiming {
 
 impl ControllerTiming {
     pub fn new(debounce: Duration, resync_interval: Duration) -> Self {
+        let backoff = Backoff::default();
         Self {
             debounce,
             resync_interval,
             lease_ttl: Duration::from_secs(30),
-            min_backoff: Duration::from_secs(5),
-            max_backoff: Duration::from_secs(300),
-            locked_out_backoff: Duration::from_secs(300),
+            min_backoff: backoff.min,
+            max_backoff: backoff.max,
+            locked_out_backoff: backoff.locked_out,
+        }
+    }
+
+    fn backoff(&self) -> Backoff {
+        Backoff {
+            min: self.min_backoff,
+            max: self.max_backoff,
+            locked_out: self.locked_out_backoff,
         }
     }
 }
+
+/// How often the leader prunes what is past any redelivery window (delivery keys, spent
+/// JWT ids, consumed hints); the first time when it takes the lease.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// How many of an org's latest runs are replayed to learn where its incident stands.
+const INCIDENT_HISTORY: u32 = 200;
+
+/// The trigger of a hint an operator sent (`POST /reconcile`, `ipguard apply`): it runs at
+/// once, whatever backoff the last failure set.
+const OPERATOR_TRIGGERS: &[&str] = &["admin", "cli"];
 
 pub struct Controller {
     pub store: Store,
@@ -65,29 +89,20 @@ pub struct Controller {
     pub alerts: crate::alerts::Alerter,
 }
 
-struct StoreJournal<'a> {
-    store: &'a Store,
-    run: RunId,
-}
-
-impl DeployJournal for StoreJournal<'_> {
-    fn deploy_submitted<'a>(
-        &'a self,
-        id: &'a DeployId,
-        check_only: bool,
-    ) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(async move {
-            self.store
-                .record_deploy(self.run, id.as_str(), check_only)
-                .await
-                .map_err(|e| e.to_string())
-        })
-    }
+/// Where the loop stands between runs.
+struct Schedule {
+    next_resync: Instant,
+    /// Set by the error policy: no run before this unless an operator asks.
+    not_before: Option<Instant>,
+    streak: Streak,
+    reconcile_now: bool,
+    next_prune: Instant,
 }
 
 impl Controller {
-    /// Runs until `shutdown` turns true. An in-flight deploy is left recorded for the next
-    /// process, which resumes polling it.
+    /// Runs until `shutdown` turns true. A run still going then is dropped where it stands:
+    /// no Salesforce write starts after the signal; a deploy already submitted stays recorded
+    /// for the next process, which resumes polling it.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         if let Err(e) = self
             .store
@@ -100,277 +115,226 @@ impl Controller {
         {
             tracing::warn!(error = %e, "could not record the start-up hint");
         }
-        let mut next_resync = Instant::now() + self.jittered(self.timing.resync_interval);
-        let mut not_before = Instant::now();
-        let mut failures: u32 = 0;
-        let mut locked_out = false;
-        let mut leading = false;
+        let mut schedule = Schedule {
+            next_resync: Instant::now() + self.jittered(self.timing.resync_interval),
+            not_before: None,
+            streak: Streak::default(),
+            reconcile_now: false,
+            next_prune: Instant::now(),
+        };
+        let mut tenure: Option<Tenure<'_>> = None;
         while !*shutdown.borrow() {
-            match self
-                .store
-                .try_acquire_lease(&self.org_key, &self.holder, self.timing.lease_ttl)
-                .await
-            {
-                Ok(Some(_)) => {
-                    if !leading {
-                        tracing::info!(holder = %self.holder, "acquired the reconcile lease");
-                        leading = true;
-                        self.status.update(|s| s.leader = true);
-                    }
-                }
-                Ok(None) => {
-                    if leading {
-                        tracing::warn!("lost the reconcile lease");
-                        leading = false;
-                        self.status.update(|s| s.leader = false);
-                    }
-                    self.pause(&mut shutdown, self.timing.lease_ttl / 3).await;
-                    continue;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "store unavailable; cannot take the lease");
-                    self.pause(&mut shutdown, self.timing.min_backoff).await;
-                    continue;
-                }
-            }
-
-            let now = Instant::now();
-            if now < not_before {
-                self.pause(
-                    &mut shutdown,
-                    (not_before - now).min(self.timing.lease_ttl / 3),
-                )
-                .await;
-                continue;
-            }
-
-            let outcome = match self.resume_in_flight(&mut shutdown).await {
-                Some(outcome) => Some(outcome),
-                None => match self.store.pending_hints(&self.org_key).await {
-                    Err(e) => {
-                        tracing::warn!(error = %e, "store unavailable; cannot read hints");
-                        self.pause(&mut shutdown, self.timing.min_backoff).await;
-                        continue;
-                    }
-                    Ok(hints) if hints.is_empty() && Instant::now() < next_resync => {
-                        let wait = (next_resync - Instant::now()).min(self.timing.lease_ttl / 3);
-                        tokio::select! {
-                            _ = self.store.wait_for_hint(&self.org_key, wait) => {}
-                            _ = shutdown.changed() => {}
-                        }
-                        continue;
-                    }
-                    Ok(hints) => {
-                        if !hints.is_empty() {
-                            // Let a burst finish arriving, then take it all in one run.
-                            self.pause(&mut shutdown, self.timing.debounce).await;
-                        }
-                        let timer = if failures > 0 || locked_out {
-                            "retry"
-                        } else {
-                            "resync"
-                        };
-                        self.reconcile(&mut shutdown, timer).await
-                    }
-                },
-            };
-            let Some(outcome) = outcome else { continue };
-            next_resync = Instant::now() + self.jittered(self.timing.resync_interval);
-            // Error policy: a failed run is retried after a growing pause even when no hint
-            // arrives (the timer doubles as the retry); a lock-out retries slowly.
-            match outcome {
-                Outcome::InSync | Outcome::Remediated | Outcome::Planned => {
-                    failures = 0;
-                    locked_out = false;
-                }
-                Outcome::LockedOut => {
-                    locked_out = true;
-                    not_before = Instant::now() + self.jittered(self.timing.locked_out_backoff);
-                    next_resync = not_before;
-                }
-                Outcome::Failed | Outcome::Unknown => {
-                    failures = failures.saturating_add(1);
-                    let pause = self
-                        .timing
-                        .min_backoff
-                        .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(16)))
-                        .min(self.timing.max_backoff);
-                    not_before = Instant::now() + self.jittered(pause);
-                    next_resync = not_before;
-                }
+            tokio::select! {
+                () = self.step(&mut tenure, &mut schedule) => {}
+                _ = shutdown.changed() => {}
             }
         }
-        if leading {
-            let _ = self.store.release_lease(&self.org_key, &self.holder).await;
+        if let Some(tenure) = tenure {
+            tenure.release().await;
         }
     }
 
-    /// A deploy an earlier process submitted and never saw finish.
-    async fn resume_in_flight(&self, shutdown: &mut watch::Receiver<bool>) -> Option<Outcome> {
-        let in_flight = match self.store.in_flight_deploy(&self.org_key).await {
-            Ok(Some(f)) => f,
-            Ok(None) => return None,
+    /// One turn of the loop: hold the lease, then run, wait or back off.
+    async fn step<'a>(&'a self, tenure: &mut Option<Tenure<'a>>, schedule: &mut Schedule) {
+        match Tenure::acquire(
+            &self.store,
+            &self.org_key,
+            &self.holder,
+            self.timing.lease_ttl,
+        )
+        .await
+        {
+            Ok(Some(held)) => {
+                if tenure.as_ref().map(|t| t.fence.token) != Some(held.fence.token) {
+                    self.begin_tenure(&held).await;
+                }
+                *tenure = Some(held);
+            }
+            Ok(None) => {
+                if tenure.take().is_some() {
+                    tracing::warn!("lost the reconcile lease");
+                    self.status.update(|s| s.leader = false);
+                    self.metrics.leader.set(0);
+                }
+                tokio::time::sleep(self.until_lease_may_expire().await).await;
+                return;
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "cannot read in-flight deploys");
-                return None;
+                tracing::warn!(error = %e, "store unavailable; cannot take the lease");
+                tokio::time::sleep(self.timing.min_backoff).await;
+                return;
+            }
+        }
+        let Some(tenure) = tenure.as_ref() else {
+            return;
+        };
+        let renew_by = Instant::now() + self.timing.lease_ttl / 3;
+        if Instant::now() >= schedule.next_prune {
+            schedule.next_prune = Instant::now() + PRUNE_EVERY;
+            match self.store.prune(MIN_DELIVERY_RETENTION).await {
+                Ok(rows) => tracing::info!(rows, "pruned what is past any redelivery window"),
+                Err(e) => tracing::warn!(error = %e, "could not prune the store"),
+            }
+        }
+
+        match self.store.in_flight_deploy(&self.org_key).await {
+            Ok(Some(in_flight)) => {
+                let observe = self.observer();
+                let run = self.run_with(&observe);
+                let driven = drive::resume_recorded(&run, tenure, &in_flight).await;
+                self.after(driven, schedule).await;
+                return;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "store unavailable; cannot read in-flight deploys");
+                tokio::time::sleep(self.timing.min_backoff).await;
+                return;
+            }
+        }
+
+        let hints = match self.store.pending_hints(&self.org_key).await {
+            Ok(hints) => hints,
+            Err(e) => {
+                tracing::warn!(error = %e, "store unavailable; cannot read hints");
+                tokio::time::sleep(self.timing.min_backoff).await;
+                return;
             }
         };
-        let id = match DeployId::parse(&in_flight.deploy_id) {
-            Ok(id) => id,
-            Err(e) => {
-                let _ = self
-                    .store
-                    .finish_run(in_flight.run_id, "failed", None, &[], Some(&e.to_string()))
-                    .await;
-                return Some(Outcome::Failed);
+        let now = Instant::now();
+        let operator_asked = hints
+            .iter()
+            .any(|h| OPERATOR_TRIGGERS.contains(&h.trigger.as_str()));
+        let held_back = schedule.not_before.is_some_and(|t| now < t) && !operator_asked;
+        let due = schedule.reconcile_now
+            || schedule.not_before.is_some_and(|t| now >= t)
+            || now >= schedule.next_resync;
+        if held_back || (hints.is_empty() && !due) {
+            let until = match schedule.not_before {
+                Some(t) if held_back => t,
+                _ => schedule.next_resync,
+            };
+            let wait = until.saturating_duration_since(now).min(renew_by - now);
+            self.store.wait_for_hint(&self.org_key, wait).await;
+            return;
+        }
+        if !hints.is_empty() && !schedule.reconcile_now {
+            // Let a burst finish arriving, then take it all in one run.
+            tokio::time::sleep(self.timing.debounce).await;
+        }
+        let timer = if schedule.not_before.is_some() {
+            "retry"
+        } else {
+            "resync"
+        };
+        self.reconcile(tenure, timer, schedule).await;
+    }
+
+    async fn begin_tenure(&self, tenure: &Tenure<'_>) {
+        tracing::info!(holder = %self.holder, token = tenure.fence.token, "acquired the reconcile lease");
+        self.status.update(|s| s.leader = true);
+        self.metrics.leader.set(1);
+        tenure.begin().await;
+        // Whether an incident is under way is in the run history, not in this process.
+        match self
+            .store
+            .recent_runs_of(&self.org_key, INCIDENT_HISTORY)
+            .await
+        {
+            Ok(runs) => {
+                let outcomes = runs
+                    .iter()
+                    .rev()
+                    .filter_map(|r| r.outcome.as_deref()?.parse::<Outcome>().ok());
+                self.alerts
+                    .seed(&self.org_key, IncidentState::replay(outcomes));
             }
-        };
-        tracing::info!(deploy_id = %id, run = in_flight.run_id, "resuming a deploy submitted before a restart");
-        let observe = self.observer();
-        let journal = StoreJournal {
-            store: &self.store,
-            run: in_flight.run_id,
-        };
-        let run = self.run_with(&observe, &journal);
-        let report = self
-            .with_lease(shutdown, run.resume(id, in_flight.check_only))
-            .await?;
-        self.record(in_flight.run_id, &report).await;
-        Some(report.outcome)
+            Err(e) => tracing::warn!(error = %e, "cannot read the run history for alerts"),
+        }
+    }
+
+    /// How long a standby sleeps before trying the lease again: until just after the
+    /// holder's lease would expire (so a dead leader is replaced within the TTL), at most a
+    /// TTL.
+    async fn until_lease_may_expire(&self) -> Duration {
+        const MARGIN: Duration = Duration::from_millis(50);
+        match self.store.lease(&self.org_key).await {
+            Ok(Some(state)) => (state.expires_in + MARGIN).min(self.timing.lease_ttl),
+            Ok(None) => MARGIN,
+            Err(_) => self.timing.min_backoff,
+        }
     }
 
     /// One full run for the pending hints, or for the timer (`resync`, or `retry` after a
     /// failure) when there are none.
-    async fn reconcile(
-        &self,
-        shutdown: &mut watch::Receiver<bool>,
-        timer: &str,
-    ) -> Option<Outcome> {
-        let hints = self.store.pending_hints(&self.org_key).await.ok()?;
-        let trigger = if hints.is_empty() {
-            timer.to_owned()
-        } else {
-            let mut triggers: Vec<&str> = hints.iter().map(|h| h.trigger.as_str()).collect();
-            triggers.dedup();
-            triggers.join(",")
-        };
-        let ids: Vec<i64> = hints.iter().map(|h| h.id).collect();
-        let names: Vec<String> = self.profiles.iter().map(|p| p.to_string()).collect();
-        let run_id = match self
-            .store
-            .start_run(&self.org_key, &trigger, &ids, &names)
-            .await
-        {
-            Ok(id) => id,
+    async fn reconcile(&self, tenure: &Tenure<'_>, timer: &str, schedule: &mut Schedule) {
+        let hints = match self.store.pending_hints(&self.org_key).await {
+            Ok(h) => h,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot record the run start");
-                return None;
+                tracing::warn!(error = %e, "store unavailable; cannot read hints");
+                return;
             }
         };
-        if let Err(e) = self.store.consume_hints(&ids, run_id).await {
-            tracing::warn!(error = %e, "cannot mark hints consumed");
-        }
+        let trigger = trigger_of(&hints, timer);
+        let ids: Vec<i64> = hints.iter().map(|h| h.id).collect();
         let observe = self.observer();
-        let journal = StoreJournal {
-            store: &self.store,
-            run: run_id,
-        };
-        let run = self.run_with(&observe, &journal);
-        let Some(report) = self.with_lease(shutdown, run.execute()).await else {
-            self.close_interrupted(run_id).await;
-            return None;
-        };
-        self.record(run_id, &report).await;
-        Some(report.outcome)
+        let run = self.run_with(&observe);
+        let driven = drive::run_recorded(&run, tenure, &trigger, &ids).await;
+        self.after(driven, schedule).await;
     }
 
-    /// A run cut short by shutdown: if it submitted a deploy, that stays in flight for the
-    /// next process; otherwise nothing happened in the org and the record says so.
-    async fn close_interrupted(&self, run_id: RunId) {
-        let submitted =
-            matches!(self.store.run(run_id).await, Ok(Some(r)) if r.deploy_id.is_some());
-        if !submitted {
-            let _ = self
-                .store
-                .finish_run(
-                    run_id,
-                    Outcome::Failed.as_str(),
-                    None,
-                    &[],
-                    Some(
-                        "interrupted by shutdown before any deploy; the next process checks again",
-                    ),
-                )
-                .await;
+    /// Reports a driven run and lets the error policy set the schedule.
+    async fn after(&self, driven: Driven, schedule: &mut Schedule) {
+        match driven {
+            Driven::Recorded(run_id, report) => {
+                self.report(run_id, &report);
+                self.publish_status().await;
+                let (action, streak) = self.timing.backoff().next(
+                    report.outcome,
+                    report.deploy_closed,
+                    schedule.streak,
+                );
+                schedule.streak = streak;
+                schedule.reconcile_now = action == NextAction::ReconcileNow;
+                schedule.next_resync = Instant::now() + self.jittered(self.timing.resync_interval);
+                schedule.not_before = match action {
+                    NextAction::RetryAfter(pause) => {
+                        let at = Instant::now() + self.jittered(pause);
+                        schedule.next_resync = at;
+                        Some(at)
+                    }
+                    NextAction::AwaitHints | NextAction::ReconcileNow => None,
+                };
+            }
+            Driven::NotStarted(e) => {
+                tracing::warn!(error = %e, "cannot record the run start; nothing sent to Salesforce");
+            }
+            Driven::LeaseLost(e) => tracing::warn!(error = %e, "run stopped"),
         }
     }
 
-    fn run_with<'a>(
-        &'a self,
-        observe: &'a (dyn Fn(&RunEvent<'_>) + Send + Sync),
-        journal: &'a dyn DeployJournal,
-    ) -> Run<'a> {
+    /// Stores what this run saw, so every instance's `/status` shows the same.
+    async fn publish_status(&self) {
+        let snapshot = self.status.snapshot();
+        let Ok(doc) = serde_json::to_value(&snapshot) else {
+            return;
+        };
+        if let Err(e) = self.store.put_status(&self.org_key, &doc).await {
+            tracing::warn!(error = %e, "could not store the status snapshot");
+        }
+    }
+
+    fn run_with<'a>(&'a self, observe: &'a (dyn Fn(&RunEvent<'_>) + Send + Sync)) -> Run<'a> {
         Run {
             client: &self.client,
             sources: &self.sources,
             settings: &self.settings,
             profiles: &self.profiles,
             observe,
-            journal,
         }
     }
 
-    /// Drives a run while renewing the lease; on shutdown the run is abandoned (its deploy id,
-    /// if any, is already recorded and will be resumed).
-    async fn with_lease<F: std::future::Future<Output = RunReport>>(
-        &self,
-        shutdown: &mut watch::Receiver<bool>,
-        run: F,
-    ) -> Option<RunReport> {
-        tokio::pin!(run);
-        let renew_every = self.timing.lease_ttl / 3;
-        loop {
-            tokio::select! {
-                report = &mut run => return Some(report),
-                _ = tokio::time::sleep(renew_every) => {
-                    match self.store.try_acquire_lease(&self.org_key, &self.holder, self.timing.lease_ttl).await {
-                        Ok(Some(_)) => {}
-                        Ok(None) => tracing::error!("lease taken over during a run; finishing it, the new holder will re-check"),
-                        Err(e) => tracing::warn!(error = %e, "could not renew the lease"),
-                    }
-                }
-                _ = shutdown.changed() => {
-                    if *shutdown.borrow() {
-                        tracing::info!("shutting down during a run; a submitted deploy will be resumed by the next process");
-                        return None;
-                    }
-                }
-            }
-        }
-    }
-
-    async fn record(&self, run_id: RunId, report: &RunReport) {
-        // The plan record carries the attribution: what drifted and who changed it.
-        let plan = report.plan.as_ref().and_then(|p| {
-            let mut value = serde_json::to_value(p).ok()?;
-            if let (Some(a), Some(map)) = (&report.attribution, value.as_object_mut()) {
-                map.insert("attribution".into(), serde_json::to_value(a).ok()?);
-            }
-            Some(value)
-        });
-        if let Err(e) = self
-            .store
-            .finish_run(
-                run_id,
-                report.outcome.as_str(),
-                plan.as_ref(),
-                &report.failures,
-                report.error.as_deref(),
-            )
-            .await
-        {
-            tracing::error!(error = %e, run = run_id, "cannot record the run outcome");
-        }
+    fn report(&self, run_id: i64, report: &RunReport) {
         self.metrics
             .runs
             .get_or_create(&OutcomeLabels {
@@ -444,16 +408,19 @@ impl Controller {
         }
     }
 
-    async fn pause(&self, shutdown: &mut watch::Receiver<bool>, duration: Duration) {
-        tokio::select! {
-            _ = tokio::time::sleep(duration) => {}
-            _ = shutdown.changed() => {}
-        }
-    }
-
     /// ±10 % so many instances (and the org's API limits) don't see synchronised bursts.
     fn jittered(&self, base: Duration) -> Duration {
         let factor = rand::rng().random_range(0.9..=1.1);
         base.mul_f64(factor)
     }
+}
+
+/// The run's trigger: the distinct triggers of its hints, or the timer's when none.
+fn trigger_of(hints: &[Hint], timer: &str) -> String {
+    if hints.is_empty() {
+        return timer.to_owned();
+    }
+    let mut triggers: Vec<&str> = hints.iter().map(|h| h.trigger.as_str()).collect();
+    triggers.dedup();
+    triggers.join(",")
 }

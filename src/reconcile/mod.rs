@@ -2,6 +2,8 @@
 
 pub mod attribution;
 pub mod controller;
+pub mod drive;
 pub mod plan;
+pub mod policy;
 pub mod run;
 pub mod status;

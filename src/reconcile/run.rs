@@ -10,43 +10,12 @@ use super::attribution::{self, AttributionResult, Matchers};
 use super::plan::{Plan, plan_profile};
 use crate::config::Policy;
 use crate::heroku::HerokuClient;
+pub use crate::outcome::Outcome;
 use crate::ranges::{LoginIpRange, Source, desired_ranges};
 use crate::salesforce::client::{MetadataClient, SalesforceError};
 use crate::salesforce::metadata::{DeployId, DeployResult, DeployStatus, ProfileRecord};
 use crate::salesforce::package::deploy_zip;
 use crate::salesforce::profile::ProfileName;
-
-/// How a run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    InSync,
-    Remediated,
-    Planned,
-    Failed,
-    LockedOut,
-    /// The deploy was still running when the poll window closed: never a success.
-    Unknown,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::InSync => "in_sync",
-            Self::Remediated => "remediated",
-            Self::Planned => "planned",
-            Self::Failed => "failed",
-            Self::LockedOut => "locked_out",
-            Self::Unknown => "unknown",
-        }
-    }
-}
-
-impl std::fmt::Display for Outcome {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// Where the allowed IPs come from.
 pub struct Sources {
@@ -147,7 +116,7 @@ impl RunSettings {
     }
 }
 
-/// Steps of a run, for narration (CLI progress, demo) and records.
+/// Steps of a run, for narration (CLI progress, demo) and the service's gauges.
 #[derive(Debug)]
 pub enum RunEvent<'a> {
     Sources(&'a [Source]),
@@ -174,35 +143,15 @@ pub struct RunReport {
     /// Who changed the drifted profiles, when Salesforce's audit trail says.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attribution: Option<AttributionResult>,
-}
-
-pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
-
-/// Durable record of a submitted deploy, written before polling starts so that a restarted
-/// process resumes polling instead of deploying again (SPEC §5.5).
-pub trait DeployJournal: Send + Sync {
-    fn deploy_submitted<'a>(
-        &'a self,
-        id: &'a DeployId,
-        check_only: bool,
-    ) -> BoxFuture<'a, Result<(), String>>;
-}
-
-/// For one-shot commands that keep no records (`plan`, `demo`).
-pub struct NoJournal;
-
-impl DeployJournal for NoJournal {
-    fn deploy_submitted<'a>(
-        &'a self,
-        _: &'a DeployId,
-        _: bool,
-    ) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(async { Ok(()) })
-    }
+    /// The deploy can no longer tell its end (Salesforce does not know its id, or it outlived
+    /// the deploy timeout): the run ends `unknown` and the deploy is never resumed again.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub deploy_closed: bool,
 }
 
 impl RunReport {
-    fn empty() -> Self {
+    /// A report with nothing done yet (`failed` until a step says otherwise).
+    pub fn empty() -> Self {
         Self {
             outcome: Outcome::Failed,
             desired: Vec::new(),
@@ -213,83 +162,90 @@ impl RunReport {
             error: None,
             duration_ms: 0,
             attribution: None,
+            deploy_closed: false,
         }
+    }
+
+    /// Ends the report with `failure`.
+    pub fn fail(&mut self, failure: Failure) {
+        self.outcome = failure.outcome;
+        self.error = Some(failure.message);
+        self.deploy_closed = failure.closes_deploy;
     }
 }
 
-/// One reconcile against one org.
+/// What a run found before deploying: its desired ranges, the plan and (with drift) who
+/// changed what. `report` is the record so far; with no drift it is already final (`in_sync`).
+pub struct Prepared {
+    pub report: RunReport,
+    started: Instant,
+}
+
+impl Prepared {
+    /// Drift: a deploy is needed.
+    pub fn needs_deploy(&self) -> bool {
+        self.report.plan.as_ref().is_some_and(|p| p.drift)
+    }
+
+    /// The report of a run that ends here (in sync, or stopped before deploying).
+    pub fn into_report(mut self) -> RunReport {
+        self.report.duration_ms = self.started.elapsed().as_millis();
+        self.report
+    }
+}
+
+/// One reconcile against one org, as typed steps (SPEC §5):
+/// [`Run::prepare`] (sources, read, plan, attribution) → [`Run::submit`] (the one deploy) →
+/// [`Run::finish`] (poll, read back). The caller sits between the steps: the service and
+/// `apply` record the deploy id before polling and confirm their lease before the deploy
+/// (`reconcile::drive`); [`Run::execute`] chains the steps with no records (tests).
 pub struct Run<'a> {
     pub client: &'a MetadataClient,
     pub sources: &'a Sources,
     pub settings: &'a RunSettings,
     pub profiles: &'a [ProfileName],
     pub observe: &'a (dyn Fn(&RunEvent<'_>) + Send + Sync),
-    pub journal: &'a dyn DeployJournal,
 }
 
 impl Run<'_> {
+    /// The whole run with nothing recorded between the steps.
     pub async fn execute(&self) -> RunReport {
-        let started = Instant::now();
-        let mut report = RunReport::empty();
-        if let Err(failure) = self.steps(&mut report).await {
-            report.outcome = failure.outcome;
-            report.error = Some(failure.message);
+        let prepared = match self.prepare().await {
+            Ok(p) if p.needs_deploy() => p,
+            Ok(p) => return p.into_report(),
+            Err(report) => return report,
+        };
+        match self.submit(prepared).await {
+            Ok(submitted) => self.finish(submitted).await,
+            Err(report) => report,
         }
-        report.duration_ms = started.elapsed().as_millis();
-        report
     }
 
-    /// Picks up a deploy a previous process submitted but never saw finish: poll it, then
-    /// verify against the current desired ranges. Nothing is deployed again.
-    pub async fn resume(&self, id: DeployId, check_only: bool) -> RunReport {
+    /// Steps 1–3 and attribution: desired ranges (never from an empty or stale source), the
+    /// profiles read, the plan. `Err` is a finished report (`failed` or `locked_out`).
+    pub async fn prepare(&self) -> Result<Prepared, RunReport> {
         let started = Instant::now();
         let mut report = RunReport::empty();
-        report.deploy_id = Some(id.clone());
         let result = async {
-            let sources = self.sources.resolve().await.map_err(Failure::failed)?;
-            report.desired = desired_ranges(&sources);
-            self.finish_deploy(&mut report, id, check_only).await
+            report.desired = self.desired().await?;
+            let plan = self.read_and_plan(&report.desired, true).await?;
+            report.outcome = Outcome::InSync;
+            report.plan = Some(plan);
+            Ok::<_, Failure>(())
         }
         .await;
         if let Err(failure) = result {
-            report.outcome = failure.outcome;
-            report.error = Some(failure.message);
+            report.fail(failure);
+            report.duration_ms = started.elapsed().as_millis();
+            return Err(report);
         }
-        report.duration_ms = started.elapsed().as_millis();
-        report
-    }
-
-    /// Steps 1–3 only: the desired ranges and the plan, nothing deployed (`ipguard plan`).
-    pub async fn plan(&self) -> Result<(Vec<LoginIpRange>, Plan), (Outcome, String)> {
-        let to_pair = |f: Failure| (f.outcome, f.message);
-        let sources = self
-            .sources
-            .resolve()
-            .await
-            .map_err(|e| to_pair(Failure::failed(e)))?;
-        (self.observe)(&RunEvent::Sources(&sources));
-        let desired = desired_ranges(&sources);
-        (self.observe)(&RunEvent::Desired(&desired));
-        let plan = self.read_and_plan(&desired, true).await.map_err(to_pair)?;
-        Ok((desired, plan))
-    }
-
-    async fn steps(&self, report: &mut RunReport) -> Result<(), Failure> {
-        // 1. desired ranges — never from an empty or stale source
-        let sources = self.sources.resolve().await.map_err(Failure::failed)?;
-        (self.observe)(&RunEvent::Sources(&sources));
-        report.desired = desired_ranges(&sources);
-        (self.observe)(&RunEvent::Desired(&report.desired));
-
-        // 2–3. read and plan
-        let plan = self.read_and_plan(&report.desired, true).await?;
-        report.plan = Some(plan.clone());
-        if !plan.drift {
-            report.outcome = Outcome::InSync;
-            return Ok(());
-        }
-        if let Some(settings) = &self.settings.attribution {
-            let drifted: Vec<ProfileName> = plan.drifted().map(|p| p.name.clone()).collect();
+        let drifted: Vec<ProfileName> = report
+            .plan
+            .iter()
+            .flat_map(|p| p.drifted())
+            .map(|p| p.name.clone())
+            .collect();
+        if let (Some(settings), false) = (&self.settings.attribution, drifted.is_empty()) {
             let since = attribution::window_start(chrono::Utc::now(), settings.window);
             report.attribution = Some(
                 attribution::attribute(
@@ -302,40 +258,138 @@ impl Run<'_> {
                 .await,
             );
         }
+        Ok(Prepared { report, started })
+    }
 
-        // 4. one deploy for every drifted profile, each file the full target list
-        let files: Vec<(ProfileName, Vec<LoginIpRange>)> = plan
-            .drifted()
-            .map(|p| (p.name.clone(), p.target.clone()))
-            .collect();
-        let zip = deploy_zip(&files, self.client.api_version()).map_err(Failure::failed)?;
+    /// Step 4: one deploy for every drifted profile, each file the full target list.
+    pub async fn submit(&self, prepared: Prepared) -> Result<Submitted, RunReport> {
+        let Prepared {
+            mut report,
+            started,
+        } = prepared;
         let check_only = self.settings.check_only;
-        let id = self
-            .client
-            .deploy(&zip, check_only)
-            .await
-            .map_err(Failure::salesforce)?;
-        report.deploy_id = Some(id.clone());
-        if let Err(e) = self.journal.deploy_submitted(&id, check_only).await {
-            // The deploy is already on its way; keep polling it, but say the record is missing.
-            tracing::error!(deploy_id = %id, error = %e, "could not record the submitted deploy");
+        let submitted = async {
+            let plan = report
+                .plan
+                .as_ref()
+                .ok_or_else(|| Failure::failed("no plan"))?;
+            let files: Vec<(ProfileName, Vec<LoginIpRange>)> = plan
+                .drifted()
+                .map(|p| (p.name.clone(), p.target.clone()))
+                .collect();
+            let zip = deploy_zip(&files, self.client.api_version()).map_err(Failure::failed)?;
+            self.client
+                .deploy(&zip, check_only)
+                .await
+                .map_err(Failure::salesforce)
         }
-        (self.observe)(&RunEvent::DeployStarted {
-            id: &id,
+        .await;
+        match submitted {
+            Ok(id) => {
+                (self.observe)(&RunEvent::DeployStarted {
+                    id: &id,
+                    check_only,
+                });
+                report.deploy_id = Some(id.clone());
+                Ok(Submitted {
+                    report,
+                    started,
+                    id,
+                    check_only,
+                    deadline: Instant::now() + self.settings.deploy_timeout,
+                    resumed: false,
+                })
+            }
+            Err(failure) => {
+                report.fail(failure);
+                report.duration_ms = started.elapsed().as_millis();
+                Err(report)
+            }
+        }
+    }
+
+    /// A deploy a previous process submitted at `submitted_at` and never saw finish: it is
+    /// polled (at least once, however old) and verified; nothing is deployed again. Its poll
+    /// window runs from `submitted_at`, so a deploy older than the deploy timeout is closed
+    /// after one look.
+    pub async fn resume(
+        &self,
+        id: DeployId,
+        check_only: bool,
+        submitted_at: chrono::DateTime<chrono::Utc>,
+    ) -> RunReport {
+        let started = Instant::now();
+        let mut report = RunReport::empty();
+        report.deploy_id = Some(id.clone());
+        match self.sources.resolve().await {
+            Ok(sources) => report.desired = desired_ranges(&sources),
+            Err(e) => {
+                report.fail(Failure::failed(e));
+                report.duration_ms = started.elapsed().as_millis();
+                return report;
+            }
+        }
+        let age = (chrono::Utc::now() - submitted_at)
+            .to_std()
+            .unwrap_or_default();
+        let left = self.settings.deploy_timeout.saturating_sub(age);
+        self.finish(Submitted {
+            report,
+            started,
+            id,
             check_only,
-        });
-        self.finish_deploy(report, id, check_only).await
+            deadline: Instant::now() + left,
+            resumed: true,
+        })
+        .await
     }
 
     /// Steps 5–6: poll the deploy to its end, then verify by reading back.
-    async fn finish_deploy(
+    pub async fn finish(&self, submitted: Submitted) -> RunReport {
+        let Submitted {
+            mut report,
+            started,
+            id,
+            check_only,
+            deadline,
+            resumed,
+        } = submitted;
+        if let Err(failure) = self
+            .poll_and_verify(&mut report, &id, check_only, deadline, resumed)
+            .await
+        {
+            report.fail(failure);
+        }
+        report.duration_ms = started.elapsed().as_millis();
+        report
+    }
+
+    /// Steps 1–3 only: the desired ranges and the plan, nothing deployed (`ipguard plan`).
+    pub async fn plan(&self) -> Result<(Vec<LoginIpRange>, Plan), (Outcome, String)> {
+        let to_pair = |f: Failure| (f.outcome, f.message);
+        let desired = self.desired().await.map_err(to_pair)?;
+        let plan = self.read_and_plan(&desired, true).await.map_err(to_pair)?;
+        Ok((desired, plan))
+    }
+
+    async fn desired(&self) -> Result<Vec<LoginIpRange>, Failure> {
+        let sources = self.sources.resolve().await.map_err(Failure::failed)?;
+        (self.observe)(&RunEvent::Sources(&sources));
+        let desired = desired_ranges(&sources);
+        (self.observe)(&RunEvent::Desired(&desired));
+        Ok(desired)
+    }
+
+    async fn poll_and_verify(
         &self,
         report: &mut RunReport,
-        id: DeployId,
+        id: &DeployId,
         check_only: bool,
+        deadline: Instant,
+        resumed: bool,
     ) -> Result<(), Failure> {
         // 5. poll until done or the window closes
-        let result = self.poll(&id).await?;
+        let result = self.poll(id, deadline, resumed).await?;
         report.deploy_status = Some(result.status.to_string());
         if result.status != DeployStatus::Succeeded {
             report.failures = result.failure_messages();
@@ -344,10 +398,10 @@ impl Run<'_> {
             } else {
                 format!(": {}", report.failures.join("; "))
             };
-            return Err(Failure {
-                outcome: Outcome::Failed,
-                message: format!("deploy {id} ended {}{detail}", result.status),
-            });
+            return Err(Failure::failed(format!(
+                "deploy {id} ended {}{detail}",
+                result.status
+            )));
         }
         if check_only {
             report.outcome = Outcome::Planned;
@@ -359,13 +413,10 @@ impl Run<'_> {
         (self.observe)(&RunEvent::Verified(&after));
         if after.drift {
             let names: Vec<&str> = after.drifted().map(|p| p.name.as_str()).collect();
-            return Err(Failure {
-                outcome: Outcome::Failed,
-                message: format!(
-                    "verify_mismatch: deploy {id} succeeded but {} still differ",
-                    names.join(", ")
-                ),
-            });
+            return Err(Failure::failed(format!(
+                "verify_mismatch: deploy {id} succeeded but {} still differ",
+                names.join(", ")
+            )));
         }
         report.outcome = Outcome::Remediated;
         Ok(())
@@ -389,13 +440,10 @@ impl Run<'_> {
             let record = records
                 .iter()
                 .find(|r| r.full_name == name.as_str())
-                .ok_or_else(|| Failure {
-                    outcome: Outcome::Failed,
-                    message: format!(
-                        "profile `{name}` was not found: IPGUARD_PROFILES takes full names exactly as \
-                         listMetadata returns them (e.g. `Custom%3A Integration`); `ipguard check` lists them"
-                    ),
-                })?;
+                .ok_or_else(|| Failure::failed(format!(
+                    "profile `{name}` was not found: IPGUARD_PROFILES takes full names exactly as \
+                     listMetadata returns them (e.g. `Custom%3A Integration`); `ipguard check` lists them"
+                )))?;
             plans.push(plan_profile(
                 name.clone(),
                 &record.ranges,
@@ -410,22 +458,21 @@ impl Run<'_> {
         Ok(plan)
     }
 
-    async fn poll(&self, id: &DeployId) -> Result<DeployResult, Failure> {
-        let deadline = Instant::now() + self.settings.deploy_timeout;
+    /// Polls until the deploy is done. Transient errors keep polling until `deadline`; any
+    /// other error means Salesforce cannot tell this deploy's end (e.g. it no longer knows
+    /// the id), which closes it. A window that closes on a resumed deploy closes it too; on a
+    /// fresh one the run ends `unknown` and the deploy is looked at once more later.
+    async fn poll(
+        &self,
+        id: &DeployId,
+        deadline: Instant,
+        resumed: bool,
+    ) -> Result<DeployResult, Failure> {
         let mut delays = self.settings.poll_delays();
         loop {
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(Failure {
-                    outcome: Outcome::Unknown,
-                    message: format!(
-                        "deploy {id} was still running when the {} poll window closed; it will be checked again",
-                        humantime::format_duration(self.settings.deploy_timeout)
-                    ),
-                });
-            }
             let delay = delays.next().unwrap_or(self.settings.poll_max);
-            tokio::time::sleep(delay.min(deadline - now)).await;
+            let wait = delay.min(deadline.saturating_duration_since(Instant::now()));
+            tokio::time::sleep(wait).await;
             match self.client.check_deploy_status(id).await {
                 Ok(result) => {
                     (self.observe)(&RunEvent::DeployProgress(&result));
@@ -434,23 +481,66 @@ impl Run<'_> {
                     }
                 }
                 Err(e) if e.is_ip_restricted() => return Err(Failure::salesforce(e)),
-                // The deploy may still complete: keep polling until the window closes.
+                Err(e) if e.is_refusal() => {
+                    return Err(Failure {
+                        outcome: Outcome::Unknown,
+                        message: format!(
+                            "Salesforce cannot report on deploy {id} ({e}); closed without a result, a fresh run follows"
+                        ),
+                        closes_deploy: true,
+                    });
+                }
                 Err(e) => tracing::warn!(deploy_id = %id, error = %e, "checkDeployStatus failed"),
+            }
+            if Instant::now() >= deadline {
+                let window = humantime::format_duration(self.settings.deploy_timeout);
+                return Err(if resumed {
+                    Failure {
+                        outcome: Outcome::Unknown,
+                        message: format!(
+                            "deploy {id} was still running {window} after it was submitted; closed without a result, a fresh run follows"
+                        ),
+                        closes_deploy: true,
+                    }
+                } else {
+                    Failure {
+                        outcome: Outcome::Unknown,
+                        message: format!(
+                            "deploy {id} was still running when the {window} poll window closed; it will be checked again"
+                        ),
+                        closes_deploy: false,
+                    }
+                });
             }
         }
     }
 }
 
-struct Failure {
-    outcome: Outcome,
-    message: String,
+/// A deploy on its way: what [`Run::finish`] polls.
+pub struct Submitted {
+    pub report: RunReport,
+    started: Instant,
+    pub id: DeployId,
+    pub check_only: bool,
+    deadline: Instant,
+    resumed: bool,
+}
+
+/// Why a step ended the run.
+#[derive(Debug)]
+pub struct Failure {
+    pub outcome: Outcome,
+    pub message: String,
+    /// See [`RunReport::deploy_closed`].
+    pub closes_deploy: bool,
 }
 
 impl Failure {
-    fn failed(e: impl std::fmt::Display) -> Self {
+    pub fn failed(e: impl std::fmt::Display) -> Self {
         Self {
             outcome: Outcome::Failed,
             message: e.to_string(),
+            closes_deploy: false,
         }
     }
 
@@ -462,6 +552,7 @@ impl Failure {
                 Outcome::Failed
             },
             message: e.to_string(),
+            closes_deploy: false,
         }
     }
 }

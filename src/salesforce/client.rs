@@ -55,6 +55,15 @@ impl SalesforceError {
         }
     }
 
+    /// Salesforce answered the call with a fault that another attempt will not change (for
+    /// `checkDeployStatus`: e.g. an id it does not know).
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            Self::Fault(f) => !f.is_transient() && !f.is_invalid_session(),
+            _ => false,
+        }
+    }
+
     /// Worth another attempt after a pause.
     pub fn is_transient(&self) -> bool {
         match self {

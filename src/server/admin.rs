@@ -41,6 +41,9 @@ fn refuse_unless_admin(req: &HttpRequest, state: &AppState) -> Option<HttpRespon
     }
 }
 
+/// How long `POST /reconcile` may wait in all: below the Heroku router's 30 s request limit.
+pub const ROUTER_BUDGET: Duration = Duration::from_secs(25);
+
 #[derive(Deserialize)]
 pub struct ReconcileQuery {
     #[serde(default)]
@@ -71,8 +74,9 @@ pub async fn reconcile(
             );
         }
     };
-    // The run starts after the debounce window; wait a little for its id.
-    let deadline = tokio::time::Instant::now() + state.debounce + Duration::from_secs(10);
+    // Heroku's router ends a request at 30 s (H12): every wait here fits in ROUTER_BUDGET,
+    // and an answer without the outcome names the run (or hint) to follow on `/status`.
+    let deadline = tokio::time::Instant::now() + ROUTER_BUDGET;
     let mut run_id = None;
     while tokio::time::Instant::now() < deadline {
         if let Ok(Some(id)) = state.store.run_for_hint(hint_id).await {
@@ -87,7 +91,6 @@ pub async fn reconcile(
     if !query.wait {
         return HttpResponse::Accepted().json(json!({ "run": run_id }));
     }
-    let deadline = tokio::time::Instant::now() + state.deploy_timeout + Duration::from_secs(60);
     while tokio::time::Instant::now() < deadline {
         if let Ok(Some(run)) = state.store.run(run_id).await
             && let Some(outcome) = &run.outcome
@@ -107,9 +110,14 @@ pub async fn status(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
     if let Some(refusal) = refuse_unless_admin(&req, &state) {
         return refusal;
     }
-    let snapshot = state.status.snapshot();
-    let runs = match state.store.recent_runs(50).await {
-        Ok(runs) => runs,
+    // What the leader last saw comes from the store, so every instance behind the router
+    // shows the same page; `leader` says whether this instance is the one reconciling.
+    let (seen, lease, runs) = match tokio::try_join!(
+        state.store.status(&state.org_key),
+        state.store.lease(&state.org_key),
+        state.store.recent_runs(50),
+    ) {
+        Ok(found) => found,
         Err(e) => {
             return json_error(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -118,16 +126,14 @@ pub async fn status(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
             );
         }
     };
-    let doc = json!({
-        "leader": snapshot.leader,
-        "locked_out": snapshot.locked_out,
-        "sources": snapshot.sources,
-        "desired": snapshot.desired,
-        "profiles": snapshot.profiles,
-        "last_error": snapshot.last_error,
-        "updated_at": snapshot.updated_at,
-        "runs": runs,
-    });
+    let mut doc = seen.unwrap_or_else(|| json!({}));
+    let live = lease.filter(|l| !l.expires_in.is_zero());
+    doc["leader"] = json!(state.status.snapshot().leader);
+    doc["lease"] = match live {
+        Some(l) => json!({ "holder": l.lease.holder, "expires_at": l.lease.expires_at }),
+        None => serde_json::Value::Null,
+    };
+    doc["runs"] = json!(runs);
     let wants_html = req
         .headers()
         .get(ACCEPT)
@@ -156,16 +162,17 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
-/// Ready when the store answers (the configuration was validated before binding).
+/// Ready when the store takes a write (a full disk answers reads but refuses every webhook);
+/// the configuration was validated before binding.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    match state.store.ping().await {
+    match state.store.ready().await {
         Ok(()) => HttpResponse::Ok().json(json!({ "status": "ready" })),
         Err(e) => {
-            tracing::warn!(error = %e, "store not reachable");
+            tracing::warn!(error = %e, "store cannot write; not ready");
             json_error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "not_ready",
-                "store unreachable",
+                "the store cannot take writes",
             )
         }
     }

@@ -10,6 +10,7 @@
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use actix_web::body::{BodySize, BoxBody, MessageBody};
 use actix_web::http::StatusCode;
@@ -19,25 +20,63 @@ use futures_util::StreamExt as _;
 
 use super::MAX_BODY_BYTES;
 
-/// The body, or the response to send instead: `too_large` (built by the caller in its own
-/// dialect, SOAP fault or JSON) for a body over the limit, `unreadable` if the stream failed.
+/// A whole body must arrive within this: below the Heroku router's 30 s, so a client that
+/// sends its headers and stalls cannot hold a connection (and a worker's attention) longer.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Why a body was not read; the caller answers in its own dialect (SOAP fault or JSON).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyRefusal {
+    TooLarge,
+    Unreadable,
+    TooSlow,
+}
+
+impl BodyRefusal {
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unreadable => StatusCode::BAD_REQUEST,
+            Self::TooSlow => StatusCode::REQUEST_TIMEOUT,
+        }
+    }
+
+    pub fn message(self) -> String {
+        match self {
+            Self::TooLarge => format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
+            Self::Unreadable => "the request body could not be read".to_owned(),
+            Self::TooSlow => format!(
+                "the request body did not arrive within {} s",
+                BODY_READ_TIMEOUT.as_secs()
+            ),
+        }
+    }
+}
+
+/// The body, or the response `refuse` builds instead: for a body over the limit, a stream
+/// that failed, or one that did not finish within [`BODY_READ_TIMEOUT`]. A refused body left
+/// unread closes the connection.
 pub async fn read_limited(
     req: &HttpRequest,
     mut payload: web::Payload,
-    too_large: impl FnOnce() -> HttpResponse,
-    unreadable: impl FnOnce() -> HttpResponse,
+    refuse: impl FnOnce(BodyRefusal) -> HttpResponse,
 ) -> Result<web::Bytes, HttpResponse> {
     let declared = declared_length(req);
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return Err(hold_unread(too_large(), payload));
+        return Err(hold_unread(refuse(BodyRefusal::TooLarge), payload));
     }
+    let deadline = tokio::time::Instant::now() + BODY_READ_TIMEOUT;
     let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0) as usize);
-    while let Some(chunk) = payload.next().await {
-        let Ok(chunk) = chunk else {
-            return Err(unreadable());
+    loop {
+        let next = tokio::time::timeout_at(deadline, payload.next()).await;
+        let chunk = match next {
+            Ok(Some(Ok(chunk))) => chunk,
+            Ok(Some(Err(_))) => return Err(refuse(BodyRefusal::Unreadable)),
+            Ok(None) => break,
+            Err(_) => return Err(hold_unread(refuse(BodyRefusal::TooSlow), payload)),
         };
         if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(hold_unread(too_large(), payload));
+            return Err(hold_unread(refuse(BodyRefusal::TooLarge), payload));
         }
         body.extend_from_slice(&chunk);
     }
@@ -59,8 +98,8 @@ pub async fn refuse_before_reading(
 ) -> HttpResponse {
     match declared_length(req) {
         Some(length) if length <= DISCARD_UNREAD_BYTES => {
-            let discard = || HttpResponse::BadRequest().finish();
-            let _ = read_limited(req, payload, discard, discard).await;
+            let discard = |_| HttpResponse::BadRequest().finish();
+            let _ = read_limited(req, payload, discard).await;
             refusal
         }
         _ => hold_unread(refusal, payload),
@@ -106,6 +145,3 @@ impl MessageBody for HoldingPayload {
         Pin::new(&mut self.get_mut().body).poll_next(cx)
     }
 }
-
-/// The status of a body over the limit.
-pub const TOO_LARGE: StatusCode = StatusCode::PAYLOAD_TOO_LARGE;

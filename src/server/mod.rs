@@ -9,7 +9,6 @@ pub mod webhooks;
 
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
@@ -36,8 +35,6 @@ pub struct AppState {
     pub verifier: Option<EventsVerifier>,
     pub metrics: Arc<Metrics>,
     pub status: Arc<StatusBoard>,
-    pub debounce: Duration,
-    pub deploy_timeout: Duration,
 }
 
 /// Routes with their limits; used by `serve` and by tests.
@@ -99,8 +96,10 @@ pub fn start(listener: TcpListener, state: Arc<AppState>) -> std::io::Result<(Se
             .configure(configure)
             .default_service(web::to(responses::not_found))
     })
-    // Heroku sends SIGTERM and allows 30 s before SIGKILL.
-    .shutdown_timeout(25)
+    // Heroku sends SIGTERM and allows 30 s before SIGKILL: open requests get 20 s while the
+    // reconciler stops beside them (`Service::wait` handles the signals, not actix).
+    .shutdown_timeout(20)
+    .disable_signals()
     .listen(listener)?
     .run();
     Ok((server, port))

@@ -273,10 +273,12 @@ pub fn render(doc: &Value) -> String {
             profiles.len()
         )
     };
-    let leader = match doc["leader"].as_bool() {
-        Some(true) => "yes — this instance reconciles",
-        Some(false) => "no — standby",
-        None => "—",
+    // Every instance shows what the leader stored; this says who that is.
+    let leader = match (doc["leader"].as_bool(), doc["lease"]["holder"].as_str()) {
+        (Some(true), Some(holder)) => format!("{} — this instance reconciles", esc(holder)),
+        (_, Some(holder)) => format!("{} — another instance; this one is a standby", esc(holder)),
+        (Some(true), None) => "this instance reconciles".to_owned(),
+        (_, None) => "— no instance holds the lease".to_owned(),
     };
     html.push_str(&format!(
         "<dl class=\"summary\"><div><dt>Profiles</dt><dd>{overall}</dd></div>\

@@ -9,9 +9,9 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use super::body::{TOO_LARGE, read_limited, refuse_before_reading};
+use super::AppState;
+use super::body::{BodyRefusal, read_limited, refuse_before_reading};
 use super::responses::{invalid_token, json_error, soap, soap_fault};
-use super::{AppState, MAX_BODY_BYTES};
 use crate::ingress::events::parse_events;
 use crate::ingress::jwt::{RejectReason, Rejection};
 use crate::ingress::outbound::{self, FaultKind};
@@ -68,24 +68,9 @@ async fn read_outbound_body(
     req: &HttpRequest,
     payload: web::Payload,
 ) -> Result<web::Bytes, HttpResponse> {
-    read_limited(
-        req,
-        payload,
-        || {
-            soap_fault(
-                TOO_LARGE,
-                FaultKind::Client,
-                &format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
-            )
-        },
-        || {
-            soap_fault(
-                StatusCode::BAD_REQUEST,
-                FaultKind::Client,
-                "the request body could not be read",
-            )
-        },
-    )
+    read_limited(req, payload, |refusal| {
+        soap_fault(refusal.status(), FaultKind::Client, &refusal.message())
+    })
     .await
 }
 
@@ -186,21 +171,15 @@ pub async fn platform_events(
     if let Err(refusal) = authorize_event_callout(&req, &state).await {
         return refuse_before_reading(&req, payload, refusal).await;
     }
-    let too_large = || {
-        json_error(
-            TOO_LARGE,
-            "payload_too_large",
-            &format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
-        )
+    let refuse = |refusal: BodyRefusal| {
+        let code = match refusal {
+            BodyRefusal::TooLarge => "payload_too_large",
+            BodyRefusal::Unreadable => "invalid_request",
+            BodyRefusal::TooSlow => "request_timeout",
+        };
+        json_error(refusal.status(), code, &refusal.message())
     };
-    let unreadable = || {
-        json_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "the request body could not be read",
-        )
-    };
-    let body = match read_limited(&req, payload, too_large, unreadable).await {
+    let body = match read_limited(&req, payload, refuse).await {
         Ok(body) => body,
         Err(refusal) => return refusal,
     };

@@ -20,6 +20,19 @@
 //! transaction stay pending and make the follow-up run. [`Store::consume_hints`] does the same
 //! for hints folded into a run later and is idempotent (a hint keeps its first run).
 //!
+//! # Fenced writes
+//! A run's records are written under the lease of its org: [`Store::start_run`],
+//! [`Store::record_deploy`], [`Store::finish_run`] and [`Store::close_deploy`] take the
+//! [`Fence`] of the tenure that runs it and are refused with [`StoreError::Fenced`] once
+//! another tenure has begun (another holder took over, or the lease was taken again after it
+//! expired), so a run that lost its lease cannot overwrite what its successor records.
+//!
+//! # Write health
+//! [`Store::ready`] commits a one-row write: the store is ready only while it can write (a
+//! full disk answers reads but refuses writes). On SQLite a failed write also retires the
+//! writer connection, so that a transaction SQLite rolled back by itself cannot leave the
+//! driver stuck (see `sqlite.rs`).
+//!
 //! # In-flight deploys
 //! A deploy is *in flight* when a run recorded its deploy id and no run has recorded a final
 //! outcome for that deploy id yet: the run's outcome is still empty (the process may have died
@@ -27,7 +40,7 @@
 //! The controller resumes polling it and then calls [`Store::finish_run`] on the same run, which
 //! is allowed to replace an `unknown` outcome (never a final one); a new run that calls
 //! [`Store::record_deploy`] with the same deploy id and finishes with a final outcome resolves
-//! it too.
+//! it too. A deploy closed with [`Store::close_deploy`] is never in flight again.
 
 mod batch;
 mod notify;
@@ -43,6 +56,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::config::DatabaseUrl;
+use crate::outcome::Outcome;
 
 pub type RunId = i64;
 
@@ -132,6 +146,30 @@ pub struct Lease {
     pub expires_at: DateTime<Utc>,
 }
 
+/// The tenure a run writes under: its org and the lease's fencing token when it was taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub org_id: String,
+    pub token: i64,
+}
+
+impl Lease {
+    pub fn fence(&self) -> Fence {
+        Fence {
+            org_id: self.org_id.clone(),
+            token: self.fencing_token,
+        }
+    }
+}
+
+/// The org's lease as it stands: who holds it and for how much longer (zero once expired),
+/// by the store's clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseState {
+    pub lease: Lease,
+    pub expires_in: Duration,
+}
+
 /// Counters for `/metrics` and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StoreStats {
@@ -147,11 +185,23 @@ pub enum StoreError {
     /// lock contention, closed store). Transient: the HTTP layer answers 503.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// A read-only command found no SQLite file where `DATABASE_URL` points.
+    #[error("no store at {0}")]
+    Missing(String),
     #[error("store migration failed: {0}")]
     Migration(String),
     /// A statement was refused or a row could not be read (a bug, or a database edited by hand).
     #[error("store data error: {0}")]
     Data(String),
+    /// The write came from a tenure that is over: another holder has the org's lease now.
+    #[error(
+        "refused a write for org {org_id} under fencing token {token}: the lease has moved on (now token {current})"
+    )]
+    Fenced {
+        org_id: String,
+        token: i64,
+        current: i64,
+    },
 }
 
 impl StoreError {
@@ -274,6 +324,17 @@ impl Store {
         })
     }
 
+    /// [`Store::connect`] for a store that must already exist: read-only commands never
+    /// create one (a new SQLite file would only hide where the runs really are).
+    pub async fn open_existing(url: &DatabaseUrl) -> Result<Store, StoreError> {
+        if let DatabaseUrl::Sqlite { path } = url
+            && !path.exists()
+        {
+            return Err(StoreError::Missing(path.display().to_string()));
+        }
+        Store::connect(url).await
+    }
+
     /// `"sqlite"` or `"postgres"`.
     pub fn backend(&self) -> &'static str {
         match &*self.inner {
@@ -284,6 +345,11 @@ impl Store {
 
     pub async fn ping(&self) -> Result<(), StoreError> {
         dispatch!(self, b => b.ping().await)
+    }
+
+    /// Commits a one-row write: `Ok` only while the store can take writes (`/readyz`).
+    pub async fn ready(&self) -> Result<(), StoreError> {
+        dispatch!(self, b => b.probe_write().await)
     }
 
     /// Closes every connection; afterwards every call returns [`StoreError::Unavailable`]
@@ -371,41 +437,54 @@ impl Store {
         dispatch!(self, b => b.notifier().wait(org_id, timeout).await)
     }
 
-    /// Creates a run for `org_id` and consumes `hint_ids` (the org's pending hints this run
-    /// takes into account) in the same transaction.
+    /// Creates a run for the fence's org and consumes `hint_ids` (the org's pending hints this
+    /// run takes into account) in the same transaction. Fenced (see the module docs).
     pub async fn start_run(
         &self,
-        org_id: &str,
+        fence: &Fence,
         trigger: &str,
         hint_ids: &[i64],
         profiles: &[String],
     ) -> Result<RunId, StoreError> {
-        dispatch!(self, b => b.start_run(org_id, trigger, hint_ids, profiles).await)
+        dispatch!(self, b => b.start_run(fence, trigger, hint_ids, profiles).await)
     }
 
     /// Persists the deploy id of an unfinished run; call it BEFORE polling starts.
-    /// [`StoreError::Data`] if the run does not exist or already has an outcome.
+    /// [`StoreError::Data`] if the run does not exist or already has an outcome. Fenced.
     pub async fn record_deploy(
         &self,
+        fence: &Fence,
         run: RunId,
         deploy_id: &str,
         check_only: bool,
     ) -> Result<(), StoreError> {
-        dispatch!(self, b => b.record_deploy(run, deploy_id, check_only).await)
+        dispatch!(self, b => b.record_deploy(fence, run, deploy_id, check_only).await)
     }
 
     /// Records the run's outcome. Allowed while the run has no outcome or the outcome
-    /// `unknown` (a resumed deploy); [`StoreError::Data`] once it has a final one. `plan`
-    /// `None` keeps a plan recorded earlier.
+    /// `unknown` of a deploy not closed (a resumed deploy); [`StoreError::Data`] otherwise.
+    /// `plan` `None` keeps a plan recorded earlier. Fenced.
     pub async fn finish_run(
         &self,
+        fence: &Fence,
         run: RunId,
-        outcome: &str,
+        outcome: Outcome,
         plan: Option<&serde_json::Value>,
         failures: &[String],
         error: Option<&str>,
     ) -> Result<(), StoreError> {
-        dispatch!(self, b => b.finish_run(run, outcome, plan, failures, error).await)
+        dispatch!(self, b => b.finish_run(fence, run, outcome, plan, failures, error).await)
+    }
+
+    /// Ends the run `unknown` with `reason` and closes its deploy: it is never resumed again,
+    /// so the next run starts from a fresh read. Same conditions as [`Store::finish_run`].
+    pub async fn close_deploy(
+        &self,
+        fence: &Fence,
+        run: RunId,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, b => b.close_deploy(fence, run, reason).await)
     }
 
     /// The org's newest deploy still in flight (see the module docs), if any.
@@ -431,6 +510,30 @@ impl Store {
         dispatch!(self, b => b.recent_runs(limit).await)
     }
 
+    /// Keeps what the leader last saw of `org_id` (the `/status` snapshot), for every
+    /// instance to show.
+    pub async fn put_status(
+        &self,
+        org_id: &str,
+        snapshot: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, b => b.put_status(org_id, snapshot).await)
+    }
+
+    /// The snapshot [`Store::put_status`] kept for `org_id`, if any.
+    pub async fn status(&self, org_id: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        dispatch!(self, b => b.status(org_id).await)
+    }
+
+    /// The newest `limit` runs of one org, newest first.
+    pub async fn recent_runs_of(
+        &self,
+        org_id: &str,
+        limit: u32,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        dispatch!(self, b => b.recent_runs_of(org_id, limit).await)
+    }
+
     /// Takes the org's lease for `ttl` if it is free or expired, renews it if `holder` holds
     /// it; `None` while someone else holds it. Expiry is judged by the store's clock.
     pub async fn try_acquire_lease(
@@ -442,14 +545,31 @@ impl Store {
         dispatch!(self, b => b.try_acquire_lease(org_id, holder, ttl).await)
     }
 
+    /// The org's lease row, if one was ever taken.
+    pub async fn lease(&self, org_id: &str) -> Result<Option<LeaseState>, StoreError> {
+        dispatch!(self, b => b.lease(org_id).await)
+    }
+
+    /// Closes the org's runs that never got an outcome nor a deploy (their process stopped or
+    /// lost its lease before deploying) as `failed` with `reason`; returns how many. Call it
+    /// when a tenure begins. Fenced.
+    pub async fn close_abandoned_runs(
+        &self,
+        fence: &Fence,
+        reason: &str,
+    ) -> Result<u64, StoreError> {
+        dispatch!(self, b => b.close_abandoned_runs(fence, reason).await)
+    }
+
     /// Ends `holder`'s lease now (nothing if it does not hold it). The row and its fencing
     /// token stay, so the next tenure gets a higher token.
     pub async fn release_lease(&self, org_id: &str, holder: &str) -> Result<(), StoreError> {
         dispatch!(self, b => b.release_lease(org_id, holder).await)
     }
 
-    /// Housekeeping: deletes delivery keys older than `keep` (raised to
-    /// [`MIN_DELIVERY_RETENTION`] when shorter) and expired jtis; returns the rows deleted.
+    /// Housekeeping: deletes delivery keys and consumed hints older than `keep` (raised to
+    /// [`MIN_DELIVERY_RETENTION`] when shorter: past any redelivery) and expired jtis;
+    /// returns the rows deleted. The controller runs it on a schedule.
     pub async fn prune(&self, keep: Duration) -> Result<u64, StoreError> {
         dispatch!(self, b => b.prune(keep.max(MIN_DELIVERY_RETENTION)).await)
     }

@@ -23,9 +23,10 @@ use tokio::sync::oneshot;
 
 use super::notify::HintNotifier;
 use super::{
-    Delivery, DeliveryOutcome, Hint, InFlightDeploy, Lease, NewHint, RunId, RunRecord, StoreError,
-    StoreStats,
+    Delivery, DeliveryOutcome, Fence, Hint, InFlightDeploy, Lease, LeaseState, NewHint, RunId,
+    RunRecord, StoreError, StoreStats,
 };
+use crate::outcome::Outcome;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -109,6 +110,17 @@ impl PgStore {
     pub(crate) async fn ping(&self) -> Result<(), StoreError> {
         self.check_open()?;
         sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub(crate) async fn probe_write(&self) -> Result<(), StoreError> {
+        self.check_open()?;
+        sqlx::query(
+            "INSERT INTO store_probe (id, probed_at) VALUES (1, now()) \
+             ON CONFLICT (id) DO UPDATE SET probed_at = EXCLUDED.probed_at",
+        )
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -208,45 +220,54 @@ impl PgStore {
 
     pub(crate) async fn start_run(
         &self,
-        org_id: &str,
+        fence: &Fence,
         trigger: &str,
         hint_ids: &[i64],
         profiles: &[String],
     ) -> Result<RunId, StoreError> {
         self.check_open()?;
-        let mut tx = self.pool.begin().await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO runs (org_id, trigger_kind, profiles) VALUES ($1, $2, $3) RETURNING id",
-        )
-        .bind(org_id)
-        .bind(trigger)
-        .bind(Json(profiles))
-        .fetch_one(&mut *tx)
-        .await?;
-        consume(&mut tx, hint_ids, id).await?;
-        tx.commit().await?;
-        Ok(id)
+        self.fenced(fence, async |tx| {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO runs (org_id, trigger_kind, profiles) VALUES ($1, $2, $3) RETURNING id",
+            )
+            .bind(&fence.org_id)
+            .bind(trigger)
+            .bind(Json(profiles))
+            .fetch_one(&mut *tx)
+            .await?;
+            consume(tx, hint_ids, id).await?;
+            Ok(id)
+        })
+        .await
     }
 
     pub(crate) async fn record_deploy(
         &self,
+        fence: &Fence,
         run: RunId,
         deploy_id: &str,
         check_only: bool,
     ) -> Result<(), StoreError> {
         self.check_open()?;
-        let done = sqlx::query(
-            "UPDATE runs SET deploy_id = $2, check_only = $3, deploy_submitted_at = now() \
-             WHERE id = $1 AND outcome IS NULL",
-        )
-        .bind(run)
-        .bind(deploy_id)
-        .bind(check_only)
-        .execute(&self.pool)
-        .await?;
-        if done.rows_affected() == 0 {
+        let updated = self
+            .fenced(fence, async |tx| {
+                let done = sqlx::query(
+                    "UPDATE runs SET deploy_id = $2, check_only = $3, deploy_submitted_at = now() \
+                     WHERE id = $1 AND org_id = $4 AND outcome IS NULL",
+                )
+                .bind(run)
+                .bind(deploy_id)
+                .bind(check_only)
+                .bind(&fence.org_id)
+                .execute(&mut *tx)
+                .await?;
+                Ok(done.rows_affected())
+            })
+            .await?;
+        if updated == 0 {
             return Err(StoreError::Data(format!(
-                "run {run} does not exist or already has an outcome"
+                "run {run} of org {} does not exist or already has an outcome",
+                fence.org_id
             )));
         }
         Ok(())
@@ -254,31 +275,97 @@ impl PgStore {
 
     pub(crate) async fn finish_run(
         &self,
+        fence: &Fence,
         run: RunId,
-        outcome: &str,
+        outcome: Outcome,
         plan: Option<&serde_json::Value>,
         failures: &[String],
         error: Option<&str>,
     ) -> Result<(), StoreError> {
         self.check_open()?;
-        let done = sqlx::query(
-            "UPDATE runs SET outcome = $2, finished_at = now(), plan = COALESCE($3, plan), \
-             failures = $4, error = $5 \
-             WHERE id = $1 AND (outcome IS NULL OR outcome = 'unknown')",
-        )
-        .bind(run)
-        .bind(outcome)
-        .bind(plan.map(Json))
-        .bind(Json(failures))
-        .bind(error)
-        .execute(&self.pool)
-        .await?;
-        if done.rows_affected() == 0 {
+        self.end_run(fence, run, async |tx| {
+            Ok(sqlx::query(
+                "UPDATE runs SET outcome = $2, finished_at = now(), plan = COALESCE($3, plan), \
+                 failures = $4, error = $5 \
+                 WHERE id = $1 AND org_id = $6 AND NOT deploy_closed \
+                   AND (outcome IS NULL OR outcome = 'unknown')",
+            )
+            .bind(run)
+            .bind(outcome.as_str())
+            .bind(plan.map(Json))
+            .bind(Json(failures))
+            .bind(error)
+            .bind(&fence.org_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected())
+        })
+        .await
+    }
+
+    pub(crate) async fn close_deploy(
+        &self,
+        fence: &Fence,
+        run: RunId,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        self.check_open()?;
+        self.end_run(fence, run, async |tx| {
+            Ok(sqlx::query(
+                "UPDATE runs SET outcome = 'unknown', finished_at = now(), error = $2, \
+                 deploy_closed = true \
+                 WHERE id = $1 AND org_id = $3 AND NOT deploy_closed \
+                   AND (outcome IS NULL OR outcome = 'unknown')",
+            )
+            .bind(run)
+            .bind(reason)
+            .bind(&fence.org_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected())
+        })
+        .await
+    }
+
+    /// A fenced update of one run that must find the run still open.
+    async fn end_run(
+        &self,
+        fence: &Fence,
+        run: RunId,
+        update: impl AsyncFnOnce(&mut PgConnection) -> Result<u64, StoreError>,
+    ) -> Result<(), StoreError> {
+        if self.fenced(fence, update).await? == 0 {
             return Err(StoreError::Data(format!(
-                "run {run} does not exist or already has a final outcome"
+                "run {run} of org {} does not exist or already has a final outcome",
+                fence.org_id
             )));
         }
         Ok(())
+    }
+
+    /// Runs `write` in one transaction if `fence` is still the org's current tenure. The lease
+    /// row stays share-locked until commit, so a take-over waits for the write to land.
+    async fn fenced<T>(
+        &self,
+        fence: &Fence,
+        write: impl AsyncFnOnce(&mut PgConnection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let current: Option<i64> =
+            sqlx::query_scalar("SELECT fencing_token FROM leases WHERE org_id = $1 FOR SHARE")
+                .bind(&fence.org_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if current != Some(fence.token) {
+            return Err(StoreError::Fenced {
+                org_id: fence.org_id.clone(),
+                token: fence.token,
+                current: current.unwrap_or(0),
+            });
+        }
+        let value = write(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(value)
     }
 
     pub(crate) async fn in_flight_deploy(
@@ -288,7 +375,7 @@ impl PgStore {
         self.check_open()?;
         let row = sqlx::query(
             "SELECT r.id, r.deploy_id, r.check_only, r.deploy_submitted_at FROM runs r \
-             WHERE r.org_id = $1 AND r.deploy_id IS NOT NULL \
+             WHERE r.org_id = $1 AND r.deploy_id IS NOT NULL AND NOT r.deploy_closed \
                AND (r.outcome IS NULL OR r.outcome = 'unknown') \
                AND NOT EXISTS (SELECT 1 FROM runs f WHERE f.deploy_id = r.deploy_id \
                                AND f.outcome IS NOT NULL AND f.outcome <> 'unknown') \
@@ -318,6 +405,24 @@ impl PgStore {
              FROM runs ORDER BY id DESC LIMIT $1",
         )
         .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(run_record).collect()
+    }
+
+    pub(crate) async fn recent_runs_of(
+        &self,
+        org_id: &str,
+        limit: u32,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        self.check_open()?;
+        let rows = sqlx::query(
+            "SELECT id, org_id, trigger_kind, started_at, finished_at, outcome, profiles, \
+                    deploy_id, error, failures, plan \
+             FROM runs WHERE org_id = $2 ORDER BY id DESC LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .bind(org_id)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(run_record).collect()
@@ -382,6 +487,82 @@ impl PgStore {
         .transpose()
     }
 
+    pub(crate) async fn lease(&self, org_id: &str) -> Result<Option<LeaseState>, StoreError> {
+        self.check_open()?;
+        let row = sqlx::query(
+            "SELECT org_id, holder, fencing_token, expires_at, \
+                    GREATEST(EXTRACT(EPOCH FROM expires_at - now()), 0)::float8 AS left_secs \
+             FROM leases WHERE org_id = $1",
+        )
+        .bind(org_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            let left: f64 = row.try_get("left_secs")?;
+            Ok(LeaseState {
+                lease: Lease {
+                    org_id: row.try_get("org_id")?,
+                    holder: row.try_get("holder")?,
+                    fencing_token: row.try_get("fencing_token")?,
+                    expires_at: row.try_get("expires_at")?,
+                },
+                expires_in: Duration::try_from_secs_f64(left).unwrap_or_default(),
+            })
+        })
+        .transpose()
+    }
+
+    pub(crate) async fn close_abandoned_runs(
+        &self,
+        fence: &Fence,
+        reason: &str,
+    ) -> Result<u64, StoreError> {
+        self.check_open()?;
+        self.fenced(fence, async |tx| {
+            Ok(sqlx::query(
+                "UPDATE runs SET outcome = 'failed', finished_at = now(), error = $2 \
+                 WHERE org_id = $1 AND outcome IS NULL AND deploy_id IS NULL",
+            )
+            .bind(&fence.org_id)
+            .bind(reason)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected())
+        })
+        .await
+    }
+
+    pub(crate) async fn put_status(
+        &self,
+        org_id: &str,
+        snapshot: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        self.check_open()?;
+        sqlx::query(
+            "INSERT INTO org_status (org_id, snapshot, updated_at) VALUES ($1, $2, now()) \
+             ON CONFLICT (org_id) DO UPDATE SET snapshot = EXCLUDED.snapshot, \
+             updated_at = EXCLUDED.updated_at",
+        )
+        .bind(org_id)
+        .bind(Json(snapshot))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn status(
+        &self,
+        org_id: &str,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        self.check_open()?;
+        let snapshot: Option<Json<serde_json::Value>> =
+            sqlx::query_scalar("SELECT snapshot FROM org_status WHERE org_id = $1")
+                .bind(org_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(snapshot.map(|Json(v)| v))
+    }
+
     pub(crate) async fn release_lease(&self, org_id: &str, holder: &str) -> Result<(), StoreError> {
         self.check_open()?;
         sqlx::query(
@@ -409,8 +590,16 @@ impl PgStore {
             .execute(&mut *tx)
             .await?
             .rows_affected();
+        let hints = sqlx::query(
+            "DELETE FROM hints WHERE run_id IS NOT NULL \
+             AND consumed_at < now() - make_interval(secs => $1)",
+        )
+        .bind(secs(keep))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
         tx.commit().await?;
-        Ok(deliveries + jtis)
+        Ok(deliveries + jtis + hints)
     }
 }
 

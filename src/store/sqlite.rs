@@ -5,6 +5,11 @@
 //! `BEGIN IMMEDIATE`, so a writer from another process (a CLI command) makes us wait at BEGIN
 //! (up to `busy_timeout`) rather than fail halfway. Reads use a separate small pool; WAL lets
 //! them run beside the writer. Time is the process clock (see the module docs of `store`).
+//!
+//! A failed write retires the writer connection (the pool's `before_acquire` hook drops it and
+//! opens a fresh one). When a COMMIT fails for lack of space SQLite rolls the transaction back
+//! by itself; the driver's own ROLLBACK then fails and its transaction counter stays up, so
+//! every later `BEGIN` on that connection would be refused until the process restarted.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -20,9 +25,10 @@ use sqlx::{Acquire, Row, SqliteConnection, SqlitePool};
 use super::batch::{self, BatchWriter, Call, GroupCommit};
 use super::notify::{self, HintNotifier};
 use super::{
-    Delivery, DeliveryOutcome, Hint, InFlightDeploy, Lease, NewHint, RunId, RunRecord, StoreError,
-    StoreStats,
+    Delivery, DeliveryOutcome, Fence, Hint, InFlightDeploy, Lease, LeaseState, NewHint, RunId,
+    RunRecord, StoreError, StoreStats,
 };
+use crate::outcome::Outcome;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -31,10 +37,34 @@ const READERS: u32 = 4;
 
 pub(crate) struct SqliteStore {
     writer: SqlitePool,
+    health: Arc<WriterHealth>,
     readers: SqlitePool,
     group: GroupCommit,
     notifier: Arc<HintNotifier>,
     closed: AtomicBool,
+}
+
+/// Whether the writer connection must be replaced before its next use.
+#[derive(Default)]
+struct WriterHealth {
+    retire: AtomicBool,
+}
+
+impl WriterHealth {
+    /// Passes `result` through; a failed write is logged with its cause and retires the
+    /// writer connection.
+    fn observe<T, E: Into<StoreError>>(&self, result: Result<T, E>) -> Result<T, StoreError> {
+        result.map_err(|e| {
+            let e = e.into();
+            self.failed(&e);
+            e
+        })
+    }
+
+    fn failed(&self, e: &StoreError) {
+        tracing::warn!(error = %e, "SQLite write failed; the next write uses a fresh connection");
+        self.retire.store(true, Ordering::Release);
+    }
 }
 
 /// The one timestamp form stored: fixed width, UTC, so text order is time order. Instants
@@ -96,8 +126,15 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
+        let health = Arc::new(WriterHealth::default());
+        let hook_health = health.clone();
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            // false = close this connection and open another (see the module docs).
+            .before_acquire(move |_, _| {
+                let keep = !hook_health.retire.swap(false, Ordering::AcqRel);
+                Box::pin(async move { Ok(keep) })
+            })
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options.clone())
             .await
@@ -113,9 +150,16 @@ impl SqliteStore {
             StoreError::Unavailable(format!("cannot resolve {}: {e}", path.display()))
         })?;
         let notifier = notify::for_sqlite_file(&canonical);
-        let group = GroupCommit::spawn(SqliteBatch(writer.clone()), notifier.clone());
+        let group = GroupCommit::spawn(
+            SqliteBatch {
+                writer: writer.clone(),
+                health: health.clone(),
+            },
+            notifier.clone(),
+        );
         Ok(SqliteStore {
             writer,
+            health,
             readers,
             group,
             notifier,
@@ -145,6 +189,19 @@ impl SqliteStore {
     pub(crate) async fn ping(&self) -> Result<(), StoreError> {
         self.check_open()?;
         sqlx::query("SELECT 1").execute(&self.readers).await?;
+        Ok(())
+    }
+
+    pub(crate) async fn probe_write(&self) -> Result<(), StoreError> {
+        self.check_open()?;
+        let probe = sqlx::query(
+            "INSERT INTO store_probe (id, probed_at) VALUES (1, ?1) \
+             ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at",
+        )
+        .bind(now())
+        .execute(&self.writer)
+        .await;
+        self.health.observe(probe)?;
         Ok(())
     }
 
@@ -190,24 +247,30 @@ impl SqliteStore {
         until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         self.check_open()?;
-        let done = sqlx::query(
-            "INSERT INTO jtis (jti, expires_at) VALUES (?1, ?2) \
-             ON CONFLICT (jti) DO UPDATE SET expires_at = excluded.expires_at \
-             WHERE jtis.expires_at <= ?3",
-        )
-        .bind(jti)
-        .bind(ts(until))
-        .bind(now())
-        .execute(&self.writer)
-        .await?;
+        let done = self.health.observe(
+            sqlx::query(
+                "INSERT INTO jtis (jti, expires_at) VALUES (?1, ?2) \
+                 ON CONFLICT (jti) DO UPDATE SET expires_at = excluded.expires_at \
+                 WHERE jtis.expires_at <= ?3",
+            )
+            .bind(jti)
+            .bind(ts(until))
+            .bind(now())
+            .execute(&self.writer)
+            .await,
+        )?;
         Ok(done.rows_affected() == 1)
     }
 
     pub(crate) async fn enqueue_hint(&self, hint: &NewHint) -> Result<i64, StoreError> {
         self.check_open()?;
-        let mut conn = self.writer.acquire().await?;
-        let id = insert_hint(&mut conn, hint, &now()).await?;
-        drop(conn);
+        let id = self.health.observe(
+            async {
+                let mut conn = self.writer.acquire().await?;
+                insert_hint(&mut conn, hint, &now()).await
+            }
+            .await,
+        )?;
         self.notifier.notify(&hint.org_id);
         Ok(id)
     }
@@ -236,55 +299,72 @@ impl SqliteStore {
 
     pub(crate) async fn consume_hints(&self, ids: &[i64], run_id: RunId) -> Result<(), StoreError> {
         self.check_open()?;
-        let mut conn = self.writer.acquire().await?;
-        consume(&mut conn, ids, run_id, &now()).await
+        self.health.observe(
+            async {
+                let mut conn = self.writer.acquire().await?;
+                consume(&mut conn, ids, run_id, &now()).await
+            }
+            .await,
+        )
     }
 
     pub(crate) async fn start_run(
         &self,
-        org_id: &str,
+        fence: &Fence,
         trigger: &str,
         hint_ids: &[i64],
         profiles: &[String],
     ) -> Result<RunId, StoreError> {
         self.check_open()?;
         let now = now();
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO runs (org_id, trigger_kind, started_at, profiles) \
-             VALUES (?1, ?2, ?3, ?4) RETURNING id",
-        )
-        .bind(org_id)
-        .bind(trigger)
-        .bind(&now)
-        .bind(to_json(profiles)?)
-        .fetch_one(&mut *tx)
-        .await?;
-        consume(&mut tx, hint_ids, id, &now).await?;
-        tx.commit().await?;
-        Ok(id)
+        let profiles = to_json(profiles)?;
+        let fenced = self
+            .fenced(fence, async |tx| {
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO runs (org_id, trigger_kind, started_at, profiles) \
+                     VALUES (?1, ?2, ?3, ?4) RETURNING id",
+                )
+                .bind(&fence.org_id)
+                .bind(trigger)
+                .bind(&now)
+                .bind(&profiles)
+                .fetch_one(&mut *tx)
+                .await?;
+                consume(tx, hint_ids, id, &now).await?;
+                Ok(id)
+            })
+            .await?;
+        Ok(fenced)
     }
 
     pub(crate) async fn record_deploy(
         &self,
+        fence: &Fence,
         run: RunId,
         deploy_id: &str,
         check_only: bool,
     ) -> Result<(), StoreError> {
         self.check_open()?;
-        let done = sqlx::query(
-            "UPDATE runs SET deploy_id = ?2, check_only = ?3, deploy_submitted_at = ?4 \
-             WHERE id = ?1 AND outcome IS NULL",
-        )
-        .bind(run)
-        .bind(deploy_id)
-        .bind(check_only)
-        .bind(now())
-        .execute(&self.writer)
-        .await?;
-        if done.rows_affected() == 0 {
+        let updated = self
+            .fenced(fence, async |tx| {
+                let done = sqlx::query(
+                    "UPDATE runs SET deploy_id = ?2, check_only = ?3, deploy_submitted_at = ?4 \
+                     WHERE id = ?1 AND org_id = ?5 AND outcome IS NULL",
+                )
+                .bind(run)
+                .bind(deploy_id)
+                .bind(check_only)
+                .bind(now())
+                .bind(&fence.org_id)
+                .execute(&mut *tx)
+                .await?;
+                Ok(done.rows_affected())
+            })
+            .await?;
+        if updated == 0 {
             return Err(StoreError::Data(format!(
-                "run {run} does not exist or already has an outcome"
+                "run {run} of org {} does not exist or already has an outcome",
+                fence.org_id
             )));
         }
         Ok(())
@@ -292,33 +372,107 @@ impl SqliteStore {
 
     pub(crate) async fn finish_run(
         &self,
+        fence: &Fence,
         run: RunId,
-        outcome: &str,
+        outcome: Outcome,
         plan: Option<&serde_json::Value>,
         failures: &[String],
         error: Option<&str>,
     ) -> Result<(), StoreError> {
         self.check_open()?;
         let plan = plan.map(to_json).transpose()?;
-        let done = sqlx::query(
-            "UPDATE runs SET outcome = ?2, finished_at = ?3, plan = COALESCE(?4, plan), \
-             failures = ?5, error = ?6 \
-             WHERE id = ?1 AND (outcome IS NULL OR outcome = 'unknown')",
-        )
-        .bind(run)
-        .bind(outcome)
-        .bind(now())
-        .bind(plan)
-        .bind(to_json(failures)?)
-        .bind(error)
-        .execute(&self.writer)
-        .await?;
-        if done.rows_affected() == 0 {
+        let failures = to_json(failures)?;
+        self.end_run(fence, run, async |tx| {
+            Ok(sqlx::query(
+                "UPDATE runs SET outcome = ?2, finished_at = ?3, plan = COALESCE(?4, plan), \
+                 failures = ?5, error = ?6 \
+                 WHERE id = ?1 AND org_id = ?7 AND deploy_closed = 0 \
+                   AND (outcome IS NULL OR outcome = 'unknown')",
+            )
+            .bind(run)
+            .bind(outcome.as_str())
+            .bind(now())
+            .bind(&plan)
+            .bind(&failures)
+            .bind(error)
+            .bind(&fence.org_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected())
+        })
+        .await
+    }
+
+    pub(crate) async fn close_deploy(
+        &self,
+        fence: &Fence,
+        run: RunId,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        self.check_open()?;
+        self.end_run(fence, run, async |tx| {
+            Ok(sqlx::query(
+                "UPDATE runs SET outcome = 'unknown', finished_at = ?2, error = ?3, \
+                 deploy_closed = 1 \
+                 WHERE id = ?1 AND org_id = ?4 AND deploy_closed = 0 \
+                   AND (outcome IS NULL OR outcome = 'unknown')",
+            )
+            .bind(run)
+            .bind(now())
+            .bind(reason)
+            .bind(&fence.org_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected())
+        })
+        .await
+    }
+
+    /// A fenced update of one run that must find the run still open.
+    async fn end_run(
+        &self,
+        fence: &Fence,
+        run: RunId,
+        update: impl AsyncFnOnce(&mut SqliteConnection) -> Result<u64, StoreError>,
+    ) -> Result<(), StoreError> {
+        if self.fenced(fence, update).await? == 0 {
             return Err(StoreError::Data(format!(
-                "run {run} does not exist or already has a final outcome"
+                "run {run} of org {} does not exist or already has a final outcome",
+                fence.org_id
             )));
         }
         Ok(())
+    }
+
+    /// Runs `write` in one transaction if `fence` is still the org's current tenure.
+    async fn fenced<T>(
+        &self,
+        fence: &Fence,
+        write: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let current: Result<Result<T, i64>, StoreError> = async {
+            let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+            let current: Option<i64> =
+                sqlx::query_scalar("SELECT fencing_token FROM leases WHERE org_id = ?1")
+                    .bind(&fence.org_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if current != Some(fence.token) {
+                return Ok(Err(current.unwrap_or(0)));
+            }
+            let value = write(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(Ok(value))
+        }
+        .await;
+        if let Err(e) = &current {
+            self.health.failed(e);
+        }
+        current?.map_err(|current| StoreError::Fenced {
+            org_id: fence.org_id.clone(),
+            token: fence.token,
+            current,
+        })
     }
 
     pub(crate) async fn in_flight_deploy(
@@ -328,7 +482,7 @@ impl SqliteStore {
         self.check_open()?;
         let row = sqlx::query(
             "SELECT r.id, r.deploy_id, r.check_only, r.deploy_submitted_at FROM runs r \
-             WHERE r.org_id = ?1 AND r.deploy_id IS NOT NULL \
+             WHERE r.org_id = ?1 AND r.deploy_id IS NOT NULL AND r.deploy_closed = 0 \
                AND (r.outcome IS NULL OR r.outcome = 'unknown') \
                AND NOT EXISTS (SELECT 1 FROM runs f WHERE f.deploy_id = r.deploy_id \
                                AND f.outcome IS NOT NULL AND f.outcome <> 'unknown') \
@@ -358,6 +512,24 @@ impl SqliteStore {
              FROM runs ORDER BY id DESC LIMIT ?1",
         )
         .bind(i64::from(limit))
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter().map(run_record).collect()
+    }
+
+    pub(crate) async fn recent_runs_of(
+        &self,
+        org_id: &str,
+        limit: u32,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        self.check_open()?;
+        let rows = sqlx::query(
+            "SELECT id, org_id, trigger_kind, started_at, finished_at, outcome, profiles, \
+                    deploy_id, error, failures, plan \
+             FROM runs WHERE org_id = ?2 ORDER BY id DESC LIMIT ?1",
+        )
+        .bind(i64::from(limit))
+        .bind(org_id)
         .fetch_all(&self.readers)
         .await?;
         rows.iter().map(run_record).collect()
@@ -409,8 +581,11 @@ impl SqliteStore {
         .bind(holder)
         .bind(expires)
         .bind(&now)
-        .fetch_optional(&self.writer)
-        .await?;
+        // fetch_all steps the statement to its end, where a failed commit surfaces; a row
+        // read before it would claim a lease that was never written.
+        .fetch_all(&self.writer)
+        .await;
+        let row = self.health.observe(row)?.into_iter().next();
         row.map(|row| {
             Ok(Lease {
                 org_id: row.try_get("org_id")?,
@@ -422,10 +597,85 @@ impl SqliteStore {
         .transpose()
     }
 
+    pub(crate) async fn lease(&self, org_id: &str) -> Result<Option<LeaseState>, StoreError> {
+        self.check_open()?;
+        let row = sqlx::query(
+            "SELECT org_id, holder, fencing_token, expires_at FROM leases WHERE org_id = ?1",
+        )
+        .bind(org_id)
+        .fetch_optional(&self.readers)
+        .await?;
+        row.map(|row| {
+            let lease = Lease {
+                org_id: row.try_get("org_id")?,
+                holder: row.try_get("holder")?,
+                fencing_token: row.try_get("fencing_token")?,
+                expires_at: parse_ts(row.try_get("expires_at")?)?,
+            };
+            let expires_in = (lease.expires_at - Utc::now()).to_std().unwrap_or_default();
+            Ok(LeaseState { lease, expires_in })
+        })
+        .transpose()
+    }
+
+    pub(crate) async fn close_abandoned_runs(
+        &self,
+        fence: &Fence,
+        reason: &str,
+    ) -> Result<u64, StoreError> {
+        self.check_open()?;
+        self.fenced(fence, async |tx| {
+            Ok(sqlx::query(
+                "UPDATE runs SET outcome = 'failed', finished_at = ?2, error = ?3 \
+                 WHERE org_id = ?1 AND outcome IS NULL AND deploy_id IS NULL",
+            )
+            .bind(&fence.org_id)
+            .bind(now())
+            .bind(reason)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected())
+        })
+        .await
+    }
+
+    pub(crate) async fn put_status(
+        &self,
+        org_id: &str,
+        snapshot: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        self.check_open()?;
+        let written = sqlx::query(
+            "INSERT INTO org_status (org_id, snapshot, updated_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (org_id) DO UPDATE SET snapshot = excluded.snapshot, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(org_id)
+        .bind(to_json(snapshot)?)
+        .bind(now())
+        .execute(&self.writer)
+        .await;
+        self.health.observe(written)?;
+        Ok(())
+    }
+
+    pub(crate) async fn status(
+        &self,
+        org_id: &str,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        self.check_open()?;
+        let snapshot: Option<String> =
+            sqlx::query_scalar("SELECT snapshot FROM org_status WHERE org_id = ?1")
+                .bind(org_id)
+                .fetch_optional(&self.readers)
+                .await?;
+        snapshot.as_deref().map(from_json).transpose()
+    }
+
     pub(crate) async fn release_lease(&self, org_id: &str, holder: &str) -> Result<(), StoreError> {
         self.check_open()?;
         let now = now();
-        sqlx::query(
+        let released = sqlx::query(
             "UPDATE leases SET expires_at = ?3 \
              WHERE org_id = ?1 AND holder = ?2 AND expires_at > ?3",
         )
@@ -433,7 +683,8 @@ impl SqliteStore {
         .bind(holder)
         .bind(&now)
         .execute(&self.writer)
-        .await?;
+        .await;
+        self.health.observe(released)?;
         Ok(())
     }
 
@@ -441,28 +692,80 @@ impl SqliteStore {
         self.check_open()?;
         let now = now();
         let cutoff = before(&now, keep)?;
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let deliveries = sqlx::query("DELETE FROM deliveries WHERE received_at < ?1")
-            .bind(cutoff)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        let jtis = sqlx::query("DELETE FROM jtis WHERE expires_at <= ?1")
-            .bind(&now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        tx.commit().await?;
-        Ok(deliveries + jtis)
+        self.health.observe(
+            async {
+                let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+                let deliveries = sqlx::query("DELETE FROM deliveries WHERE received_at < ?1")
+                    .bind(&cutoff)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                let jtis = sqlx::query("DELETE FROM jtis WHERE expires_at <= ?1")
+                    .bind(&now)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                let hints =
+                    sqlx::query("DELETE FROM hints WHERE run_id IS NOT NULL AND consumed_at < ?1")
+                        .bind(&cutoff)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                tx.commit().await?;
+                Ok::<_, sqlx::Error>(deliveries + jtis + hints)
+            }
+            .await,
+        )
     }
 }
 
 /// The group commit's writes, on the writer pool.
-struct SqliteBatch(SqlitePool);
+struct SqliteBatch {
+    writer: SqlitePool,
+    health: Arc<WriterHealth>,
+}
 
 impl BatchWriter for SqliteBatch {
     async fn commit_together(&self, calls: &[&Call]) -> Result<Vec<DeliveryOutcome>, StoreError> {
-        let mut tx = self.0.begin_with("BEGIN IMMEDIATE").await?;
+        let result = self.try_together(calls).await;
+        if let Err(e) = &result {
+            self.health.failed(e);
+        }
+        result
+    }
+
+    async fn commit_isolated(&self, calls: &[&Call]) -> Vec<Result<DeliveryOutcome, StoreError>> {
+        let all = |e: StoreError| {
+            self.health.failed(&e);
+            calls.iter().map(|_| Err(e.clone())).collect()
+        };
+        let mut tx = match self.writer.begin_with("BEGIN IMMEDIATE").await {
+            Ok(tx) => tx,
+            Err(e) => return all(e.into()),
+        };
+        let now = now();
+        let mut results = Vec::with_capacity(calls.len());
+        for call in calls {
+            let result = async {
+                let mut savepoint = tx.begin().await?;
+                let outcome =
+                    record_one(&mut savepoint, &call.deliveries, &call.hint, &now).await?;
+                savepoint.commit().await?;
+                Ok::<_, StoreError>(outcome)
+            }
+            .await;
+            results.push(result);
+        }
+        if let Err(e) = tx.commit().await {
+            return all(e.into());
+        }
+        results
+    }
+}
+
+impl SqliteBatch {
+    async fn try_together(&self, calls: &[&Call]) -> Result<Vec<DeliveryOutcome>, StoreError> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let now = now();
         let rows: Vec<(&str, &str)> = calls
             .iter()
@@ -489,31 +792,6 @@ impl BatchWriter for SqliteBatch {
         }
         tx.commit().await?;
         Ok(batch::outcomes(calls, &new, &slots, &hint_ids))
-    }
-
-    async fn commit_isolated(&self, calls: &[&Call]) -> Vec<Result<DeliveryOutcome, StoreError>> {
-        let all = |e: StoreError| calls.iter().map(|_| Err(e.clone())).collect();
-        let mut tx = match self.0.begin_with("BEGIN IMMEDIATE").await {
-            Ok(tx) => tx,
-            Err(e) => return all(e.into()),
-        };
-        let now = now();
-        let mut results = Vec::with_capacity(calls.len());
-        for call in calls {
-            let result = async {
-                let mut savepoint = tx.begin().await?;
-                let outcome =
-                    record_one(&mut savepoint, &call.deliveries, &call.hint, &now).await?;
-                savepoint.commit().await?;
-                Ok::<_, StoreError>(outcome)
-            }
-            .await;
-            results.push(result);
-        }
-        if let Err(e) = tx.commit().await {
-            return all(e.into());
-        }
-        results
     }
 }
 

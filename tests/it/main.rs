@@ -13,6 +13,7 @@ mod faults;
 mod instances;
 mod outgoing;
 mod reconcile;
+mod runtime;
 mod salesforce_metadata;
 mod schema;
 mod service;

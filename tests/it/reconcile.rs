@@ -102,7 +102,6 @@ impl Harness {
             settings,
             profiles: &self.names,
             observe: &|_| {},
-            journal: &ipguard::reconcile::run::NoJournal,
         }
         .execute()
         .await
@@ -381,16 +380,29 @@ async fn unknown_profile_name_fails_with_a_hint() {
 #[tokio::test]
 async fn demo_org_ends_in_sync() {
     let demo = ipguard::cli::demo::start_demo_org().await.unwrap();
-    let outcome = ipguard::cli::apply_with(&demo.config, &[], false, false)
+    let first = ipguard::cli::apply_with(&demo.config, &[], false, false)
         .await
-        .unwrap()
-        .outcome;
-    assert_eq!(outcome, Outcome::Remediated);
+        .unwrap();
+    assert_eq!(first.report.outcome, Outcome::Remediated);
     let again = ipguard::cli::apply_with(&demo.config, &[], false, false)
         .await
-        .unwrap()
-        .outcome;
-    assert_eq!(again, Outcome::InSync);
+        .unwrap();
+    assert_eq!(again.report.outcome, Outcome::InSync);
+    // issue 10, item 1: `apply` runs through the store, recorded with trigger `cli`
+    let store = ipguard::store::Store::open_existing(&demo.config.database)
+        .await
+        .unwrap();
+    let runs = store.recent_runs(10).await.unwrap();
+    assert_eq!(
+        runs.iter()
+            .map(|r| (Some(r.id), r.trigger.as_str(), r.outcome.as_deref()))
+            .collect::<Vec<_>>(),
+        [
+            (again.run, "cli", Some("in_sync")),
+            (first.run, "cli", Some("remediated")),
+        ]
+    );
+    assert!(runs[1].deploy_id.is_some(), "the deploy was journaled");
     assert_eq!(
         demo.sim.login_ip_ranges("Custom%3A Support").unwrap(),
         desired()
@@ -488,12 +500,59 @@ async fn a_resumed_deploy_is_polled_and_verified_never_redeployed() {
         settings: &h.settings(),
         profiles: &h.names,
         observe: &|_| {},
-        journal: &ipguard::reconcile::run::NoJournal,
     }
-    .resume(first.deploy_id.clone().unwrap(), false)
+    .resume(first.deploy_id.clone().unwrap(), false, chrono::Utc::now())
     .await;
     assert_outcome(&resumed, Outcome::Remediated);
     assert_eq!(h.sim.count("deploy"), 1, "resuming never deploys again");
     assert_eq!(h.ranges("Admin"), desired());
+    h.sim.stop().await;
+}
+
+/// A deploy recorded longer ago than the deploy timeout is looked at once and, still
+/// running, closed: its run ends `unknown` with the reason and is never resumed again
+/// (issue 10, item 3). Before, every resume polled it for a whole new window.
+#[tokio::test]
+async fn a_resumed_deploy_older_than_the_timeout_is_closed_after_one_look() {
+    let h = Harness::start(|_| {}, &[]).await;
+    h.sim.set_faults(Faults {
+        deploy_outcome: DeployOutcome::Stuck,
+        ..Faults::default()
+    });
+    let mut settings = h.settings();
+    settings.deploy_timeout = Duration::from_millis(300);
+    let first = h.run_with(&settings).await;
+    assert_outcome(&first, Outcome::Unknown);
+    assert!(!first.deploy_closed, "a fresh run's window leaves it open");
+    h.sim.clear_calls();
+    let mut long = h.settings();
+    long.deploy_timeout = Duration::from_secs(60);
+    let started = std::time::Instant::now();
+    let resumed = Run {
+        client: &h.client,
+        sources: &h.sources,
+        settings: &long,
+        profiles: &h.names,
+        observe: &|_| {},
+    }
+    .resume(
+        first.deploy_id.clone().unwrap(),
+        false,
+        chrono::Utc::now() - chrono::Duration::minutes(5),
+    )
+    .await;
+    assert_outcome(&resumed, Outcome::Unknown);
+    assert!(resumed.deploy_closed, "{resumed:#?}");
+    assert!(
+        resumed
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("after it was submitted"),
+        "{resumed:#?}"
+    );
+    assert_eq!(h.sim.count("checkDeployStatus"), 1, "one look");
+    assert_eq!(h.sim.count("deploy"), 0);
+    assert!(started.elapsed() < Duration::from_secs(5));
     h.sim.stop().await;
 }

@@ -306,7 +306,7 @@ async fn duplicate_delivery_is_recorded_once_and_acked_twice() {
 }
 
 /// A Slack-compatible webhook receiver that keeps what it is sent.
-async fn alert_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+pub async fn alert_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     use actix_web::{App, HttpServer, web};
     let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let sink = web::Data::new(received.clone());

@@ -1,0 +1,286 @@
+//! One run of one org, recorded under the org's lease: the driver `serve`'s controller and
+//! `ipguard apply` share (SPEC §5 rules 5, 8 and 12).
+//!
+//! Between the run's typed steps the driver keeps the records: the run is started (consuming
+//! its hints), the lease is confirmed right before the one Salesforce write (the deploy), the
+//! deploy id is recorded before polling (so a restarted process resumes instead of deploying
+//! again), and the outcome is recorded last. Every record is fenced by the lease's token, and
+//! the lease is renewed while the run goes on.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use super::run::{Outcome, Run, RunReport};
+use crate::salesforce::metadata::DeployId;
+use crate::store::{Fence, InFlightDeploy, RunId, Store, StoreError};
+
+/// The right to run an org: a held lease and the fence its records are written under.
+pub struct Tenure<'a> {
+    pub store: &'a Store,
+    pub holder: &'a str,
+    pub ttl: Duration,
+    pub fence: Fence,
+    lost: AtomicBool,
+}
+
+/// Another instance holds the org's lease now; the run stopped without writing further.
+#[derive(Debug, thiserror::Error)]
+#[error("lost the lease of org {org_id}: {why}")]
+pub struct LeaseLost {
+    pub org_id: String,
+    pub why: String,
+}
+
+/// How a driven run ended.
+#[derive(Debug)]
+pub enum Driven {
+    /// Recorded as run `id`.
+    Recorded(RunId, Box<RunReport>),
+    /// The run could not be recorded (store unavailable): nothing was sent to Salesforce.
+    NotStarted(StoreError),
+    /// Stopped because the lease moved on; what is recorded stays for the new holder.
+    LeaseLost(LeaseLost),
+}
+
+impl<'a> Tenure<'a> {
+    /// Takes (or renews) the org's lease for `holder`; `Ok(None)` while another holds it.
+    pub async fn acquire(
+        store: &'a Store,
+        org_id: &str,
+        holder: &'a str,
+        ttl: Duration,
+    ) -> Result<Option<Tenure<'a>>, StoreError> {
+        Ok(store
+            .try_acquire_lease(org_id, holder, ttl)
+            .await?
+            .map(|lease| Tenure {
+                store,
+                holder,
+                ttl,
+                fence: lease.fence(),
+                lost: AtomicBool::new(false),
+            }))
+    }
+
+    /// Starts the tenure: runs an earlier holder left open before deploying (it stopped or
+    /// lost its lease) are closed as `failed`, so none reads as running forever.
+    pub async fn begin(&self) {
+        match self
+            .store
+            .close_abandoned_runs(
+                &self.fence,
+                "abandoned before any deploy: the instance running it stopped or lost its lease",
+            )
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(runs = n, "closed runs an earlier holder left open"),
+            Err(e) => tracing::warn!(error = %e, "could not close runs left open"),
+        }
+    }
+
+    pub fn org_id(&self) -> &str {
+        &self.fence.org_id
+    }
+
+    /// Renews the lease; an error once another tenure has begun (or the store cannot say).
+    pub async fn confirm(&self) -> Result<(), LeaseLost> {
+        let lost = |why: String| LeaseLost {
+            org_id: self.fence.org_id.clone(),
+            why,
+        };
+        if self.lost.load(Ordering::Acquire) {
+            return Err(lost("a renewal found it taken".into()));
+        }
+        match self
+            .store
+            .try_acquire_lease(&self.fence.org_id, self.holder, self.ttl)
+            .await
+        {
+            Ok(Some(lease)) if lease.fencing_token == self.fence.token => Ok(()),
+            Ok(Some(lease)) => {
+                self.lost.store(true, Ordering::Release);
+                Err(lost(format!(
+                    "it expired and a new tenure began (token {} → {})",
+                    self.fence.token, lease.fencing_token
+                )))
+            }
+            Ok(None) => {
+                self.lost.store(true, Ordering::Release);
+                Err(lost("another instance holds it".into()))
+            }
+            // Without the store nobody can prove the lease: no Salesforce write.
+            Err(e) => Err(lost(format!("cannot confirm it: {e}"))),
+        }
+    }
+
+    /// Renews the lease every third of its TTL until dropped; a lost lease is remembered so
+    /// that [`Tenure::confirm`] refuses the next write at once.
+    async fn keep_renewed(&self) {
+        loop {
+            tokio::time::sleep(self.ttl / 3).await;
+            if let Err(e) = self.confirm().await {
+                tracing::error!(error = %e, "the run goes on reading; it writes nothing more");
+            }
+        }
+    }
+
+    /// Ends the lease now so a standby can take over at once (shutdown, end of `apply`).
+    pub async fn release(&self) {
+        if let Err(e) = self
+            .store
+            .release_lease(&self.fence.org_id, self.holder)
+            .await
+        {
+            tracing::warn!(error = %e, "could not release the lease; it expires by itself");
+        }
+    }
+
+    /// Runs `work` while renewing the lease.
+    async fn renewing<T>(&self, work: impl Future<Output = T>) -> T {
+        tokio::select! {
+            value = work => value,
+            () = self.keep_renewed() => unreachable!("renewal never ends"),
+        }
+    }
+}
+
+/// A fresh run: recorded with `trigger`, consuming `hint_ids`.
+pub async fn run_recorded(
+    run: &Run<'_>,
+    tenure: &Tenure<'_>,
+    trigger: &str,
+    hint_ids: &[i64],
+) -> Driven {
+    let names: Vec<String> = run.profiles.iter().map(|p| p.to_string()).collect();
+    let run_id = match tenure
+        .store
+        .start_run(&tenure.fence, trigger, hint_ids, &names)
+        .await
+    {
+        Ok(id) => id,
+        Err(StoreError::Fenced { .. }) => {
+            return Driven::LeaseLost(LeaseLost {
+                org_id: tenure.fence.org_id.clone(),
+                why: "a new tenure began before the run started".into(),
+            });
+        }
+        Err(e) => return Driven::NotStarted(e),
+    };
+    tenure
+        .renewing(async {
+            match steps(run, tenure, run_id).await {
+                Ok(report) => record(tenure, run_id, report).await,
+                Err(lost) => Driven::LeaseLost(lost),
+            }
+        })
+        .await
+}
+
+/// A deploy an earlier process (or an earlier run) recorded and never saw finish.
+pub async fn resume_recorded(
+    run: &Run<'_>,
+    tenure: &Tenure<'_>,
+    in_flight: &InFlightDeploy,
+) -> Driven {
+    let report = match DeployId::parse(&in_flight.deploy_id) {
+        Ok(id) => {
+            tracing::info!(deploy_id = %id, run = in_flight.run_id, "resuming a deploy submitted before a restart");
+            tenure
+                .renewing(run.resume(id, in_flight.check_only, in_flight.submitted_at))
+                .await
+        }
+        Err(e) => {
+            let mut report = RunReport::empty();
+            report.outcome = Outcome::Unknown;
+            report.error = Some(format!(
+                "the recorded deploy id is unusable ({e}); closed without a result"
+            ));
+            report.deploy_closed = true;
+            report
+        }
+    };
+    record(tenure, in_flight.run_id, report).await
+}
+
+async fn steps(run: &Run<'_>, tenure: &Tenure<'_>, run_id: RunId) -> Result<RunReport, LeaseLost> {
+    let prepared = match run.prepare().await {
+        Ok(p) if p.needs_deploy() => p,
+        Ok(p) => return Ok(p.into_report()),
+        Err(report) => return Ok(report),
+    };
+    // The one Salesforce write: only while this tenure still holds the lease.
+    tenure.confirm().await?;
+    let submitted = match run.submit(prepared).await {
+        Ok(s) => s,
+        Err(report) => return Ok(report),
+    };
+    match tenure
+        .store
+        .record_deploy(
+            &tenure.fence,
+            run_id,
+            submitted.id.as_str(),
+            submitted.check_only,
+        )
+        .await
+    {
+        Ok(()) => {}
+        Err(StoreError::Fenced { .. }) => {
+            return Err(LeaseLost {
+                org_id: tenure.fence.org_id.clone(),
+                why: format!(
+                    "deploy {} was submitted as the lease moved on; the new holder reads the org afresh",
+                    submitted.id
+                ),
+            });
+        }
+        // The deploy is already on its way: keep polling it, but say the record is missing.
+        Err(e) => {
+            tracing::error!(deploy_id = %submitted.id, error = %e, "could not record the submitted deploy");
+        }
+    }
+    Ok(run.finish(submitted).await)
+}
+
+/// Records the outcome (closing the deploy when the report says so).
+async fn record(tenure: &Tenure<'_>, run_id: RunId, report: RunReport) -> Driven {
+    // The plan record carries the attribution: what drifted and who changed it.
+    let plan = report.plan.as_ref().and_then(|p| {
+        let mut value = serde_json::to_value(p).ok()?;
+        if let (Some(a), Some(map)) = (&report.attribution, value.as_object_mut()) {
+            map.insert("attribution".into(), serde_json::to_value(a).ok()?);
+        }
+        Some(value)
+    });
+    let store = tenure.store;
+    let written = if report.deploy_closed {
+        let reason = report.error.as_deref().unwrap_or("closed without a result");
+        store.close_deploy(&tenure.fence, run_id, reason).await
+    } else {
+        store
+            .finish_run(
+                &tenure.fence,
+                run_id,
+                report.outcome,
+                plan.as_ref(),
+                &report.failures,
+                report.error.as_deref(),
+            )
+            .await
+    };
+    match written {
+        Ok(()) => Driven::Recorded(run_id, Box::new(report)),
+        Err(StoreError::Fenced { .. }) => Driven::LeaseLost(LeaseLost {
+            org_id: tenure.fence.org_id.clone(),
+            why: format!(
+                "run {run_id} ended {} after the lease moved on; its record is left to the new holder",
+                report.outcome
+            ),
+        }),
+        Err(e) => {
+            tracing::error!(error = %e, run = run_id, "cannot record the run outcome");
+            Driven::Recorded(run_id, Box::new(report))
+        }
+    }
+}
