@@ -17,6 +17,8 @@
 //!
 //! Responses are built from the real samples in `reference/` (element names, order and
 //! namespaces); where Salesforce's exact text is unknown the sim says something plausible.
+//! `docs/sim.md` lists what the sim models, what it refuses and every guess;
+//! `tests/conformance/` drives it with jsforce and simple-salesforce (issue 13).
 
 mod admin;
 mod deploy;

@@ -181,7 +181,9 @@ const checks = [
     const soql = 'SELECT Id, Action, Section, Display, CreatedDate, CreatedBy.Username FROM SetupAuditTrail ORDER BY CreatedDate';
     const first = await conn.query(soql);
     expect(first.done === false && first.nextRecordsUrl && first.records.length === 2, JSON.stringify(first));
-    const all = await conn.query(soql).run({ autoFetch: true, maxFetch: 1000 });
+    const second = await conn.queryMore(first.nextRecordsUrl);
+    expect(second.records.length === 2, JSON.stringify(second));
+    const { records: all } = await conn.query(soql).run({ autoFetch: true, maxFetch: 1000 });
     expect(all.length === first.totalSize && first.totalSize >= 6, `fetched ${all.length} of ${first.totalSize}`);
     expect(all.every((r) => r.CreatedBy && r.CreatedBy.Username), JSON.stringify(all[0]));
   }],
