@@ -68,6 +68,10 @@ enum Command {
     Sim {
         #[arg(long, default_value_t = 8089)]
         port: u16,
+        /// Serve HTTPS with a generated certificate; the CA to trust is written next to the
+        /// generated key and its path printed (`SIM_CA_CERT=…`).
+        #[arg(long)]
+        tls: bool,
     },
     /// The whole loop against an embedded simulated org, narrated; no account needed.
     Demo,
@@ -106,7 +110,7 @@ fn main() -> ExitCode {
                 days,
             } => ipguard::cli::keygen(&out, &common_name, days),
             Command::Check { app } => ipguard::cli::check::check(&app).await,
-            Command::Sim { port } => ipguard::cli::demo::sim(port).await,
+            Command::Sim { port, tls } => ipguard::cli::demo::sim(port, tls).await,
             Command::Demo => ipguard::cli::demo::demo().await,
         }
     });

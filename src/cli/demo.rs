@@ -281,8 +281,9 @@ fn span(range: &Value) -> String {
     }
 }
 
-/// `ipguard sim --port N`: a standalone simulated org with a generated key pair.
-pub async fn sim(port: u16) -> u8 {
+/// `ipguard sim --port N [--tls]`: a standalone simulated org with a generated key pair
+/// (and, with `--tls`, a generated HTTPS certificate whose CA is written beside the key).
+pub async fn sim(port: u16, tls: bool) -> u8 {
     let keys = match crate::keygen::generate("ipguard-sim", 30) {
         Ok(k) => k,
         Err(e) => {
@@ -298,10 +299,18 @@ pub async fn sim(port: u16) -> u8 {
             return EXIT_ERROR;
         }
     };
+    let tls = match tls.then(crate::sim::TlsMaterial::generate).transpose() {
+        Ok(material) => material.map(|m| (m, dir.join("sim-ca.pem"))),
+        Err(e) => {
+            eprintln!("ipguard sim: {e}");
+            return EXIT_ERROR;
+        }
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let config = SimConfig::new(keys.certificate_pem.clone());
     println!("# point ipguard at this simulated org:");
-    println!("export SALESFORCE_LOGIN_URL=http://127.0.0.1:{port}");
-    println!("export HEROKU_API_URL=http://127.0.0.1:{port}");
+    println!("export SALESFORCE_LOGIN_URL={scheme}://127.0.0.1:{port}");
+    println!("export HEROKU_API_URL={scheme}://127.0.0.1:{port}");
     println!("export SALESFORCE_CLIENT_ID='{}'", config.client_id);
     println!("export SALESFORCE_USERNAME='{}'", config.username);
     println!(
@@ -313,7 +322,7 @@ pub async fn sim(port: u16) -> u8 {
     println!("export HEROKU_API_TOKEN='{}'", config.heroku.api_token);
     let profiles: Vec<&str> = config.profiles.iter().map(|(n, _)| n.as_str()).collect();
     println!("export IPGUARD_PROFILES='{}'", profiles.join(","));
-    match crate::sim::run_standalone(config, port).await {
+    match crate::sim::run_standalone(config, port, tls).await {
         Ok(()) => EXIT_OK,
         Err(e) => {
             eprintln!("ipguard sim: {e}");

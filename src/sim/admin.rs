@@ -16,6 +16,7 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
         .route("/sim/faults", web::get().to(faults))
         .route("/sim/faults", web::put().to(set_faults))
         .route("/sim/heroku", web::put().to(set_heroku))
+        .route("/sim/settings", web::put().to(set_settings))
         .route(
             "/sim/profiles/{name}/login-ip-ranges",
             web::put().to(set_ranges),
@@ -116,6 +117,35 @@ async fn set_faults(body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse
         }
         Err(e) => bad_request(format!("faults: {e}")),
     }
+}
+
+/// Org settings a client test needs to reach paging and queueing: every field optional.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    /// Records per REST query page (Salesforce's `batchSize`, default 2000).
+    query_page_size: Option<usize>,
+    /// How long deploys stay `Pending` (at least) and `InProgress`, in milliseconds.
+    deploy_pending_ms: Option<u64>,
+    deploy_in_progress_ms: Option<u64>,
+}
+
+async fn set_settings(body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {
+    let settings: Settings = match serde_json::from_slice(&body) {
+        Ok(settings) => settings,
+        Err(e) => return bad_request(format!("settings: {e}")),
+    };
+    let mut state = shared.lock();
+    if let Some(size) = settings.query_page_size {
+        state.query_page_size = size.max(1);
+    }
+    if let Some(ms) = settings.deploy_pending_ms {
+        state.pending_for = std::time::Duration::from_millis(ms);
+    }
+    if let Some(ms) = settings.deploy_in_progress_ms {
+        state.in_progress_for = std::time::Duration::from_millis(ms);
+    }
+    ok(&settings)
 }
 
 async fn set_heroku(body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {

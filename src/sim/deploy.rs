@@ -293,6 +293,12 @@ fn read_profile(bytes: &[u8]) -> Content {
             "Error parsing file: the root element must be Profile in namespace {METADATA_NS}"
         ));
     }
+    if let Err(problem) = schema_order(&root, "Profile", PROFILE_SEQUENCE).and_then(|()| {
+        root.children_named(METADATA_NS, "loginIpRanges")
+            .try_for_each(|r| schema_order(r, "ProfileLoginIpRange", LOGIN_IP_RANGE_SEQUENCE))
+    }) {
+        return Content::Invalid(problem);
+    }
     match profile::login_ip_ranges(&root) {
         Ok(ranges) => Content::Ranges(ranges),
         Err(ProfileParseError::MissingAddress(field)) => {
@@ -300,6 +306,77 @@ fn read_profile(bytes: &[u8]) -> Content {
         }
         Err(ProfileParseError::Range(e)) => Content::Invalid(range_problem(&e)),
     }
+}
+
+/// The children of `Profile` in the order of its XSD sequence (`Metadata`'s `fullName` and
+/// `module` first, then Profile's own), from `metadata.wsdl` (API 66.0).
+const PROFILE_SEQUENCE: &[&str] = &[
+    "fullName",
+    "module",
+    "agentAccesses",
+    "applicationVisibilities",
+    "categoryGroupVisibilities",
+    "classAccesses",
+    "custom",
+    "customMetadataTypeAccesses",
+    "customPermissions",
+    "customSettingAccesses",
+    "description",
+    "externalDataSourceAccesses",
+    "fieldPermissions",
+    "flowAccesses",
+    "genComputingSummaryDefAccesses",
+    "layoutAssignments",
+    "loginFlows",
+    "loginHours",
+    "loginIpRanges",
+    "objectPermissions",
+    "pageAccesses",
+    "profileActionOverrides",
+    "recordTypeVisibilities",
+    "servicePresenceStatusAccesses",
+    "tabVisibilities",
+    "userLicense",
+    "userPermissions",
+];
+
+/// `ProfileLoginIpRange`'s XSD sequence.
+const LOGIN_IP_RANGE_SEQUENCE: &[&str] = &["description", "endAddress", "startAddress"];
+
+/// Salesforce parses a metadata file against its XSD sequence: every child must be a known
+/// element of the Metadata namespace, in sequence order, and the occurrences of a repeated
+/// element must be consecutive. Documented text (help article 000383335): `Error parsing
+/// file: Element tabVisibilities is duplicated at this location in type Profile`. The text for
+/// an unknown or out-of-order element (`… invalid at this location in type …`) is a GUESS in
+/// the same style.
+fn schema_order(element: &xml::Element, type_name: &str, sequence: &[&str]) -> Result<(), String> {
+    let mut last: Option<usize> = None;
+    for child in &element.children {
+        let position = (child.ns.as_deref() == Some(METADATA_NS))
+            .then(|| sequence.iter().position(|name| *name == child.name))
+            .flatten();
+        let Some(position) = position else {
+            return Err(format!(
+                "Error parsing file: Element {} invalid at this location in type {type_name}",
+                child.name
+            ));
+        };
+        if last.is_some_and(|previous| position < previous) {
+            // Seen before and interrupted by a later element: a split block.
+            let seen = element
+                .children
+                .iter()
+                .take_while(|c| !std::ptr::eq(*c, child))
+                .any(|c| c.name == child.name && c.ns == child.ns);
+            let what = if seen { "is duplicated" } else { "invalid" };
+            return Err(format!(
+                "Error parsing file: Element {} {what} at this location in type {type_name}",
+                child.name
+            ));
+        }
+        last = Some(position);
+    }
+    Ok(())
 }
 
 /// Salesforce-style text for a range Salesforce would refuse.
@@ -634,6 +711,56 @@ mod tests {
         assert_eq!(
             package.members[0].file_name,
             "src/profiles/Custom%3A Sales.profile"
+        );
+    }
+
+    fn profile_content(body: &str) -> Content {
+        read_profile(format!("<Profile xmlns=\"{METADATA_NS}\">{body}</Profile>").as_bytes())
+    }
+
+    fn problem(content: Content) -> String {
+        match content {
+            Content::Invalid(problem) => problem,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    const RANGE: &str = "<loginIpRanges><endAddress>10.0.0.9</endAddress>\
+                         <startAddress>10.0.0.1</startAddress></loginIpRanges>";
+
+    #[test]
+    fn profile_elements_must_follow_the_xsd_sequence() {
+        // In order: accepted.
+        assert!(matches!(
+            profile_content(&format!(
+                "<custom>true</custom>{RANGE}<userLicense>Salesforce</userLicense>"
+            )),
+            Content::Ranges(Some(_))
+        ));
+        // custom belongs before loginIpRanges.
+        assert_eq!(
+            problem(profile_content(&format!("{RANGE}<custom>true</custom>"))),
+            "Error parsing file: Element custom invalid at this location in type Profile"
+        );
+        // A block of loginIpRanges split by another element (help article 000383335's case).
+        assert_eq!(
+            problem(profile_content(&format!(
+                "{RANGE}<objectPermissions/>{RANGE}"
+            ))),
+            "Error parsing file: Element loginIpRanges is duplicated at this location in type Profile"
+        );
+        // startAddress before endAddress inside a range.
+        assert_eq!(
+            problem(profile_content(
+                "<loginIpRanges><startAddress>10.0.0.1</startAddress>\
+                 <endAddress>10.0.0.9</endAddress></loginIpRanges>"
+            )),
+            "Error parsing file: Element endAddress invalid at this location in type ProfileLoginIpRange"
+        );
+        // An element the type does not have.
+        assert_eq!(
+            problem(profile_content("<loginIpRange/>")),
+            "Error parsing file: Element loginIpRange invalid at this location in type Profile"
         );
     }
 }

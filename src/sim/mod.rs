@@ -17,6 +17,8 @@
 //!
 //! Responses are built from the real samples in `reference/` (element names, order and
 //! namespaces); where Salesforce's exact text is unknown the sim says something plausible.
+//! `docs/sim.md` lists what the sim models, what it refuses and every guess;
+//! `tests/conformance/` drives it with jsforce and simple-salesforce (issue 13).
 
 mod admin;
 mod deploy;
@@ -29,6 +31,7 @@ mod soap;
 mod state;
 #[cfg(test)]
 mod tests;
+mod tls;
 
 use std::io;
 use std::net::IpAddr;
@@ -45,6 +48,7 @@ pub use emitter::{
 };
 pub use state::{ADMIN_USERNAME, AUDIT_ACTION, AUDIT_SECTION};
 use state::{Actor, Shared, SimState};
+pub use tls::{TlsError, TlsMaterial};
 
 /// Largest request body accepted (a deploy's base64 zip; Salesforce allows ~50 MB).
 const MAX_BODY: usize = 50 * 1024 * 1024;
@@ -289,6 +293,8 @@ pub struct SimOrg {
     handle: actix_web::dev::ServerHandle,
     task: tokio::task::JoinHandle<io::Result<()>>,
     base_url: String,
+    /// The HTTPS front ([`SimOrg::start_tls`]), aborted on stop.
+    tls_task: Option<tokio::task::JoinHandle<()>>,
     /// Signs platform-event callouts; set at start or on first use.
     event_key: OnceLock<emitter::EventKey>,
 }
@@ -297,14 +303,40 @@ impl SimOrg {
     /// Binds 127.0.0.1:`port` (0 = any free port) and serves until [`SimOrg::stop`].
     /// An unreadable certificate is `InvalidInput`.
     pub async fn start(config: SimConfig, port: u16) -> io::Result<SimOrg> {
+        Self::start_with(config, port, None).await
+    }
+
+    /// [`SimOrg::start`] over HTTPS: `tls` (see [`TlsMaterial::generate`]) answers on
+    /// 127.0.0.1:`port` and the base URL is `https://…`.
+    pub async fn start_tls(config: SimConfig, port: u16, tls: TlsMaterial) -> io::Result<SimOrg> {
+        Self::start_with(config, port, Some(tls)).await
+    }
+
+    async fn start_with(
+        config: SimConfig,
+        port: u16,
+        tls: Option<TlsMaterial>,
+    ) -> io::Result<SimOrg> {
         let event_key = OnceLock::new();
         if let Some(material) = &config.event_signing_key {
             let key = emitter::EventKey::from_material(material)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
             let _ = event_key.set(key);
         }
-        let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
-        let base_url = format!("http://127.0.0.1:{}", listener.local_addr()?.port());
+        // With TLS the public port is the TLS front's; the org's HTTP listener takes any free
+        // loopback port behind it.
+        let (listener, tls_front) = match &tls {
+            None => (std::net::TcpListener::bind(("127.0.0.1", port))?, None),
+            Some(_) => (
+                std::net::TcpListener::bind(("127.0.0.1", 0))?,
+                Some(tokio::net::TcpListener::bind(("127.0.0.1", port)).await?),
+            ),
+        };
+        let base_url = match &tls_front {
+            None => format!("http://127.0.0.1:{}", listener.local_addr()?.port()),
+            Some(front) => format!("https://127.0.0.1:{}", front.local_addr()?.port()),
+        };
+        let backend = listener.local_addr()?;
         let state = SimState::new(config, base_url.clone())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let shared = web::Data::new(Shared::new(state));
@@ -322,11 +354,18 @@ impl SimOrg {
         .run();
         let handle = server.handle();
         let task = tokio::spawn(server);
+        let tls_task = match (tls, tls_front) {
+            (Some(tls), Some(front)) => Some(tokio::spawn(async move {
+                tls::serve(front, backend, &tls).await;
+            })),
+            _ => None,
+        };
         Ok(SimOrg {
             shared,
             handle,
             task,
             base_url,
+            tls_task,
             event_key,
         })
     }
@@ -442,18 +481,36 @@ impl SimOrg {
 
     /// Stops the server (in-flight requests get a second to finish).
     pub async fn stop(self) {
+        if let Some(tls_task) = &self.tls_task {
+            tls_task.abort();
+        }
         self.handle.stop(true).await;
         let _ = self.task.await;
     }
 }
 
-/// `ipguard sim`: starts the org, prints where it listens, and serves until Ctrl-C.
-pub async fn run_standalone(config: SimConfig, port: u16) -> io::Result<()> {
+/// `ipguard sim`: starts the org, prints where it listens, and serves until Ctrl-C. With
+/// `tls`, serves HTTPS and writes the CA certificate clients must trust to `tls.1`.
+pub async fn run_standalone(
+    config: SimConfig,
+    port: u16,
+    tls: Option<(TlsMaterial, std::path::PathBuf)>,
+) -> io::Result<()> {
     let org_id = config.org_id.clone();
     let client_id = config.client_id.clone();
     let username = config.username.clone();
     let space = config.heroku.space.clone();
-    let sim = SimOrg::start(config, port).await?;
+    let sim = match tls {
+        None => SimOrg::start(config, port).await?,
+        Some((tls, ca_path)) => {
+            std::fs::write(&ca_path, &tls.ca_pem)?;
+            println!(
+                "  SIM_CA_CERT={}  (trust it: NODE_EXTRA_CA_CERTS, REQUESTS_CA_BUNDLE, curl --cacert)",
+                ca_path.display()
+            );
+            SimOrg::start_tls(config, port, tls).await?
+        }
+    };
     let url = sim.base_url();
     println!("simulated Salesforce org {org_id} listening on {url}");
     println!("  SALESFORCE_LOGIN_URL={url}");
@@ -462,7 +519,7 @@ pub async fn run_standalone(config: SimConfig, port: u16) -> io::Result<()> {
     println!("  SALESFORCE_ORG_ID={org_id}");
     println!("  HEROKU_API_URL={url}  HEROKU_SPACE={space}");
     println!(
-        "  admin: GET {url}/sim/state, GET {url}/sim/calls, PUT {url}/sim/faults, \
+        "  admin: GET {url}/sim/state, GET {url}/sim/calls, PUT {url}/sim/faults, PUT {url}/sim/settings, \
          PUT {url}/sim/heroku, PUT {url}/sim/profiles/{{fullName}}/login-ip-ranges"
     );
     println!("press Ctrl-C to stop");
@@ -473,8 +530,18 @@ pub async fn run_standalone(config: SimConfig, port: u16) -> io::Result<()> {
 
 fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/services/oauth2/token", web::post().to(oauth::token))
+        // The Metadata endpoint answers whatever follows the version: the org id suffix of
+        // `metadataServerUrl`, a trailing slash, simple-salesforce's `deployRequest[/{id}]`.
         .route("/services/Soap/m/{version}", web::post().to(soap::handle))
+        .route(
+            "/services/Soap/m/{version}/{tail:.*}",
+            web::post().to(soap::handle),
+        )
         .route("/services/data/{version}/query", web::get().to(rest::query))
+        .route(
+            "/services/data/{version}/query/",
+            web::get().to(rest::query),
+        )
         .route(
             "/services/data/{version}/query/{locator}",
             web::get().to(rest::query_more),
@@ -484,10 +551,21 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .default_service(web::to(not_found));
 }
 
-async fn not_found() -> HttpResponse {
+/// An unknown path. Under `/services/` it is Salesforce's REST error shape (a JSON array of
+/// `errorCode`/`message`, the text a real org gives); elsewhere (the Heroku side, `/sim/`)
+/// Heroku's `{"id", "message"}`.
+async fn not_found(request: actix_web::HttpRequest) -> HttpResponse {
+    let body = if request.path().starts_with("/services/") {
+        serde_json::json!([{
+            "errorCode": "NOT_FOUND",
+            "message": "The requested resource does not exist",
+        }])
+    } else {
+        serde_json::json!({ "id": "not_found", "message": "Couldn't find that resource." })
+    };
     HttpResponse::NotFound()
-        .content_type("application/json")
-        .body(r#"{"error":"not_found","message":"The simulated org has no such endpoint."}"#)
+        .content_type("application/json;charset=UTF-8")
+        .body(body.to_string())
 }
 
 /// Serde for a `Duration` as whole milliseconds.

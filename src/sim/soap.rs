@@ -219,6 +219,7 @@ fn dispatch(state: &mut SimState, op: &Element) -> Result<Reply, Reply> {
         "readMetadata" => read_metadata(state, op),
         "deploy" => deploy(state, op),
         "checkDeployStatus" => check_deploy_status(state, op),
+        "describeMetadata" => Ok(describe_metadata(state)),
         _ => Err(no_operation(op)),
     }
 }
@@ -273,6 +274,42 @@ fn list_metadata(state: &SimState, op: &Element) -> Reply {
         out.push_str("</result>");
     }
     out.push_str("</listMetadataResponse>");
+    Reply::ok(&out)
+}
+
+/// The metadata types the simulated org knows, as DescribeMetadataObject
+/// (childXmlNames, directoryName, inFolder, metaFile, suffix, xmlName). A real org lists
+/// hundreds; these are the ones the sim reads or deploys. The directory and suffix of
+/// `ExtlClntAppOauthConfigurablePolicies` are a GUESS.
+const DESCRIBED_TYPES: [(&str, &str, &str); 4] = [
+    ("ConnectedApp", "connectedApps", "connectedApp"),
+    (
+        "ExtlClntAppOauthConfigurablePolicies",
+        "extlClntAppOauthPolicies",
+        "ecaOauthPlcy",
+    ),
+    ("Profile", "profiles", "profile"),
+    ("Settings", "settings", "settings"),
+];
+
+/// describeMetadata: DescribeMetadataResult in WSDL order. `testRequired` follows the org
+/// kind (production orgs run tests on deploy); `partialSaveAllowed` is true as in every org.
+fn describe_metadata(state: &SimState) -> Reply {
+    let flag = |b: bool| if b { "true" } else { "false" };
+    let mut out = String::from("<describeMetadataResponse><result>");
+    for (xml_name, directory, suffix) in DESCRIBED_TYPES {
+        out.push_str("<metadataObjects>");
+        element(&mut out, "directoryName", directory);
+        element(&mut out, "inFolder", "false");
+        element(&mut out, "metaFile", "false");
+        element(&mut out, "suffix", suffix);
+        element(&mut out, "xmlName", xml_name);
+        out.push_str("</metadataObjects>");
+    }
+    element(&mut out, "organizationNamespace", "");
+    element(&mut out, "partialSaveAllowed", "true");
+    element(&mut out, "testRequired", flag(state.production));
+    out.push_str("</result></describeMetadataResponse>");
     Reply::ok(&out)
 }
 
@@ -397,14 +434,21 @@ fn read_settings_or_app_policies(state: &SimState, kind: &str, names: &[&str]) -
     Some(Reply::ok_with_xsi(&out))
 }
 
+/// An `xsd:boolean`, read the way Salesforce's parser does: `true`/`false`/`1`/`0` in any
+/// letter case and with surrounding whitespace (clients that format a Python `bool` send
+/// `True`/`False`). Absent or empty is false.
 fn boolean(op: &Element, name: &str) -> Result<bool, Reply> {
-    match op.child_text(METADATA_NS, name) {
-        None => Ok(false),
-        Some("true" | "1") => Ok(true),
-        Some("false" | "0") => Ok(false),
-        Some(other) => Err(Reply::client_fault(&format!(
-            "Unable to parse '{other}' as a boolean value for {name}"
-        ))),
+    let Some(text) = op.child_text(METADATA_NS, name).map(str::trim) else {
+        return Ok(false);
+    };
+    if text.is_empty() || text == "0" || text.eq_ignore_ascii_case("false") {
+        Ok(false)
+    } else if text == "1" || text.eq_ignore_ascii_case("true") {
+        Ok(true)
+    } else {
+        Err(Reply::client_fault(&format!(
+            "Unable to parse '{text}' as a boolean value for {name}"
+        )))
     }
 }
 

@@ -68,6 +68,9 @@ pub(crate) struct DeployJob {
     pub package: Package,
     pub created_at: Instant,
     pub created_date: DateTime<Utc>,
+    /// When it left the queue (`InProgress`) and when it finished, on the sim's clock.
+    pub started_at: Option<Instant>,
+    pub finished_at: Option<Instant>,
     pub start_date: Option<DateTime<Utc>>,
     pub completed_date: Option<DateTime<Utc>>,
     pub phase: Phase,
@@ -237,8 +240,19 @@ impl SimState {
     /// Replaces a profile's whole list (REPLACE semantics), creating the profile if needed.
     /// A real change (as a set of (start, end)) is written to the audit trail as `actor`.
     pub fn set_ranges(&mut self, full_name: &str, ranges: Vec<LoginIpRange>, actor: Actor) {
+        self.set_ranges_at(full_name, ranges, actor, Utc::now());
+    }
+
+    /// [`SimState::set_ranges`] as of `at` (a deploy applies when it finished).
+    pub fn set_ranges_at(
+        &mut self,
+        full_name: &str,
+        ranges: Vec<LoginIpRange>,
+        actor: Actor,
+        at: DateTime<Utc>,
+    ) {
         // The audit trail keeps milliseconds, as Salesforce's CreatedDate does.
-        let now = Utc::now().trunc_subsecs(3);
+        let now = at.trunc_subsecs(3);
         let before = self
             .profile(full_name)
             .map(|p| p.ranges.clone())
@@ -405,6 +419,8 @@ impl SimState {
             package,
             created_at: Instant::now(),
             created_date: Utc::now(),
+            started_at: None,
+            finished_at: None,
             start_date: None,
             completed_date: None,
             phase: Phase::Pending,
@@ -412,27 +428,48 @@ impl SimState {
         id
     }
 
-    /// Moves deploy jobs along the clock, oldest first; a finishing job is evaluated against
-    /// the profiles as they are at that moment and applied if it succeeds.
+    /// Moves deploy jobs along the clock. An org runs one deploy at a time: jobs leave
+    /// `Pending` oldest first, each once it has waited `pending_for` AND the one before it has
+    /// finished (a `Stuck` job holds the queue). A finishing job is evaluated against the
+    /// profiles as they are and applied if it succeeds, stamped (completedDate, the audit
+    /// trail's CreatedDate, the profile's lastModifiedDate) with the moment it finished, not
+    /// the moment a later request noticed.
     pub fn advance(&mut self, now: Instant) {
         let pending_for = self.pending_for;
-        let running_for = pending_for + self.in_progress_for;
+        let in_progress_for = self.in_progress_for;
         let to_chrono =
             |d: Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+        // When the job ahead finished (the queue is free from then on).
+        let mut free_at: Option<Instant> = None;
         for index in 0..self.deploys.len() {
             let job = &mut self.deploys[index];
-            if matches!(job.phase, Phase::Done(_)) {
+            if let Some(finished) = job.finished_at {
+                free_at = free_at.max(Some(finished));
                 continue;
             }
-            let elapsed = now.saturating_duration_since(job.created_at);
-            if elapsed >= pending_for && matches!(job.phase, Phase::Pending) {
-                job.phase = Phase::InProgress;
-                job.start_date = Some(job.created_date + to_chrono(pending_for));
+            let start = match job.started_at {
+                Some(start) => start,
+                None => {
+                    let start =
+                        (job.created_at + pending_for).max(free_at.unwrap_or(job.created_at));
+                    if now < start {
+                        return; // still Pending, and everything behind it too
+                    }
+                    job.started_at = Some(start);
+                    job.start_date = Some(
+                        job.created_date
+                            + to_chrono(start.saturating_duration_since(job.created_at)),
+                    );
+                    job.phase = Phase::InProgress;
+                    start
+                }
+            };
+            let end = start + in_progress_for;
+            if now < end || self.faults.deploy_outcome == DeployOutcome::Stuck {
+                return; // InProgress holds the queue
             }
-            if elapsed < running_for || self.faults.deploy_outcome == DeployOutcome::Stuck {
-                continue;
-            }
-            let completed = job.created_date + to_chrono(running_for);
+            let completed =
+                job.created_date + to_chrono(end.saturating_duration_since(job.created_at));
             let evaluation = {
                 let profiles = &self.profiles;
                 deploy::evaluate(
@@ -449,11 +486,13 @@ impl SimState {
             };
             let job = &mut self.deploys[index];
             job.completed_date = Some(completed);
+            job.finished_at = Some(end);
             let apply = evaluation.apply.clone();
             job.phase = Phase::Done(evaluation);
             for (name, ranges) in apply {
-                self.set_ranges(&name, ranges, Actor::Integration);
+                self.set_ranges_at(&name, ranges, Actor::Integration, completed);
             }
+            free_at = Some(end);
         }
     }
 

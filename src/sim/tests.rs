@@ -1498,3 +1498,343 @@ async fn bad_configuration_is_refused_at_start() {
     assert_eq!(sim.org_id(), DEFAULT_ORG_ID);
     sim.stop().await;
 }
+
+// ---------------------------------------------------------------------------------------
+// Issue 13: what real clients send and what real orgs do
+
+/// POSTs a SOAP envelope to a path of the sim (not only `/services/Soap/m/66.0`).
+async fn soap_at(sim: &SimOrg, path: &str, session: &str, body: &str) -> SoapReply {
+    let response = client()
+        .post(format!("{}{path}", sim.base_url()))
+        .header("Content-Type", "text/xml; charset=UTF-8")
+        .header("SOAPAction", "\"\"")
+        .body(envelope(session, body))
+        .send()
+        .await
+        .unwrap();
+    SoapReply {
+        status: response.status(),
+        content_type: String::new(),
+        text: response.text().await.unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn the_metadata_endpoint_answers_every_url_form_clients_use() {
+    let sim = start(config()).await;
+    let session = login(&sim).await;
+    let org15 = &sim.org_id()[..15];
+    // A trailing slash; `metadataServerUrl`'s org id suffix (15 characters, as the login
+    // result gives it); simple-salesforce's `deployRequest` and `deployRequest/{id}`.
+    for path in [
+        "/services/Soap/m/66.0/".to_owned(),
+        format!("/services/Soap/m/66.0/{org15}"),
+        "/services/Soap/m/59.0/deployRequest".to_owned(),
+    ] {
+        let reply = soap_at(&sim, &path, &session, &list_profiles_body()).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.text);
+        assert!(
+            reply.body().is(METADATA_NS, "listMetadataResponse"),
+            "{path}"
+        );
+    }
+    let id = deploy(
+        &sim,
+        &session,
+        &Deploy::profiles(&[("Admin", vec![range("1.2.3.4", "1.2.3.4")])]),
+    )
+    .await;
+    let body = format!(
+        "<checkDeployStatus xmlns=\"{METADATA_NS}\"><asyncProcessId>{id}</asyncProcessId>\
+         <includeDetails>true</includeDetails></checkDeployStatus>"
+    );
+    let path = format!("/services/Soap/m/59.0/deployRequest/{id}");
+    let reply = soap_at(&sim, &path, &session, &body).await;
+    assert_eq!(
+        reply.result().child_text(METADATA_NS, "id"),
+        Some(id.as_str())
+    );
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn the_query_resource_answers_with_a_trailing_slash() {
+    let sim = start(config()).await;
+    let session = login(&sim).await;
+    sim.set_login_ip_ranges("Admin", vec![range("1.2.3.4", "1.2.3.4")]);
+    let response = client()
+        .get(format!(
+            "{}/services/data/v66.0/query/?q=SELECT+Id+FROM+SetupAuditTrail",
+            sim.base_url()
+        ))
+        .bearer_auth(&session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["totalSize"], 1);
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_rest_paths_answer_salesforces_error_array() {
+    let sim = start(config()).await;
+    let response = client()
+        .get(format!("{}/services/data/v66.0/nope", sim.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!([{ "errorCode": "NOT_FOUND", "message": "The requested resource does not exist" }])
+    );
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn soap_booleans_are_read_leniently() {
+    let sim = start(config()).await;
+    let session = login(&sim).await;
+    let body = Deploy {
+        check_only: true,
+        ..Deploy::profiles(&[("Admin", vec![range("1.2.3.4", "1.2.3.4")])])
+    }
+    .body()
+    // What simple-salesforce's template makes of Python's True/False.
+    .replace("<checkOnly>true</checkOnly>", "<checkOnly>True</checkOnly>")
+    .replace(
+        "<ignoreWarnings>false</ignoreWarnings>",
+        "<ignoreWarnings>False</ignoreWarnings>",
+    )
+    .replace(
+        "<rollbackOnError>true</rollbackOnError>",
+        "<rollbackOnError> 1 </rollbackOnError>",
+    )
+    .replace(
+        "<singlePackage>true</singlePackage>",
+        "<singlePackage>TRUE</singlePackage>",
+    );
+    let reply = soap(&sim, &session, &body).await;
+    let id = reply
+        .result()
+        .child_text(METADATA_NS, "id")
+        .unwrap()
+        .to_owned();
+    let (_, result) = poll(&sim, &session, &id).await;
+    assert_eq!(result.child_text(METADATA_NS, "checkOnly"), Some("true"));
+    assert_eq!(
+        result.child_text(METADATA_NS, "rollbackOnError"),
+        Some("true")
+    );
+    assert_eq!(
+        result.child_text(METADATA_NS, "ignoreWarnings"),
+        Some("false")
+    );
+    // Not a boolean in any spelling: still a fault.
+    let bad = Deploy::profiles(&[("Admin", Vec::new())])
+        .body()
+        .replace("<checkOnly>false</checkOnly>", "<checkOnly>yes</checkOnly>");
+    assert_eq!(soap(&sim, &session, &bad).await.fault().0, "soapenv:Client");
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn an_out_of_order_profile_file_fails_the_deploy() {
+    let sim = start(config()).await;
+    let session = login(&sim).await;
+    let profile = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Profile xmlns=\"{METADATA_NS}\">\
+         <loginIpRanges><endAddress>1.2.3.4</endAddress><startAddress>1.2.3.4</startAddress>\
+         </loginIpRanges><custom>false</custom></Profile>"
+    );
+    let package = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Package xmlns=\"{METADATA_NS}\"><types>\
+         <members>Admin</members><name>Profile</name></types><version>66.0</version></Package>"
+    );
+    let zip = {
+        use std::io::Write;
+        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let options = zip::write::SimpleFileOptions::default();
+        zip.start_file("package.xml", options).unwrap();
+        zip.write_all(package.as_bytes()).unwrap();
+        zip.start_file("profiles/Admin.profile", options).unwrap();
+        zip.write_all(profile.as_bytes()).unwrap();
+        zip.finish().unwrap().into_inner()
+    };
+    let id = deploy(&sim, &session, &Deploy::of(zip)).await;
+    let (_, result) = poll(&sim, &session, &id).await;
+    assert_eq!(result.child_text(METADATA_NS, "status"), Some("Failed"));
+    let failures = failures(&result);
+    assert_eq!(failures.len(), 1);
+    assert_eq!(
+        failures[0].child_text(METADATA_NS, "problem"),
+        Some("Error parsing file: Element custom invalid at this location in type Profile")
+    );
+    assert!(
+        sim.login_ip_ranges("Admin").unwrap().is_empty(),
+        "nothing applied"
+    );
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn an_org_runs_one_deploy_at_a_time_and_queues_the_rest() {
+    let sim = start(config()).await;
+    sim.set_deploy_timing(Duration::from_millis(20), Duration::from_millis(400));
+    let session = login(&sim).await;
+    let first = deploy(
+        &sim,
+        &session,
+        &Deploy::profiles(&[("Admin", vec![range("1.1.1.1", "1.1.1.1")])]),
+    )
+    .await;
+    let second = deploy(
+        &sim,
+        &session,
+        &Deploy::profiles(&[("Standard", vec![range("2.2.2.2", "2.2.2.2")])]),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let status = |result: &Element| result.child_text(METADATA_NS, "status").unwrap().to_owned();
+    assert_eq!(
+        status(&check_status(&sim, &session, &first).await),
+        "InProgress"
+    );
+    assert_eq!(
+        status(&check_status(&sim, &session, &second).await),
+        "Pending",
+        "the second deploy waits for the first"
+    );
+    let (_, first_result) = poll(&sim, &session, &first).await;
+    let (seen, second_result) = poll(&sim, &session, &second).await;
+    assert_eq!(seen.last().map(String::as_str), Some("Succeeded"));
+    let date = |result: &Element, name: &str| {
+        chrono::DateTime::parse_from_rfc3339(result.child_text(METADATA_NS, name).unwrap()).unwrap()
+    };
+    assert!(
+        date(&second_result, "startDate") >= date(&first_result, "completedDate"),
+        "the second started after the first completed"
+    );
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn a_deploy_is_stamped_when_it_finished_not_when_it_was_noticed() {
+    let sim = start(config()).await;
+    let session = login(&sim).await;
+    let id = deploy(
+        &sim,
+        &session,
+        &Deploy::profiles(&[("Admin", vec![range("1.2.3.4", "1.2.3.4")])]),
+    )
+    .await;
+    // Finished after ~120 ms; nobody asks until well after.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let result = check_status(&sim, &session, &id).await;
+    let completed = result
+        .child_text(METADATA_NS, "completedDate")
+        .unwrap()
+        .to_owned();
+    let audit = sim.audit_trail();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(
+        audit[0]
+            .created_date
+            .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+            .to_string(),
+        completed
+    );
+    let listed = soap(&sim, &session, &list_profiles_body()).await.body();
+    let admin = listed
+        .children
+        .iter()
+        .find(|r| r.child_text(METADATA_NS, "fullName") == Some("Admin"))
+        .unwrap();
+    assert_eq!(
+        admin.child_text(METADATA_NS, "lastModifiedDate"),
+        Some(completed.as_str())
+    );
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn describe_metadata_has_the_wsdl_shape() {
+    let sim = start(config()).await;
+    let session = login(&sim).await;
+    let body = format!(
+        "<describeMetadata xmlns=\"{METADATA_NS}\"><asOfVersion>66.0</asOfVersion></describeMetadata>"
+    );
+    let reply = soap(&sim, &session, &body).await;
+    assert!(reply.body().is(METADATA_NS, "describeMetadataResponse"));
+    let result = reply.result();
+    let mut order = names(&result);
+    order.dedup();
+    assert_eq!(
+        order,
+        [
+            "metadataObjects",
+            "organizationNamespace",
+            "partialSaveAllowed",
+            "testRequired"
+        ]
+    );
+    let profile = result
+        .children_named(METADATA_NS, "metadataObjects")
+        .find(|o| o.child_text(METADATA_NS, "xmlName") == Some("Profile"))
+        .unwrap();
+    assert_eq!(
+        names(profile),
+        ["directoryName", "inFolder", "metaFile", "suffix", "xmlName"]
+    );
+    assert_eq!(
+        profile.child_text(METADATA_NS, "directoryName"),
+        Some("profiles")
+    );
+    assert_eq!(
+        result.child_text(METADATA_NS, "testRequired"),
+        Some("false")
+    );
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn tls_serves_https_with_a_certificate_its_ca_vouches_for() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let tls = TlsMaterial::generate().unwrap();
+    let ca = reqwest::Certificate::from_pem(tls.ca_pem.as_bytes()).unwrap();
+    let sim = SimOrg::start_tls(config(), 0, tls).await.unwrap();
+    assert!(
+        sim.base_url().starts_with("https://127.0.0.1:"),
+        "{}",
+        sim.base_url()
+    );
+    let trusting = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .build()
+        .unwrap();
+    let response = trusting
+        .post(format!("{}/services/oauth2/token", sim.base_url()))
+        .form(&[
+            ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+            ("assertion", sign(key(), &good_claims()).as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["instance_url"], sim.base_url());
+    // A client that does not trust the CA is refused by its own verification.
+    let stranger = client()
+        .get(format!("{}/services/data/v66.0/query", sim.base_url()))
+        .send()
+        .await;
+    assert!(
+        stranger.is_err(),
+        "an untrusted certificate must not verify"
+    );
+    sim.stop().await;
+}
