@@ -10,6 +10,7 @@
 #   4. apex-ls             semantic check (types, methods, fields) against the platform library,
 #                          after proving on a broken copy that it reports a compile error
 #   5. code-analyzer.mjs   PMD Apex rules and the Flow Scanner: severity 1-2 fails, 3+ printed
+#   6. placeholders.mjs    the README's placeholder table matches the files exactly
 #
 #   bash salesforce-metadata/scripts/ci-check.sh
 set -euo pipefail
@@ -90,5 +91,8 @@ echo "apex-ls: no errors or warnings in $(find force-app legacy-connected-app -n
 
 step "5. Code Analyzer: PMD Apex rules and Flow Scanner"
 node scripts/code-analyzer.mjs
+
+step "6. README placeholders"
+node scripts/placeholders.mjs
 
 step "done"
