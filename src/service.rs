@@ -41,14 +41,31 @@ pub struct Service {
     shutdown: watch::Sender<bool>,
 }
 
-/// The key hints, runs and leases are filed under.
+/// The key runs, hints, leases and status were filed under before keys named the org. A
+/// store shared by two deployments without `SALESFORCE_ORG_ID` mixed both orgs under it.
+pub const LEGACY_ORG_KEY: &str = "default";
+
+/// The key an org's runs, hints, lease and status are filed under, so deployments that share
+/// one database never share a lease: the org id when configured; otherwise the integration
+/// username within its instance type — Salesforce keeps usernames unique across every
+/// production org, and separately across every sandbox, case-insensitively (docs/contract.md
+/// § Org keys) — and the audience (`login`/`test`) says which. Without either (no Salesforce
+/// settings at all) nothing is guarded and the legacy key stays.
 pub fn org_key(config: &Config) -> String {
-    config
-        .salesforce
-        .org_id
-        .as_ref()
-        .map(|o| o.as_str().to_owned())
-        .unwrap_or_else(|| "default".to_owned())
+    let sf = &config.salesforce;
+    if let Some(org_id) = &sf.org_id {
+        return org_id.as_str().to_owned();
+    }
+    match &sf.username {
+        Some(username) => {
+            let instance = sf
+                .audience
+                .trim_start_matches("https://")
+                .trim_end_matches('/');
+            format!("user:{instance}/{}", username.to_lowercase())
+        }
+        None => LEGACY_ORG_KEY.to_owned(),
+    }
 }
 
 /// Connects the store (running migrations) and checks the keys, then binds `bind` (port 0 =

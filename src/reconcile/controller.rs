@@ -235,6 +235,23 @@ impl Controller {
         self.status.update(|s| s.leader = true);
         self.metrics.leader.set(1);
         tenure.begin().await;
+        // History an older version filed under the shared legacy key is this org's when its
+        // key is the username (the org id was unset then too, so nothing else keyed it).
+        if self.org_key.starts_with("user:") {
+            match self
+                .store
+                .adopt_legacy_key(&tenure.fence, crate::service::LEGACY_ORG_KEY)
+                .await
+            {
+                Ok(0) => {}
+                Ok(runs) => tracing::info!(
+                    runs,
+                    from = crate::service::LEGACY_ORG_KEY,
+                    "filed the earlier run history under this org's key"
+                ),
+                Err(e) => tracing::warn!(error = %e, "could not move the earlier run history"),
+            }
+        }
         // Whether an incident is under way is in the run history, not in this process.
         match self
             .store

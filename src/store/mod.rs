@@ -561,6 +561,17 @@ impl Store {
         dispatch!(self, b => b.close_abandoned_runs(fence, reason).await)
     }
 
+    /// Moves the runs, pending hints and status filed under `legacy_key` to the fenced org,
+    /// unless a live lease still holds `legacy_key` (an older process is still running: try
+    /// again at the next tenure); returns the runs moved. Fenced.
+    pub async fn adopt_legacy_key(
+        &self,
+        fence: &Fence,
+        legacy_key: &str,
+    ) -> Result<u64, StoreError> {
+        dispatch!(self, b => b.adopt_legacy_key(fence, legacy_key).await)
+    }
+
     /// Ends `holder`'s lease now (nothing if it does not hold it). The row and its fencing
     /// token stay, so the next tenure gets a higher token.
     pub async fn release_lease(&self, org_id: &str, holder: &str) -> Result<(), StoreError> {

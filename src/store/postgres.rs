@@ -532,6 +532,42 @@ impl PgStore {
         .await
     }
 
+    pub(crate) async fn adopt_legacy_key(
+        &self,
+        fence: &Fence,
+        legacy_key: &str,
+    ) -> Result<u64, StoreError> {
+        self.check_open()?;
+        self.fenced(fence, async |tx| {
+            let held: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM leases WHERE org_id = $1 AND expires_at > now())",
+            )
+            .bind(legacy_key)
+            .fetch_one(&mut *tx)
+            .await?;
+            if held {
+                return Ok(0);
+            }
+            let runs = sqlx::query("UPDATE runs SET org_id = $1 WHERE org_id = $2")
+                .bind(&fence.org_id)
+                .bind(legacy_key)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            sqlx::query("UPDATE hints SET org_id = $1 WHERE org_id = $2")
+                .bind(&fence.org_id)
+                .bind(legacy_key)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM org_status WHERE org_id = $1")
+                .bind(legacy_key)
+                .execute(&mut *tx)
+                .await?;
+            Ok(runs)
+        })
+        .await
+    }
+
     pub(crate) async fn put_status(
         &self,
         org_id: &str,

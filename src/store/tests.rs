@@ -137,6 +137,7 @@ both_backends!(
     abandoned_runs_are_closed_by_the_next_tenure,
     lease_state_says_who_holds_it_and_for_how_long,
     ready_means_a_write_commits,
+    legacy_history_moves_to_the_orgs_key_once_nobody_holds_it,
 );
 
 fn new_org() -> String {
@@ -1423,4 +1424,50 @@ async fn throughput(db: &TestDb) {
         calls / stats.delivery_commits as f64,
     );
     assert_eq!(db.count("deliveries").await, (TASKS * CALLS) as i64);
+}
+
+async fn legacy_history_moves_to_the_orgs_key_once_nobody_holds_it(db: &TestDb) {
+    let store = db.connect().await;
+    let legacy = format!("{}-legacy", new_org());
+    let org = format!("user:login.salesforce.com/{}", new_org());
+    let old = store
+        .try_acquire_lease(&legacy, "old", Duration::from_millis(300))
+        .await
+        .unwrap()
+        .unwrap()
+        .fence();
+    let old_run = store.start_run(&old, "resync", &[], &[]).await.unwrap();
+    store
+        .finish_run(&old, old_run, Outcome::Remediated, None, &[], None)
+        .await
+        .unwrap();
+    store.enqueue_hint(&hint(&legacy, "admin")).await.unwrap();
+    store
+        .put_status(&legacy, &serde_json::json!({"old": true}))
+        .await
+        .unwrap();
+    let fence = fence_of(&store, &org).await;
+
+    // An older process still holds the legacy key: its history stays where it writes it.
+    assert_eq!(store.adopt_legacy_key(&fence, &legacy).await.unwrap(), 0);
+    assert_eq!(store.recent_runs_of(&org, 10).await.unwrap().len(), 0);
+
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(store.adopt_legacy_key(&fence, &legacy).await.unwrap(), 1);
+    let runs = store.recent_runs_of(&org, 10).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].outcome.as_deref(), Some("remediated"));
+    assert_eq!(store.pending_hints(&org).await.unwrap().len(), 1);
+    assert!(store.recent_runs_of(&legacy, 10).await.unwrap().is_empty());
+    assert_eq!(store.status(&legacy).await.unwrap(), None);
+
+    // Fenced like every tenure write.
+    let stale = Fence {
+        org_id: org.clone(),
+        token: fence.token + 1,
+    };
+    assert!(matches!(
+        store.adopt_legacy_key(&stale, &legacy).await,
+        Err(StoreError::Fenced { .. })
+    ));
 }

@@ -515,3 +515,62 @@ async fn a_standby_shows_what_the_leader_saw() {
     leader.service.stop().await;
     standby.service.stop().await;
 }
+
+/// Two deployments that share one database and leave `SALESFORCE_ORG_ID` unset each guard
+/// their own org. Before, both filed everything under `default`: one held the only lease and
+/// the other org went unguarded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployments_sharing_a_database_without_org_ids_each_guard_their_own_org() {
+    let mut first = Org::start_as("integration@first.example", &[]).await;
+    let mut second = Org::start_as("integration@second.example", &[]).await;
+    first.vars.remove("SALESFORCE_ORG_ID");
+    second.vars.remove("SALESFORCE_ORG_ID");
+    second
+        .vars
+        .insert("DATABASE_URL", first.vars["DATABASE_URL"].clone());
+    for org in [&first, &second] {
+        org.sim
+            .set_login_ip_ranges("Admin", vec![range("0.0.0.0", "255.255.255.255")]);
+    }
+    let a = first.serve().await;
+    let b = second.serve().await;
+    let (a_status, b_status) = (a.service.status.clone(), b.service.status.clone());
+    wait_until(
+        "both lead their own org",
+        Duration::from_secs(15),
+        async || a_status.snapshot().leader && b_status.snapshot().leader,
+    )
+    .await;
+    let (first_sim, second_sim) = (&first.sim, &second.sim);
+    wait_until(
+        "both orgs are remediated",
+        Duration::from_secs(20),
+        async || first_sim.count("deploy") > 0 && second_sim.count("deploy") > 0,
+    )
+    .await;
+    assert_ne!(
+        ipguard::service::org_key(&first.config()),
+        ipguard::service::org_key(&second.config())
+    );
+    a.service.stop().await;
+    b.service.stop().await;
+}
+
+/// The key is the org id when configured; otherwise the username (case-insensitive, as
+/// Salesforce compares them) within its instance type, production or sandbox.
+#[tokio::test]
+async fn an_org_key_without_an_org_id_is_the_username_within_its_instance_type() {
+    let mut org = Org::start_as("Integration@Acme.example", &[]).await;
+    assert_eq!(ipguard::service::org_key(&org.config()), org.sim.org_id());
+    org.vars.remove("SALESFORCE_ORG_ID");
+    assert_eq!(
+        ipguard::service::org_key(&org.config()),
+        "user:login.salesforce.com/integration@acme.example"
+    );
+    org.vars
+        .insert("SALESFORCE_AUDIENCE", "https://test.salesforce.com".into());
+    assert_eq!(
+        ipguard::service::org_key(&org.config()),
+        "user:test.salesforce.com/integration@acme.example"
+    );
+}

@@ -63,7 +63,17 @@ pub struct Org {
 
 impl Org {
     pub async fn start(extra: &[(&'static str, &str)]) -> Self {
-        let sim_config = SimConfig::new(keys().certificate_pem.clone());
+        Self::start_with(SimConfig::new(keys().certificate_pem.clone()), extra).await
+    }
+
+    /// [`Org::start`] for an org whose integration user is `username`.
+    pub async fn start_as(username: &str, extra: &[(&'static str, &str)]) -> Self {
+        let mut sim_config = SimConfig::new(keys().certificate_pem.clone());
+        sim_config.username = username.to_owned();
+        Self::start_with(sim_config, extra).await
+    }
+
+    async fn start_with(sim_config: SimConfig, extra: &[(&'static str, &str)]) -> Self {
         let profiles: Vec<String> = sim_config.profiles.iter().map(|(n, _)| n.clone()).collect();
         let mut vars: HashMap<&'static str, String> = HashMap::from([
             ("SALESFORCE_CLIENT_ID", sim_config.client_id.clone()),
