@@ -29,7 +29,7 @@ use secrecy::ExposeSecret;
 
 const ISSUER: &str = "https://acme.my.salesforce.com";
 const AUDIENCE: &str = "https://ipguard.example";
-/// SPEC's default debounce: the burst and latency targets are stated against it.
+/// The documented default debounce (docs/contract.md §2): the burst and latency targets are stated against it.
 const DEBOUNCE: Duration = Duration::from_secs(2);
 const CEILING_FLAG: &str = "--ceiling-server";
 

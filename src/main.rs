@@ -120,7 +120,7 @@ fn main() -> ExitCode {
 /// Logs go to stderr: JSON when not on a terminal (Heroku log drains), text otherwise.
 fn init_tracing(default_filter: &str) {
     use std::io::IsTerminal;
-    // SPEC default `info`; actix's lifecycle chatter is not the user's business.
+    // The documented default `info` (docs/contract.md §2); actix's lifecycle chatter is not the user's business.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()

@@ -1,4 +1,4 @@
-//! How a run ended: the outcomes of SPEC §1, typed from the run to the store.
+//! How a run ended: the outcomes of docs/contract.md §1, typed from the run to the store.
 
 use serde::Serialize;
 

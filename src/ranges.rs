@@ -1,6 +1,6 @@
 //! IPs and CIDRs → Salesforce login IP ranges, under Salesforce's rules.
 //!
-//! Rules (reference/salesforce-protocols.md §3.3, anchors §0.4):
+//! Rules (docs/salesforce.md §3.3):
 //! - start ≤ end, both addresses of one family;
 //! - IPv4 addresses live in the IPv4-mapped IPv6 block `::ffff:0:0/96`; a range may not mix
 //!   addresses inside and outside that block;
@@ -136,7 +136,7 @@ impl LoginIpRange {
         self.description.as_deref()
     }
 
-    /// Identity used for comparisons: (start, end); descriptions are ignored (SPEC §5.3).
+    /// Identity used for comparisons: (start, end); descriptions are ignored (docs/contract.md §5 rule 3).
     pub fn key(&self) -> (IpAddr, IpAddr) {
         (self.start, self.end)
     }

@@ -1,4 +1,4 @@
-//! `ipguard check`: the doctor a newcomer runs before going live (SPEC §4).
+//! `ipguard check`: the doctor a newcomer runs before going live (docs/contract.md §4).
 //!
 //! One line per check, printed as soon as it is known: `✓ name — detail`, `✗ name — what is
 //! wrong. Fix: …`, `! name — …` (a warning) or `– name — skipped: why`; when stdout is not a

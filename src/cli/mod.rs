@@ -1,4 +1,4 @@
-//! The `ipguard` commands (SPEC §4). Each returns its process exit code; `main.rs` only parses
+//! The `ipguard` commands (docs/contract.md §4). Each returns its process exit code; `main.rs` only parses
 //! arguments and dispatches.
 
 pub mod check;
@@ -134,7 +134,7 @@ pub struct Applied {
     pub report: RunReport,
 }
 
-/// One reconcile now, through the store like the service's runs (SPEC §5 rule 12): it takes
+/// One reconcile now, through the store like the service's runs (docs/contract.md §5 rule 12): it takes
 /// the org's lease (waiting while another `apply` holds it), first finishes a deploy an
 /// earlier run left in flight, records its deploy before polling and its outcome with trigger
 /// `cli`. While `ipguard serve` holds the lease, the service runs it instead (a `cli` hint) and

@@ -1,4 +1,4 @@
-//! The body of a Platform Event callout (`POST /salesforce/events`, SPEC §3), parsed into
+//! The body of a Platform Event callout (`POST /salesforce/events`, docs/contract.md §3), parsed into
 //! dedupe keys.
 //!
 //! Accepted: one event in the CometD envelope shape, or a JSON array of 1 to [`MAX_EVENTS`] of

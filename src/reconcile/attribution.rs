@@ -1,5 +1,5 @@
 //! Who changed a drifted profile's Login IP Ranges, when and what — from `SetupAuditTrail`
-//! (SPEC §5.9).
+//! (docs/contract.md §5 rule 9).
 //!
 //! One REST query reads the audit trail of a look-back window; a pure core keeps the entries
 //! that are login-IP-range changes of a drifted profile and were made by someone other than

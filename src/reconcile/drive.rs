@@ -1,5 +1,5 @@
 //! One run of one org, recorded under the org's lease: the driver `serve`'s controller and
-//! `ipguard apply` share (SPEC §5 rules 5, 8 and 12).
+//! `ipguard apply` share (docs/contract.md §5 rules 5, 8 and 12).
 //!
 //! Between the run's typed steps the driver keeps the records: the run is started (consuming
 //! its hints), the lease is confirmed right before the one Salesforce write (the deploy), the

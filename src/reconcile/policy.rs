@@ -1,5 +1,5 @@
 //! What the controller does after a run: the pure error policy `(outcome, streak) → next
-//! action` (SPEC §5 rule 7), kept free of clocks and randomness so it is tested as a table.
+//! action` (docs/contract.md §5 rule 7), kept free of clocks and randomness so it is tested as a table.
 
 use std::time::Duration;
 

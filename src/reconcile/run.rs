@@ -1,4 +1,4 @@
-//! One reconcile of one org (SPEC §5): sources → read → plan → deploy → poll → verify.
+//! One reconcile of one org (docs/contract.md §5): sources → read → plan → deploy → poll → verify.
 
 use std::time::{Duration, Instant};
 
@@ -194,7 +194,7 @@ impl Prepared {
     }
 }
 
-/// One reconcile against one org, as typed steps (SPEC §5):
+/// One reconcile against one org, as typed steps (docs/contract.md §5):
 /// [`Run::prepare`] (sources, read, plan, attribution) → [`Run::submit`] (the one deploy) →
 /// [`Run::finish`] (poll, read back). The caller sits between the steps: the service and
 /// `apply` record the deploy id before polling and confirm their lease before the deploy

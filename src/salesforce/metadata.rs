@@ -54,7 +54,7 @@ pub fn read_metadata_of_body(metadata_type: &str, full_names: &[&str]) -> String
 }
 
 /// `deploy` with DeployOptions in WSDL order. `testLevel` is deliberately omitted: production
-/// orgs refuse `NoTestRun`, and a package without Apex runs no tests by default (SPEC §5.4).
+/// orgs refuse `NoTestRun`, and a package without Apex runs no tests by default (docs/contract.md §5 rule 4).
 pub fn deploy_body(zip: &[u8], check_only: bool) -> String {
     let zip = base64::engine::general_purpose::STANDARD.encode(zip);
     format!(

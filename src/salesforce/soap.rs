@@ -114,7 +114,7 @@ mod tests {
             code: "REQUEST_LIMIT_EXCEEDED".to_owned(),
             message: message.to_owned(),
         };
-        // both texts as Salesforce sends them (reference/salesforce-protocols.md §8)
+        // both texts as Salesforce sends them (docs/salesforce.md §8)
         let concurrent = limit(
             "REQUEST_LIMIT_EXCEEDED: ConcurrentRequests (Concurrent API Requests) Limit exceeded.",
         );

@@ -20,7 +20,7 @@ use crate::metrics::Metrics;
 use crate::reconcile::status::StatusBoard;
 use crate::store::Store;
 
-/// Webhook bodies above this are refused with 413 while streaming (SPEC §3).
+/// Webhook bodies above this are refused with 413 while streaming (docs/contract.md §3).
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 
 /// Everything a handler may need; built once at start-up.

@@ -220,7 +220,7 @@ pub async fn platform_events(
     }
 }
 
-/// Every JWT rule of SPEC §3 for an event callout, and the `jti` spent; `Err` is the response
+/// Every JWT rule of docs/contract.md §3 for an event callout, and the `jti` spent; `Err` is the response
 /// to send instead.
 async fn authorize_event_callout(req: &HttpRequest, state: &AppState) -> Result<(), HttpResponse> {
     let metrics = &state.metrics;

@@ -15,7 +15,7 @@
 //! The org also *sends*: [`SimOrg::send_outbound_message`] and [`SimOrg::send_platform_events`]
 //! post what a real org posts to ipguard after an admin edit, retrying until acknowledged.
 //!
-//! Responses are built from the real samples in `reference/` (element names, order and
+//! Responses are built from the real samples in `tests/fixtures/salesforce/` (element names, order and
 //! namespaces); where Salesforce's exact text is unknown the sim says something plausible.
 //! `docs/sim.md` lists what the sim models, what it refuses and every guess;
 //! `tests/conformance/` drives it with jsforce and simple-salesforce (issue 13).

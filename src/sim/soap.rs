@@ -1,6 +1,6 @@
 //! `POST /services/Soap/m/{version}` — the Metadata API's SOAP 1.1 endpoint: the envelope in
 //! (SessionHeader and the one Body operation, matched by namespace URI), the operation's
-//! response or a fault out. Responses copy the real samples in `reference/metadata-api/`:
+//! response or a fault out. Responses copy the real samples in `tests/fixtures/salesforce/metadata-api/`:
 //! a default Metadata namespace on the Envelope; faults with
 //! `xmlns:sf="http://soap.sforce.com/2006/04/metadata"`, `sf:CODE`, `CODE: message`, no
 //! detail, HTTP 500. Every value written goes through `xml::escape`.

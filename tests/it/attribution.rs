@@ -1,4 +1,4 @@
-//! Drift attribution from SetupAuditTrail against the simulated org over real HTTP (SPEC §5.9):
+//! Drift attribution from SetupAuditTrail against the simulated org over real HTTP (docs/contract.md §5 rule 9):
 //! the REST query, who is blamed, who never is, and the failure paths.
 
 use std::time::Duration;

@@ -671,7 +671,7 @@ struct BurstLog {
 /// A burst of outbound messages while the private PostgreSQL server is crash-restarted
 /// (`pg_ctl stop -m immediate`, a second down, start with WAL recovery). A refusal is a NACK
 /// Salesforce would retry, so clients retry until ACKed. Every ACKed notification must be in
-/// the store afterwards, every refusal must be a 503 `soapenv:Server` fault (SPEC §3), and the
+/// the store afterwards, every refusal must be a 503 `soapenv:Server` fault (docs/contract.md §3), and the
 /// service must recover (`/readyz` 200, a drift remediated) without a restart of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fault_postgres_crash_restart_during_a_burst_loses_no_acked_notification() {

@@ -1,4 +1,4 @@
-//! A run against the simulated org over real HTTP (SPEC §5): every outcome and the API calls
+//! A run against the simulated org over real HTTP (docs/contract.md §5): every outcome and the API calls
 //! each one spends.
 
 use std::collections::HashMap;

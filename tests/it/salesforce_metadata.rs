@@ -6,7 +6,7 @@
 //! - the JSON the Apex callout builds (pinned by `test-fixtures/event-callout.json`, which must
 //!   equal `IPGuardEventCalloutTest.EXPECTED_BODY`) is accepted by ipguard's events parser, and a
 //!   JWT with the claims the External Credential is configured with passes ipguard's verifier;
-//! - the endpoint paths in the metadata are the ones SPEC §3 names and the server routes.
+//! - the endpoint paths in the metadata are the ones docs/contract.md §3 names and the server routes.
 //!
 //! **Source format vs. Metadata API format.** An SFDX project stores most types exactly as the
 //! Metadata API does (one file, the type as its root element, `-meta.xml` appended to the name).
@@ -35,7 +35,7 @@ use crate::schema;
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/salesforce-metadata");
 const CHANNEL: &str = "/event/IPGuard_Profile_Change__e";
-/// SPEC §3: the two endpoints Salesforce calls.
+/// docs/contract.md §3: the two endpoints Salesforce calls.
 const EVENTS_PATH: &str = "/salesforce/events";
 const OUTBOUND_PATH: &str = "/salesforce/outbound-messages";
 
