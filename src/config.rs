@@ -1,4 +1,4 @@
-//! Typed configuration from the environment (SPEC §2).
+//! Typed configuration from the environment (docs/contract.md §2).
 //!
 //! Every variable is checked and every problem collected, so an operator fixing Heroku
 //! config vars sees the whole list at once instead of one error per deploy. Secrets are
@@ -898,7 +898,7 @@ fn parse_source_ip(entry: &str) -> Result<IpNet, String> {
 /// and for the `rsa` crate (which checks the key's structure, not just its armour).
 /// Messages never include any part of the key.
 fn validate_rsa_private_key(pem_text: &str) -> Result<(), String> {
-    use rsa::RsaPrivateKey;
+    use rsa::PrivateKey as RsaPrivateKey;
     use rsa::pkcs1::DecodeRsaPrivateKey;
     use rsa::pkcs8::DecodePrivateKey;
 
@@ -1349,7 +1349,7 @@ mod tests {
         use rsa::pkcs1::EncodeRsaPrivateKey;
         use rsa::pkcs8::DecodePrivateKey;
 
-        let key = rsa::RsaPrivateKey::from_pkcs8_pem(key_pem()).expect("test key");
+        let key = rsa::PrivateKey::from_pkcs8_pem(key_pem()).expect("test key");
         let pkcs1 = key.to_pkcs1_pem(rsa::pkcs8::LineEnding::LF).expect("pkcs1");
         assert!(pkcs1.starts_with("-----BEGIN RSA PRIVATE KEY-----"));
         let dir = tempfile::tempdir().expect("tempdir");
@@ -1639,7 +1639,7 @@ mod tests {
         let two_certs = format!("{}\n{}", cert_pem(), cert_pem());
         let public_key = {
             use rsa::pkcs8::{DecodePrivateKey, EncodePublicKey};
-            rsa::RsaPrivateKey::from_pkcs8_pem(key_pem())
+            rsa::PrivateKey::from_pkcs8_pem(key_pem())
                 .expect("key")
                 .to_public_key()
                 .to_public_key_pem(rsa::pkcs8::LineEnding::LF)

@@ -7,7 +7,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, PKCS_RSA_SHA256};
-use rsa::RsaPrivateKey;
+use rsa::PrivateKey as RsaPrivateKey;
 use rsa::pkcs8::{EncodePrivateKey, LineEnding};
 use secrecy::{ExposeSecret, SecretString};
 use time::{Duration, OffsetDateTime};
@@ -69,8 +69,7 @@ pub fn generate(common_name: &str, days: u32) -> Result<KeyMaterial, KeygenError
         return Err(KeygenError::CommonNameTooLong(cn_len));
     }
 
-    // rsa 0.9 takes a rand_core 0.6 RNG; OsRng draws from the operating system.
-    let key = RsaPrivateKey::new(&mut rand_core::OsRng, RSA_BITS)?;
+    let key = RsaPrivateKey::new(&mut getrandom::SysRng, RSA_BITS)?;
     let pkcs8 = key.to_pkcs8_pem(LineEnding::LF)?;
     let private_key_pem = SecretString::from(pkcs8.as_str());
 
