@@ -3,12 +3,28 @@
 //! lists, alert-delivery counters, `history` after `demo`, and the doctor's two causes of
 //! `user hasn't approved this consumer`.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::service::{ADMIN_TOKEN, Org, fast_timing, http};
+use crate::service::{ADMIN_TOKEN, Org, desired, fast_timing, http, range};
+
+fn lock_out(org: &Org) {
+    org.sim.set_login_ip_ranges(
+        "Custom%3A Integration",
+        vec![range("192.0.2.1", "192.0.2.1")],
+    );
+}
+
+/// The real lock-out backoff (five minutes), with the test's short debounce and lease.
+fn real_lockout_backoff() -> ipguard::reconcile::controller::ControllerTiming {
+    ipguard::reconcile::controller::ControllerTiming {
+        locked_out_backoff: Duration::from_secs(300),
+        max_backoff: Duration::from_secs(300),
+        ..fast_timing()
+    }
+}
 
 /// Hints `admin`, `outbound_message`, `admin` taken by one run give the trigger
 /// `admin,outbound_message`: a set in first-seen order (it used to repeat `admin`).
@@ -72,5 +88,95 @@ async fn a_runs_trigger_list_is_a_set_in_first_seen_order() {
         .find(|r| r["id"].as_i64() == first)
         .unwrap();
     assert_eq!(shown["trigger"], "admin,outbound_message");
+    app.service.stop().await;
+}
+
+/// A webhook that answers `503`, then `200`, then `404` forever.
+async fn flaky_alert_receiver() -> String {
+    use actix_web::{App, HttpResponse, HttpServer, web};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let calls = web::Data::new(AtomicUsize::new(0));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = HttpServer::new(move || {
+        App::new().app_data(calls.clone()).route(
+            "/hook",
+            web::post().to(|calls: web::Data<AtomicUsize>| async move {
+                match calls.fetch_add(1, Ordering::SeqCst) {
+                    0 => HttpResponse::ServiceUnavailable().finish(),
+                    1 => HttpResponse::Ok().body("ok"),
+                    _ => HttpResponse::NotFound().body("no_service"),
+                }
+            }),
+        )
+    })
+    .workers(1)
+    .listen(listener)
+    .unwrap()
+    .run();
+    tokio::spawn(server);
+    format!("http://127.0.0.1:{port}/hook")
+}
+
+/// `/metrics` counts alert deliveries — sent, retried, dropped by reason — so a dead alert
+/// webhook can itself be alerted on.
+#[tokio::test]
+async fn alert_deliveries_are_counted_in_metrics() {
+    let hook = flaky_alert_receiver().await;
+    let org = Org::start(&[("IPGUARD_ALERT_WEBHOOK_URL", hook.as_str())]).await;
+    lock_out(&org);
+    let app = org.serve_with(real_lockout_backoff()).await;
+    let metrics = async || {
+        http()
+            .get(app.url("/metrics"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let before = metrics().await;
+    assert!(before.contains("ipguard_alerts_sent_total 0"), "{before}");
+    assert!(before.contains("ipguard_alert_retries_total 0"), "{before}");
+
+    // the lock-out alert: refused with 503 once, retried, accepted
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut text = String::new();
+    while Instant::now() < deadline {
+        text = metrics().await;
+        if text.contains("ipguard_alerts_sent_total 1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(text.contains("ipguard_alerts_sent_total 1"), "{text}");
+    assert!(text.contains("ipguard_alert_retries_total 1"), "{text}");
+
+    // the recovery alert: the webhook is gone (404), so it is dropped as refused
+    org.sim
+        .set_login_ip_ranges("Custom%3A Integration", desired());
+    let answer = http()
+        .post(app.url("/reconcile?wait=true"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        text = metrics().await;
+        if text.contains("ipguard_alerts_dropped_total{reason=\"refused\"} 1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        text.contains("ipguard_alerts_dropped_total{reason=\"refused\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("ipguard_alerts_sent_total 1"), "{text}");
+    assert!(!text.contains(&hook), "the webhook URL is a credential");
     app.service.stop().await;
 }
