@@ -3,6 +3,7 @@
 //! lists, alert-delivery counters, `history` after `demo`, and the doctor's two causes of
 //! `user hasn't approved this consumer`.
 
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -179,4 +180,67 @@ async fn alert_deliveries_are_counted_in_metrics() {
     assert!(text.contains("ipguard_alerts_sent_total 1"), "{text}");
     assert!(!text.contains(&hook), "the webhook URL is a credential");
     app.service.stop().await;
+}
+
+fn ipguard(args: &[&str], vars: &[(&str, String)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ipguard"))
+        .args(args)
+        .env_clear()
+        .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .expect("run ipguard")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// `history` is read-only: on a missing SQLite store it says so and creates nothing.
+#[test]
+fn history_on_a_missing_store_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ipguard.db");
+    let out = ipguard(
+        &["history"],
+        &[("DATABASE_URL", format!("sqlite://{}", db.display()))],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("no store"), "{}", text(&out));
+    assert!(!db.exists(), "a read-only command created {}", db.display());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+/// The demo ends by naming where its runs are, and `ipguard history` there lists them (it
+/// used to say "every run is in the store (`ipguard history`)" and `history` found none).
+#[test]
+fn history_after_demo_lists_the_demos_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tmpdir = tmp.path().display().to_string();
+    let demo = ipguard(&["demo"], &[("TMPDIR", tmpdir.clone())]);
+    let said = text(&demo);
+    assert!(demo.status.success(), "{said}");
+    let url = said
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("DATABASE_URL="))
+        .unwrap_or_else(|| panic!("the demo names its store: {said}"));
+    assert!(
+        said.contains(&format!("DATABASE_URL={url} ipguard history")),
+        "{said}"
+    );
+    let out = ipguard(&["history", "--json"], &[("DATABASE_URL", url.to_owned())]);
+    assert!(out.status.success(), "{}", text(&out));
+    let runs: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let runs = runs.as_array().unwrap();
+    assert!(runs.len() >= 2, "{runs:#?}");
+    assert_eq!(runs.last().unwrap()["trigger"], "startup");
+    assert!(
+        runs[0]["trigger"]
+            .as_str()
+            .is_some_and(|t| t.contains("platform_event") || t.contains("outbound_message")),
+        "{runs:#?}"
+    );
 }
