@@ -244,3 +244,84 @@ fn history_after_demo_lists_the_demos_runs() {
         "{runs:#?}"
     );
 }
+
+async fn check(org: &Org, extra: &[(&'static str, &str)]) -> String {
+    let mut vars: Vec<(String, String)> = org
+        .vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect();
+    for (k, v) in extra {
+        vars.retain(|(name, _)| name != k);
+        vars.push(((*k).to_owned(), (*v).to_owned()));
+    }
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_ipguard"))
+            .arg("check")
+            .env_clear()
+            .envs(vars)
+            .output()
+            .expect("run ipguard check")
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    // the token line and its fix, which follows on the next lines
+    said.lines()
+        .skip_while(|l| !l.contains("token — "))
+        .take_while(|l| !l.contains("profiles — "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `user hasn't approved this consumer`: the fix names both causes, and says which one
+/// applies when the configuration tells — a production-style username against a sandbox.
+#[tokio::test]
+async fn the_doctor_names_both_causes_of_an_unapproved_consumer() {
+    let org = Org::start(&[]).await;
+
+    // a sandbox login (test audience) with a production-style username the org does not have
+    let token = check(
+        &org,
+        &[
+            ("SALESFORCE_AUDIENCE", "https://test.salesforce.com"),
+            ("SALESFORCE_USERNAME", "integration@acme.example"),
+        ],
+    )
+    .await;
+    assert!(
+        token.contains("user hasn't approved this consumer"),
+        "{token}"
+    );
+    assert!(token.contains("pre-authorized"), "{token}");
+    assert!(token.contains("SALESFORCE_USERNAME"), "{token}");
+    assert!(
+        token.contains("Likely cause (2)")
+            && token.contains("integration@acme.example.<sandbox name>"),
+        "{token}"
+    );
+
+    // a sandbox-style username against a production login URL
+    let token = check(
+        &org,
+        &[("SALESFORCE_USERNAME", "integration@ipguard.example.uat")],
+    )
+    .await;
+    assert!(
+        token.contains("Likely cause (2)") && token.contains(".uat like a sandbox user"),
+        "{token}"
+    );
+
+    // the right user, not pre-authorized: nothing in the configuration points either way
+    org.sim.set_faults(ipguard::sim::Faults {
+        user_approved: false,
+        ..Default::default()
+    });
+    let token = check(&org, &[]).await;
+    assert!(
+        token.contains("cannot tell") && token.contains("Login History"),
+        "{token}"
+    );
+    assert!(token.contains("(1)") && token.contains("(2)"), "{token}");
+}
