@@ -7,9 +7,26 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
+use reqwest::header::{ACCEPT, COOKIE, LOCATION, SET_COOKIE};
 use serde_json::Value;
 
 use crate::service::{ADMIN_TOKEN, Org, desired, fast_timing, http, range};
+
+/// A client that shows redirects instead of following them, like a test of a browser's view.
+fn browser_like() -> reqwest::Client {
+    ipguard::wiring::install_crypto_provider();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+fn location(r: &reqwest::Response) -> &str {
+    r.headers()
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+}
 
 fn lock_out(org: &Org) {
     org.sim.set_login_ip_ranges(
@@ -25,6 +42,73 @@ fn real_lockout_backoff() -> ipguard::reconcile::controller::ControllerTiming {
         max_backoff: Duration::from_secs(300),
         ..fast_timing()
     }
+}
+
+/// After a lock-out is fixed, the operator's `POST /reconcile?wait=true` runs at once and
+/// answers with the outcome — under the real five-minute lock-out backoff, which used to hold
+/// it back (202 `{"run": null, "hint": …}` while the page still said "locked out").
+#[tokio::test]
+async fn an_operators_reconcile_runs_at_once_after_a_lock_out_is_fixed() {
+    let org = Org::start(&[]).await;
+    lock_out(&org);
+    let app = org.serve_with(real_lockout_backoff()).await;
+    app.wait_for_runs(Duration::from_secs(10), |r| {
+        r.iter().any(|x| x.outcome.as_deref() == Some("locked_out"))
+    })
+    .await;
+    let status: Value = http()
+        .get(app.url("/status"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["locked_out"], true, "{status:#}");
+    assert!(status["locked_out_since"].is_string(), "{status:#}");
+    for p in status["profiles"].as_array().unwrap() {
+        assert_eq!(
+            p["state"], "unknown",
+            "a locked-out read proves nothing: {p}"
+        );
+    }
+
+    // someone fixes the integration user's profile and asks ipguard to look again
+    org.sim
+        .set_login_ip_ranges("Custom%3A Integration", desired());
+    let started = Instant::now();
+    let answer = http()
+        .post(app.url("/reconcile?wait=true"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(answer.status(), StatusCode::OK);
+    let body: Value = answer.json().await.unwrap();
+    assert!(body["run"].is_i64(), "{body}");
+    assert!(
+        matches!(body["outcome"].as_str(), Some("in_sync" | "remediated")),
+        "{body}"
+    );
+    assert!(took < Duration::from_secs(10), "answered after {took:?}");
+
+    let status: Value = http()
+        .get(app.url("/status"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["locked_out"], false, "{status:#}");
+    assert!(status["locked_out_since"].is_null());
+    for p in status["profiles"].as_array().unwrap() {
+        assert_eq!(p["state"], "in_sync", "{p}");
+    }
+    app.service.stop().await;
 }
 
 /// Hints `admin`, `outbound_message`, `admin` taken by one run give the trigger
@@ -179,6 +263,170 @@ async fn alert_deliveries_are_counted_in_metrics() {
     );
     assert!(text.contains("ipguard_alerts_sent_total 1"), "{text}");
     assert!(!text.contains(&hook), "the webhook URL is a credential");
+    app.service.stop().await;
+}
+
+/// A browser signs in with the form and gets a signed `Secure; HttpOnly; SameSite=Strict`
+/// cookie; the page's own POSTs must come from the page; scripts keep the bearer header; the
+/// token is never in a URL or a response.
+#[tokio::test]
+async fn a_browser_signs_in_with_a_form_and_scripts_keep_the_bearer() {
+    let org = Org::start(&[]).await;
+    let app = org.serve().await;
+    app.wait_for_runs(Duration::from_secs(10), |r| {
+        r.iter().any(|x| x.outcome.is_some())
+    })
+    .await;
+    let client = browser_like();
+    let page = "text/html,application/xhtml+xml";
+
+    // a browser without a session is sent to the form; a script gets the JSON 401
+    let r = client
+        .get(app.url("/status"))
+        .header(ACCEPT, page)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), "/signin");
+    let r = client.get(app.url("/status")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer")
+    );
+    let r = client.get(app.url("/signin")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let form = r.text().await.unwrap();
+    assert!(
+        form.contains("method=\"post\" action=\"/signin\""),
+        "{form}"
+    );
+    assert!(form.contains("type=\"password\""), "{form}");
+
+    let signin = |token: &'static str, site: &'static str| {
+        client
+            .post(app.url("/signin"))
+            .header("Sec-Fetch-Site", site)
+            .form(&[("token", token)])
+            .send()
+    };
+    let wrong = signin("not-the-admin-token-at-all", "same-origin")
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert!(wrong.headers().get(SET_COOKIE).is_none());
+    let cross = signin(ADMIN_TOKEN, "cross-site").await.unwrap();
+    assert_eq!(cross.status(), StatusCode::FORBIDDEN);
+    assert!(cross.headers().get(SET_COOKIE).is_none());
+
+    let ok = signin(ADMIN_TOKEN, "same-origin").await.unwrap();
+    assert_eq!(ok.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&ok), "/status");
+    let set = ok.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+    for attr in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(set.split("; ").any(|a| a == attr), "{attr} missing: {set}");
+    }
+    assert!(set.starts_with("__Host-ipguard_session="), "{set}");
+    assert!(!set.contains(ADMIN_TOKEN), "the cookie carries no secret");
+    let cookie = set.split(';').next().unwrap().to_owned();
+
+    let r = client
+        .get(app.url("/status"))
+        .header(ACCEPT, page)
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let csp = r.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("frame-ancestors 'none'") && csp.contains("form-action 'self'"));
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("Sign out") && html.contains("Check now"),
+        "{html}"
+    );
+    assert!(!html.contains(ADMIN_TOKEN));
+
+    // the page's "Check now": only from the page itself
+    for site in [None, Some("cross-site"), Some("same-site")] {
+        let mut req = client.post(app.url("/reconcile")).header(COOKIE, &cookie);
+        if let Some(site) = site {
+            req = req.header("Sec-Fetch-Site", site);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "Sec-Fetch-Site {site:?}");
+    }
+    let runs_before = app.runs().await.len();
+    let r = client
+        .post(app.url("/reconcile"))
+        .header(COOKIE, &cookie)
+        .header("Sec-Fetch-Site", "same-origin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), "/status");
+    assert!(
+        app.runs().await.len() > runs_before,
+        "the button ran a reconcile"
+    );
+
+    // a forged or altered cookie is no session; a wrong bearer is refused even with a cookie
+    let tampered = format!("{}x", cookie.trim_end_matches(char::is_alphanumeric));
+    let r = client
+        .get(app.url("/status"))
+        .header(ACCEPT, page)
+        .header(COOKIE, &tampered)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let r = client
+        .get(app.url("/status"))
+        .header(COOKIE, &cookie)
+        .bearer_auth("wrong-token-0123456789abcdef")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    // scripts are unchanged
+    let r = client
+        .get(app.url("/status"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.json::<Value>().await.unwrap()["runs"].is_array());
+
+    // sign out: from the page only; the cookie is cleared
+    let r = client
+        .post(app.url("/signout"))
+        .header(COOKIE, &cookie)
+        .header("Sec-Fetch-Site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = client
+        .post(app.url("/signout"))
+        .header(COOKIE, &cookie)
+        .header("Origin", app.base.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), "/signin");
+    let cleared = r.headers()[SET_COOKIE].to_str().unwrap();
+    assert!(
+        cleared.starts_with("__Host-ipguard_session=;") && cleared.contains("Max-Age=0"),
+        "{cleared}"
+    );
     app.service.stop().await;
 }
 
