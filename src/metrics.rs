@@ -34,6 +34,25 @@ pub struct ProfileLabels {
     pub profile: String,
 }
 
+/// Why an alert never reached the webhook.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DropLabels {
+    /// `queue_full` (the webhook was slow or down for a while), `refused` (a 4xx other than
+    /// 429: bad or revoked webhook) or `gave_up` (retries exhausted).
+    pub reason: &'static str,
+}
+
+/// Alert delivery, so a dead alert webhook can itself be alerted on. Cheap to clone; clones
+/// count into the same series.
+#[derive(Clone, Debug, Default)]
+pub struct AlertCounters {
+    /// Alerts the webhook accepted.
+    pub sent: Counter,
+    /// Attempts repeated after a 429, a 5xx or a transport error.
+    pub retried: Counter,
+    pub dropped: Family<DropLabels, Counter>,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub notifications: Family<NotificationLabels, Counter>,
@@ -45,6 +64,7 @@ pub struct Metrics {
     /// 1 while this instance holds the lease: run counters and the per-profile gauges are
     /// the reconciling instance's, so a scraper sums or picks the leader's.
     pub leader: Gauge,
+    pub alerts: AlertCounters,
 }
 
 impl Default for Metrics {
@@ -96,7 +116,24 @@ impl Metrics {
             "1 while this instance holds the reconcile lease (its gauges are the org's), else 0",
             leader.clone(),
         );
+        let alerts = AlertCounters::default();
+        registry.register(
+            "alerts_sent",
+            "Alerts the alert webhook accepted",
+            alerts.sent.clone(),
+        );
+        registry.register(
+            "alert_retries",
+            "Alert deliveries repeated after a 429, a 5xx or a transport error",
+            alerts.retried.clone(),
+        );
+        registry.register(
+            "alerts_dropped",
+            "Alerts that never reached the webhook, by reason (queue_full, refused, gave_up)",
+            alerts.dropped.clone(),
+        );
         Self {
+            alerts,
             leader,
             registry,
             notifications,
@@ -158,6 +195,8 @@ mod tests {
             "ipguard_profile_in_sync{profile=\"Admin\"} 1",
             "ipguard_deploy_duration_seconds_count 1",
             "ipguard_leader 0",
+            "ipguard_alerts_sent_total 0",
+            "ipguard_alert_retries_total 0",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }

@@ -126,10 +126,12 @@ pub async fn start(
             .unwrap_or_else(|| ControllerTiming::new(config.debounce, config.resync_interval)),
         metrics: metrics.clone(),
         status: status.clone(),
-        alerts: crate::alerts::Alerter::start(
+        alerts: crate::alerts::Alerter::start_counted(
             http.clone(),
             config.alert_webhook_url.clone(),
             crate::alerts::AlertRetry::default(),
+            crate::alerts::DEFAULT_QUEUE,
+            metrics.alerts.clone(),
         ),
     };
     let controller_task = tokio::spawn(controller.run(shutdown_rx));

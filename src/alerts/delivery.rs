@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
+use prometheus_client::metrics::counter::Counter;
 use reqwest::StatusCode;
 use reqwest::header::RETRY_AFTER;
 use secrecy::{ExposeSecret, SecretString};
@@ -104,6 +105,18 @@ pub async fn deliver(
     alert: &Alert,
     retry: &AlertRetry,
 ) -> Delivered {
+    deliver_counted(http, url, alert, retry, &Counter::default()).await
+}
+
+/// [`deliver`], counting each repeated attempt into `retried` as it happens (a webhook that
+/// keeps failing shows in `/metrics` while it is still being retried, not minutes later).
+pub async fn deliver_counted(
+    http: &reqwest::Client,
+    url: &SecretString,
+    alert: &Alert,
+    retry: &AlertRetry,
+    retried: &Counter,
+) -> Delivered {
     let attempts = retry.attempts.max(1);
     let mut delays = ExponentialBuilder::default()
         .with_min_delay(retry.min_delay)
@@ -139,6 +152,7 @@ pub async fn deliver(
                     "alert webhook did not accept the alert; retrying"
                 );
                 tokio::time::sleep(delay).await;
+                retried.inc();
             }
         }
     }

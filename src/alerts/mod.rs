@@ -11,15 +11,15 @@ pub mod delivery;
 pub mod incident;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use secrecy::SecretString;
 use tokio::sync::mpsc;
 
-pub use delivery::{AlertRetry, Delivered, deliver};
+pub use delivery::{AlertRetry, Delivered, deliver, deliver_counted};
 pub use incident::{Alert, AlertKind, FailKind, IncidentState};
 
+use crate::metrics::{AlertCounters, DropLabels};
 use crate::reconcile::run::RunReport;
 
 /// Alerts waiting for delivery before new ones are dropped. Alerts are rare (one per
@@ -32,20 +32,13 @@ pub const DEFAULT_QUEUE: usize = 32;
 pub struct Alerter {
     /// `None`: no webhook configured, everything is dropped silently.
     queue: Option<Arc<Queue>>,
-    counters: Arc<Counters>,
+    counters: AlertCounters,
 }
 
 struct Queue {
     tx: mpsc::Sender<Alert>,
     /// Per org, seeded from the stored run history when this process takes an org over.
     states: Mutex<HashMap<String, IncidentState>>,
-}
-
-#[derive(Default)]
-struct Counters {
-    dropped: AtomicU64,
-    delivered: AtomicU64,
-    failed: AtomicU64,
 }
 
 impl std::fmt::Debug for Alerter {
@@ -78,6 +71,18 @@ impl Alerter {
         retry: AlertRetry,
         capacity: usize,
     ) -> Alerter {
+        Self::start_counted(http, webhook, retry, capacity, AlertCounters::default())
+    }
+
+    /// [`Alerter::start_with_queue`] counting into `counters` (the service passes the ones
+    /// `/metrics` shows: sent, retried, dropped by reason).
+    pub fn start_counted(
+        http: reqwest::Client,
+        webhook: Option<SecretString>,
+        retry: AlertRetry,
+        capacity: usize,
+        counters: AlertCounters,
+    ) -> Alerter {
         let Some(url) = webhook else {
             return Self::disabled();
         };
@@ -85,7 +90,6 @@ impl Alerter {
             tracing::error!("alerts disabled: Alerter::start was called outside a Tokio runtime");
             return Self::disabled();
         };
-        let counters = Arc::new(Counters::default());
         let (tx, rx) = mpsc::channel(capacity.max(1));
         runtime.spawn(deliver_all(rx, http, url, retry, counters.clone()));
         Alerter {
@@ -101,7 +105,7 @@ impl Alerter {
     pub fn disabled() -> Alerter {
         Alerter {
             queue: None,
-            counters: Arc::default(),
+            counters: AlertCounters::default(),
         }
     }
 
@@ -140,7 +144,12 @@ impl Alerter {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(org.to_owned(), before);
-            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .dropped
+                .get_or_create(&DropLabels {
+                    reason: "queue_full",
+                })
+                .inc();
             let why = match e {
                 mpsc::error::TrySendError::Full(_) => "the alert queue is full",
                 mpsc::error::TrySendError::Closed(_) => "the alert delivery task has stopped",
@@ -151,17 +160,24 @@ impl Alerter {
 
     /// Alerts dropped because the queue was full (or the delivery task gone).
     pub fn dropped(&self) -> u64 {
-        self.counters.dropped.load(Ordering::Relaxed)
+        self.dropped_for("queue_full")
     }
 
     /// Alerts the webhook accepted.
     pub fn delivered(&self) -> u64 {
-        self.counters.delivered.load(Ordering::Relaxed)
+        self.counters.sent.get()
     }
 
     /// Alerts given up on (refused, or retries exhausted).
     pub fn failed(&self) -> u64 {
-        self.counters.failed.load(Ordering::Relaxed)
+        self.dropped_for("refused") + self.dropped_for("gave_up")
+    }
+
+    fn dropped_for(&self, reason: &'static str) -> u64 {
+        self.counters
+            .dropped
+            .get_or_create(&DropLabels { reason })
+            .get()
     }
 }
 
@@ -172,16 +188,17 @@ async fn deliver_all(
     http: reqwest::Client,
     url: SecretString,
     retry: AlertRetry,
-    counters: Arc<Counters>,
+    counters: AlertCounters,
 ) {
+    let dropped = |reason| counters.dropped.get_or_create(&DropLabels { reason }).inc();
     while let Some(alert) = rx.recv().await {
-        match deliver(&http, &url, &alert, &retry).await {
+        match deliver_counted(&http, &url, &alert, &retry, &counters.retried).await {
             Delivered::Ok { attempts } => {
-                counters.delivered.fetch_add(1, Ordering::Relaxed);
+                counters.sent.inc();
                 tracing::info!(kind = ?alert.kind, attempts, "alert delivered");
             }
             Delivered::Refused { status } => {
-                counters.failed.fetch_add(1, Ordering::Relaxed);
+                dropped("refused");
                 tracing::error!(
                     kind = ?alert.kind,
                     status,
@@ -189,7 +206,7 @@ async fn deliver_all(
                 );
             }
             Delivered::GaveUp { attempts, last } => {
-                counters.failed.fetch_add(1, Ordering::Relaxed);
+                dropped("gave_up");
                 tracing::error!(
                     kind = ?alert.kind,
                     attempts,

@@ -15,12 +15,14 @@ use crate::config::{Config, Needs, Policy};
 use crate::heroku::HerokuError;
 use crate::ranges::{LoginIpRange, Source, desired_ranges};
 use crate::reconcile::plan::plan_profile;
-use crate::salesforce::auth::AuthError;
 use crate::salesforce::client::{MetadataClient, RetryPolicy, SalesforceError};
 use crate::salesforce::metadata::{DeployStatus, ProfileRecord};
 use crate::salesforce::package::deploy_zip;
 use crate::salesforce::profile::ProfileName;
 use crate::wiring;
+
+mod token_check;
+use token_check::token;
 
 /// Longest wait for the checkOnly deploy (a doctor should not hang for the full deploy window).
 const DEPLOY_WAIT: Duration = Duration::from_secs(120);
@@ -436,41 +438,6 @@ fn desired_check(sources: &[Source]) -> (CheckLine, Option<Vec<LoginIpRange>>) {
         ),
         Some(desired),
     )
-}
-
-async fn token(config: &Config, client: &MetadataClient) -> CheckLine {
-    let username = config.salesforce.username.as_deref().unwrap_or_default();
-    match client.session().await {
-        Ok(session) => CheckLine::ok(
-            "token",
-            format!(
-                "JWT bearer login as {username} accepted; instance {}",
-                session.instance_url.as_str().trim_end_matches('/')
-            ),
-        ),
-        Err(SalesforceError::Auth(AuthError::Refused {
-            error,
-            description,
-            hint,
-        })) => CheckLine::fail(
-            "token",
-            format!("Salesforce refused the token request: {error}: {description}"),
-            hint,
-        ),
-        Err(SalesforceError::Auth(AuthError::Signing(e))) => CheckLine::fail(
-            "token",
-            format!("cannot sign the assertion: {e}"),
-            "set SALESFORCE_PRIVATE_KEY to the ipguard.key written by `ipguard keygen`",
-        ),
-        Err(e) => CheckLine::fail(
-            "token",
-            e.to_string(),
-            format!(
-                "check SALESFORCE_LOGIN_URL ({}) and that this machine reaches it",
-                config.salesforce.login_url.as_str().trim_end_matches('/')
-            ),
-        ),
-    }
 }
 
 /// What to do when a Metadata API call is refused.

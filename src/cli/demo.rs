@@ -42,7 +42,10 @@ pub async fn start_demo_org() -> Result<DemoOrg, String> {
     let sim = SimOrg::start(sim_config, 0)
         .await
         .map_err(|e| format!("cannot start the simulated org: {e}"))?;
-    let dir = tempfile::tempdir().map_err(|e| format!("cannot create a temp dir: {e}"))?;
+    let dir = tempfile::Builder::new()
+        .prefix("ipguard-demo-")
+        .tempdir()
+        .map_err(|e| format!("cannot create a temp dir: {e}"))?;
     let base = sim.base_url();
     let variables: HashMap<&'static str, String> = HashMap::from([
         ("SALESFORCE_LOGIN_URL", base.clone()),
@@ -206,8 +209,24 @@ async fn run_demo() -> Result<bool, String> {
     service.stop().await;
     demo.sim.stop().await;
     n.say(&format!(
-        "Done: {} — {calls} requests reached the simulated org; every run is in the store (`ipguard history`).",
-        if in_sync { "the org ends in sync" } else { "the org did NOT end in sync" }
+        "Done: {} — {calls} requests reached the simulated org.",
+        if in_sync {
+            "the org ends in sync"
+        } else {
+            "the org did NOT end in sync"
+        }
+    ));
+    // The demo's store is its own file, not the `DATABASE_URL` that `ipguard history` reads
+    // by default: keep it and say exactly how to read it (issue 14).
+    let kept = demo.dir.keep();
+    let db = kept.join("demo.db");
+    n.detail(&format!(
+        "Every run is in the demo's own store: DATABASE_URL=sqlite://{} ipguard history",
+        db.display()
+    ));
+    n.detail(&format!(
+        "(a throw-away file; `rm -r {}` when done)",
+        kept.display()
     ));
     Ok(in_sync)
 }

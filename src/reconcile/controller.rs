@@ -432,12 +432,17 @@ impl Controller {
     }
 }
 
-/// The run's trigger: the distinct triggers of its hints, or the timer's when none.
+/// The run's trigger: the distinct triggers of its hints in first-seen order (a set: `admin`,
+/// `outbound_message`, `admin` is `admin,outbound_message`), or the timer's when none.
 fn trigger_of(hints: &[Hint], timer: &str) -> String {
     if hints.is_empty() {
         return timer.to_owned();
     }
-    let mut triggers: Vec<&str> = hints.iter().map(|h| h.trigger.as_str()).collect();
-    triggers.dedup();
+    let mut triggers: Vec<&str> = Vec::new();
+    for hint in hints {
+        if !triggers.contains(&hint.trigger.as_str()) {
+            triggers.push(&hint.trigger);
+        }
+    }
     triggers.join(",")
 }

@@ -58,9 +58,13 @@ pub fn hint_for(error: &str, description: &str) -> &'static str {
              Space's outbound IPs (`heroku spaces:info`), then run `ipguard check`."
         }
         (_, "user hasn't approved this consumer") => {
-            "Pre-authorize the integration user: in the External Client App's policies choose \
-             'Admin approved users are pre-authorized' and add the IPGuard_Integration permission \
-             set (assigned to the integration user)."
+            "Salesforce says this for two different causes: (1) the integration user is not \
+             pre-authorized — in the External Client App's policies choose 'Admin approved users \
+             are pre-authorized' and assign the IPGuard_Integration permission set to the user; \
+             or (2) SALESFORCE_USERNAME is not a user of the org SALESFORCE_LOGIN_URL reaches \
+             (misspelt, or another org's: a production username against a sandbox login URL, \
+             whose copy is named <username>.<sandbox>). Setup › Login History tells them apart: \
+             a 'Failed: Not approved for access' row for the user means (1); no row means (2)."
         }
         ("invalid_app_access", _) | (_, "user is not admin approved to access this app") => {
             "Assign the IPGuard_Integration permission set (pre-authorized on the app) to the \

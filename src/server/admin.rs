@@ -3,42 +3,72 @@
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::ACCEPT;
 use actix_web::{HttpRequest, HttpResponse, web};
-use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::json;
-use subtle::ConstantTimeEq;
 
 use super::AppState;
 use super::responses::json_error;
+use super::session;
 use super::webhooks::bearer_token;
 use crate::store::NewHint;
 
-/// `None` when the caller may proceed; otherwise the refusal to send.
-fn refuse_unless_admin(req: &HttpRequest, state: &AppState) -> Option<HttpResponse> {
-    let Some(expected) = &state.admin_token else {
-        return Some(json_error(
-            StatusCode::FORBIDDEN,
-            "admin_disabled",
-            "set IPGUARD_ADMIN_TOKEN to use this endpoint",
-        ));
-    };
-    let given = bearer_token(req).unwrap_or("");
-    let ok: bool = expected
-        .expose_secret()
-        .as_bytes()
-        .ct_eq(given.as_bytes())
-        .into();
-    if ok {
-        None
-    } else {
-        Some(
-            HttpResponse::Unauthorized()
+/// How an operator proved who they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    /// `Authorization: Bearer <IPGUARD_ADMIN_TOKEN>`: scripts, Prometheus.
+    Bearer,
+    /// The signed session cookie a browser got from `/signin`.
+    Session,
+}
+
+/// Why a caller may not proceed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// No `IPGUARD_ADMIN_TOKEN`: the operator endpoints are off.
+    Disabled,
+    /// A browser asking for a page: to the sign-in form.
+    SignIn,
+    /// Everything else: the JSON 401 with `WWW-Authenticate: Bearer`.
+    Unauthorized,
+}
+
+impl Refusal {
+    fn response(self) -> HttpResponse {
+        match self {
+            Refusal::Disabled => json_error(
+                StatusCode::FORBIDDEN,
+                "admin_disabled",
+                "set IPGUARD_ADMIN_TOKEN to use this endpoint",
+            ),
+            Refusal::SignIn => session::see_other("/signin").finish(),
+            Refusal::Unauthorized => HttpResponse::Unauthorized()
                 .insert_header(("WWW-Authenticate", "Bearer realm=\"ipguard\""))
-                .json(json!({"error": "unauthorized", "error_description": "admin bearer token required"})),
-        )
+                .json(json!({"error": "unauthorized", "error_description": "admin bearer token required (or sign in at /signin)"})),
+        }
     }
+}
+
+/// The caller, or why not.
+fn authorize(req: &HttpRequest, state: &AppState) -> Result<Caller, Refusal> {
+    let Some(expected) = &state.admin_token else {
+        return Err(Refusal::Disabled);
+    };
+    if let Some(given) = bearer_token(req) {
+        // A wrong bearer is refused even with a session: a script must not pass by luck.
+        return if session::token_matches(expected, given) {
+            Ok(Caller::Bearer)
+        } else {
+            Err(Refusal::Unauthorized)
+        };
+    }
+    if session::has_session(req, state) {
+        return Ok(Caller::Session);
+    }
+    if req.method() == actix_web::http::Method::GET && session::wants_html(req) {
+        return Err(Refusal::SignIn);
+    }
+    Err(Refusal::Unauthorized)
 }
 
 /// How long `POST /reconcile` may wait in all: below the Heroku router's 30 s request limit.
@@ -56,8 +86,18 @@ pub async fn reconcile(
     query: web::Query<ReconcileQuery>,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    if let Some(refusal) = refuse_unless_admin(&req, &state) {
-        return refusal;
+    let caller = match authorize(&req, &state) {
+        Ok(caller) => caller,
+        Err(refusal) => return refusal.response(),
+    };
+    // The page's "Check now" button: a cookie alone must never be enough for a write that
+    // another site could start.
+    if caller == Caller::Session && !session::same_origin(&req) {
+        return json_error(
+            StatusCode::FORBIDDEN,
+            "cross_site",
+            "this form must be sent from ipguard's own page",
+        );
     }
     let hint = NewHint {
         org_id: state.org_key.clone(),
@@ -86,15 +126,23 @@ pub async fn reconcile(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let Some(run_id) = run_id else {
+        if caller == Caller::Session {
+            return session::see_other("/status").finish();
+        }
         return HttpResponse::Accepted().json(json!({ "run": null, "hint": hint_id }));
     };
-    if !query.wait {
+    // The page's button waits like `?wait=true`, then shows the page again with the outcome.
+    let wait = query.wait || caller == Caller::Session;
+    if !wait {
         return HttpResponse::Accepted().json(json!({ "run": run_id }));
     }
     while tokio::time::Instant::now() < deadline {
         if let Ok(Some(run)) = state.store.run(run_id).await
             && let Some(outcome) = &run.outcome
         {
+            if caller == Caller::Session {
+                return session::see_other("/status").finish();
+            }
             return HttpResponse::Ok().json(json!({
                 "run": run_id, "outcome": outcome, "deploy_id": run.deploy_id,
                 "error": run.error, "failures": run.failures,
@@ -102,14 +150,18 @@ pub async fn reconcile(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    if caller == Caller::Session {
+        return session::see_other("/status").finish();
+    }
     HttpResponse::Accepted().json(json!({ "run": run_id, "outcome": null }))
 }
 
 /// `GET /status`: JSON, or a readable page for `Accept: text/html`.
 pub async fn status(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    if let Some(refusal) = refuse_unless_admin(&req, &state) {
-        return refusal;
-    }
+    let caller = match authorize(&req, &state) {
+        Ok(caller) => caller,
+        Err(refusal) => return refusal.response(),
+    };
     // What the leader last saw comes from the store, so every instance behind the router
     // shows the same page; `leader` says whether this instance is the one reconciling.
     let (seen, lease, runs) = match tokio::try_join!(
@@ -134,24 +186,50 @@ pub async fn status(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
         None => serde_json::Value::Null,
     };
     doc["runs"] = json!(runs);
-    let wants_html = req
-        .headers()
-        .get(ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("text/html"));
-    if wants_html {
-        HttpResponse::Ok()
-            .content_type("text/html; charset=utf-8")
-            .body(super::status_page::render(&doc))
+    mark_what_is_known(&mut doc);
+    if session::wants_html(&req) {
+        let page = super::status_page::Page {
+            signed_in: caller == Caller::Session,
+        };
+        session::html(StatusCode::OK).body(super::status_page::render_page(&doc, &page))
     } else {
         HttpResponse::Ok().json(doc)
     }
 }
 
+/// Each profile's `state` — `in_sync`, `drift`, or `unknown` while ipguard is locked out (the
+/// ranges shown are from the last read before the lock-out, `checked_at`, and may have changed
+/// since) — and `locked_out_since`, when the current lock-out's first run started.
+fn mark_what_is_known(doc: &mut serde_json::Value) {
+    let locked_out = doc["locked_out"].as_bool() == Some(true);
+    if let Some(profiles) = doc["profiles"].as_array_mut() {
+        for p in profiles {
+            let state = match (locked_out, p["in_sync"].as_bool()) {
+                (true, _) => "unknown",
+                (false, Some(true)) => "in_sync",
+                (false, _) => "drift",
+            };
+            p["state"] = json!(state);
+        }
+    }
+    let since = locked_out
+        .then(|| {
+            doc["runs"]
+                .as_array()?
+                .iter()
+                .filter(|r| !r["outcome"].is_null())
+                .take_while(|r| r["outcome"] == "locked_out")
+                .last()
+                .map(|r| r["started_at"].clone())
+        })
+        .flatten();
+    doc["locked_out_since"] = since.unwrap_or(serde_json::Value::Null);
+}
+
 /// `GET /metrics`: Prometheus text format.
 pub async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    if let Some(refusal) = refuse_unless_admin(&req, &state) {
-        return refusal;
+    if let Err(refusal) = authorize(&req, &state) {
+        return refusal.response();
     }
     HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")

@@ -4,6 +4,7 @@ pub mod admin;
 mod body;
 pub mod middleware;
 pub mod responses;
+pub mod session;
 pub mod status_page;
 pub mod webhooks;
 
@@ -64,6 +65,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             web::resource("/status")
                 .route(web::get().to(admin::status))
+                .default_service(web::to(responses::method_not_allowed)),
+        )
+        .service(
+            web::resource("/signin")
+                .route(web::get().to(session::signin_page))
+                .route(web::post().to(session::signin))
+                .default_service(web::to(responses::method_not_allowed)),
+        )
+        .service(
+            web::resource("/signout")
+                .route(web::post().to(session::signout))
                 .default_service(web::to(responses::method_not_allowed)),
         )
         .service(

@@ -148,7 +148,9 @@ fn changed_by(attribution: &Value) -> String {
     }
 }
 
-/// The outcome as a badge whose words carry the meaning; colour only repeats it.
+/// The outcome as a badge in words, like the profile states ("in sync", "locked out"); the
+/// code `/status` JSON and `history` use (`in_sync`) stays in `data-outcome` for machines, and
+/// colour only repeats the words.
 fn outcome(v: &Value) -> String {
     let Some(o) = v.as_str() else {
         return "<span class=\"badge warn\">… running</span>".into();
@@ -161,9 +163,30 @@ fn outcome(v: &Value) -> String {
         _ => ("warn", "?"),
     };
     format!(
-        "<span class=\"badge {class}\"><span aria-hidden=\"true\">{mark}</span> {}</span>",
-        esc(o)
+        "<span class=\"badge {class}\" data-outcome=\"{code}\"><span aria-hidden=\"true\">{mark}</span> {words}</span>",
+        code = esc(o),
+        words = esc(&o.replace('_', " "))
     )
+}
+
+/// A profile's state in words. While ipguard is locked out it cannot read the org, so the last
+/// read only says what held then: "unknown since" that read, never "in sync".
+fn profile_state(p: &Value) -> String {
+    let state = p["state"].as_str().unwrap_or(match p["in_sync"].as_bool() {
+        Some(true) => "in_sync",
+        _ => "drift",
+    });
+    match state {
+        "in_sync" => {
+            "<span class=\"badge ok\"><span aria-hidden=\"true\">✓</span> in sync</span>".into()
+        }
+        "unknown" => format!(
+            "<span class=\"badge warn\"><span aria-hidden=\"true\">?</span> unknown</span> \
+             <small class=\"since\">since {} (last read before the lock-out)</small>",
+            time(&p["checked_at"])
+        ),
+        _ => "<span class=\"badge bad\"><span aria-hidden=\"true\">✗</span> drift</span>".into(),
+    }
 }
 
 /// Errors longer than this fold into a `<details>` (no JavaScript needed to open it).
@@ -193,7 +216,9 @@ fn errors(run: &Value) -> String {
     }
 }
 
-/// A table in a horizontally scrolling, keyboard-focusable region named by its caption.
+/// A table in a horizontally scrolling, keyboard-focusable region named by its caption. On a
+/// narrow screen the caption says that the table scrolls sideways (`.scroll-hint`), since a
+/// cut-off column looks like the whole of it.
 fn table(id: &str, caption: &str, class: &str, head: &[&str], rows: &[String]) -> String {
     let head: String = head
         .iter()
@@ -207,14 +232,21 @@ fn table(id: &str, caption: &str, class: &str, head: &[&str], rows: &[String]) -
     } else {
         rows.concat()
     };
+    // Only the tables wider than a phone (a class sets their minimum width) say they scroll.
+    let hint = if class.is_empty() {
+        ""
+    } else {
+        "<span class=\"scroll-hint\"> — scroll sideways for every column</span>"
+    };
     format!(
         "<div class=\"scroll\" role=\"region\" aria-labelledby=\"{id}\" tabindex=\"0\">\
-         <table class=\"{class}\"><caption id=\"{id}\">{caption}</caption>\
+         <table class=\"{class}\"><caption id=\"{id}\">{caption}{hint}</caption>\
          <thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
     )
 }
 
-const STYLE: &str = "\
+/// The one stylesheet of every page (the Content-Security-Policy allows exactly its hash).
+pub const STYLE: &str = "\
 :root{color:#1a1a1a;background:#fff;font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;line-height:1.4}\
 body{margin:0 auto;padding:1rem;max-width:80rem}\
 h1{font-size:1.6rem;margin:.2rem 0 .6rem}h2{font-size:1.2rem;margin:1.6rem 0 .5rem}\
@@ -225,9 +257,18 @@ background:linear-gradient(to right,#fff 50%,#fff0) left/2rem 100% no-repeat loc
 linear-gradient(to left,#fff 50%,#fff0) right/2rem 100% no-repeat local,\
 radial-gradient(farthest-side at 0 50%,#0003,#0000) left/.7rem 100% no-repeat scroll,\
 radial-gradient(farthest-side at 100% 50%,#0003,#0000) right/.7rem 100% no-repeat scroll}\
-@media (max-width:40rem){table.wide caption::after{content:' (scroll sideways for every column)'}}\
+.scroll-hint{display:none;font-weight:600}\
+@media (max-width:38rem){table.profiles .scroll-hint{display:inline}}\
+@media (max-width:58rem){table.wide .scroll-hint{display:inline}}\
+header .top{display:flex;flex-wrap:wrap;justify-content:space-between;align-items:baseline;gap:.5rem}\
+form.inline{display:inline-flex;gap:.5rem;margin:0}\
+button{font:inherit;padding:.35rem .8rem;border-radius:.3rem;border:1px solid #1c4fb8;background:#fff;color:#1c4fb8;cursor:pointer}\
+button.primary{background:#1c4fb8;color:#fff}button:focus-visible,input:focus-visible{outline:3px solid #1c4fb8;outline-offset:2px}\
+.signin{max-width:26rem;margin:3rem auto}.signin label{display:block;font-weight:600;margin:.8rem 0 .3rem}\
+.signin input{font:inherit;width:100%;box-sizing:border-box;padding:.45rem;border:1px solid #6b6b6b;border-radius:.3rem}\
+.signin button{margin-top:1rem}\
 .scroll:focus-visible{outline:3px solid #1c4fb8;outline-offset:2px}\
-table{border-collapse:collapse;width:100%}table.wide{min-width:56rem}\
+table{border-collapse:collapse;width:100%}table.wide{min-width:56rem}table.profiles{min-width:36rem}\
 caption{text-align:left;font-size:.9rem;color:#4a4a4a;padding:.2rem 0;position:sticky;left:0;max-width:calc(100vw - 2rem)}\
 th,td{text-align:left;padding:.4rem .5rem;border-bottom:1px solid #c8c8c8;vertical-align:top}\
 thead th{background:#f1f3f5;font-size:.9rem;white-space:nowrap}\
@@ -242,13 +283,65 @@ ul{margin:0;padding-left:1.1rem}ul.ranges{list-style:none;padding:0}small{color:
 .alert p{margin:.2rem 0}\
 footer{margin-top:2rem;font-size:.85rem;color:#4a4a4a}";
 
-pub fn render(doc: &Value) -> String {
-    let mut html = format!(
+/// How the page is shown, beside what it shows.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    /// Signed in with the session cookie: the page offers "Check now" and "Sign out" (their
+    /// forms ride on the cookie; a bearer-header caller has nothing to sign out of).
+    pub signed_in: bool,
+}
+
+fn head(title: &str) -> String {
+    format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
 <meta name=\"robots\" content=\"noindex\">\
-<title>ipguard status</title><style>{STYLE}</style></head><body>\
-<header><h1>ipguard status</h1>"
+<title>{title}</title><style>{STYLE}</style></head><body>"
+    )
+}
+
+/// The sign-in form: one password field for the admin token, posted (never in the URL).
+pub fn signin(error: Option<&str>) -> String {
+    let error = error
+        .map(|e| format!("<p class=\"alert\" role=\"alert\">{}</p>", esc(e)))
+        .unwrap_or_default();
+    format!(
+        "{}<main class=\"signin\"><h1>Sign in to ipguard</h1>{error}\
+         <form method=\"post\" action=\"/signin\">\
+         <label for=\"token\">Admin token</label>\
+         <input id=\"token\" name=\"token\" type=\"password\" autocomplete=\"current-password\" \
+         required autofocus aria-describedby=\"token-help\">\
+         <p id=\"token-help\"><small>The value of <code>IPGUARD_ADMIN_TOKEN</code> \
+         (<code>heroku config:get IPGUARD_ADMIN_TOKEN</code>). You stay signed in for 12 hours \
+         in this browser.</small></p>\
+         <button class=\"primary\" type=\"submit\">Sign in</button></form></main></body></html>",
+        head("Sign in · ipguard")
+    )
+}
+
+/// "Check now" and "Sign out" for a signed-in browser; plain forms, no script.
+fn session_controls(page: &Page) -> String {
+    if !page.signed_in {
+        return String::new();
+    }
+    "<div class=\"controls\">\
+     <form class=\"inline\" method=\"post\" action=\"/reconcile\">\
+     <button class=\"primary\" type=\"submit\">Check now</button></form> \
+     <form class=\"inline\" method=\"post\" action=\"/signout\">\
+     <button type=\"submit\">Sign out</button></form></div>"
+        .into()
+}
+
+/// The page for a caller without a session (tests, a browser sending the bearer header).
+pub fn render(doc: &Value) -> String {
+    render_page(doc, &Page::default())
+}
+
+pub fn render_page(doc: &Value, page: &Page) -> String {
+    let mut html = format!(
+        "{}<header><div class=\"top\"><h1>ipguard status</h1>{}</div>",
+        head("ipguard status"),
+        session_controls(page)
     );
 
     // At a glance: how many profiles are in sync, when this was last looked at, who leads.
@@ -288,12 +381,18 @@ pub fn render(doc: &Value) -> String {
     ));
 
     if doc["locked_out"].as_bool() == Some(true) {
-        html.push_str(
-            "<div class=\"alert\" role=\"alert\"><p><strong>Locked out:</strong> Salesforce refuses \
-             ipguard's logins (<code>ip restricted</code>).</p><p>Add the space's outbound IPs to \
-             the integration user's profile Login IP Ranges, then run \
-             <code>ipguard check</code>.</p></div>",
-        );
+        let since = if doc["locked_out_since"].is_null() {
+            String::new()
+        } else {
+            format!(" since {} UTC", time(&doc["locked_out_since"]))
+        };
+        html.push_str(&format!(
+            "<div class=\"alert\" role=\"alert\"><p><strong>Locked out{since}:</strong> Salesforce \
+             refuses ipguard's logins (<code>ip restricted</code>), so the profiles' state below is \
+             unknown.</p><p>Add the space's outbound IPs to the integration user's profile Login IP \
+             Ranges, then run <code>ipguard check</code> and \"Check now\" \
+             (<code>POST /reconcile</code>): it runs at once.</p></div>",
+        ));
     }
     if let Some(e) = doc["last_error"].as_str() {
         html.push_str(&format!(
@@ -342,11 +441,7 @@ pub fn render(doc: &Value) -> String {
     let rows: Vec<String> = profiles
         .iter()
         .map(|p| {
-            let state = if p["in_sync"].as_bool() == Some(true) {
-                "<span class=\"badge ok\"><span aria-hidden=\"true\">✓</span> in sync</span>"
-            } else {
-                "<span class=\"badge bad\"><span aria-hidden=\"true\">✗</span> drift</span>"
-            };
+            let state = profile_state(p);
             format!(
                 "<tr><th scope=\"row\">{}</th><td>{state}</td><td class=\"mono\">{}</td><td>{}</td></tr>",
                 profile_name(&p["name"]),
@@ -359,7 +454,7 @@ pub fn render(doc: &Value) -> String {
     html.push_str(&table(
         "profiles-caption",
         "Guarded profiles, as last read from the org (times in UTC)",
-        "",
+        "profiles",
         &["Profile", "State", "Ranges seen", "Checked"],
         &rows,
     ));

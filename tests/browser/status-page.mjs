@@ -1,13 +1,19 @@
-// Loads ipguard's `/status` page in headless Debian Chromium and checks what an operator sees.
+// Loads ipguard's `/status` page in headless Debian Chromium as a person would: open the URL,
+// get the sign-in form, sign in with the admin token, read the page, sign out.
 //
 //   node tests/browser/status-page.mjs <base-url> <out-dir>
 //
-// With IPGUARD_EXPECT_LOCKED_OUT=1 the org is expected to have locked ipguard out: the banner
-// must show, a run must say `locked_out`, and the screenshots are named status-locked-out-*.
+// IPGUARD_PHASE says what the org went through and what the page must show:
+//   remediated  — in sync after a remediation (also tries a wrong token first);
+//   locked-out  — ipguard is locked out: banner, every profile "unknown since" its last read;
+//   recovered   — the lock-out was fixed in the org but the page still says locked out; the
+//                 "Check now" button must run at once and show every profile in sync.
+// Screenshots (desktop 1280 wide and phone 390×844, full page) go to <out-dir> as
+// status-<phase>-{desktop,phone}.png, and signin-{desktop,phone}.png in the first phase.
 //
 // The admin token comes from the environment (IPGUARD_ADMIN_TOKEN), never from argv, so it
-// does not show up in `ps` or in a test's failure message. Screenshots (desktop and phone,
-// full page) are written to <out-dir>. Exits non-zero on the first failed check.
+// does not show up in `ps` or in a test's failure message; it is typed into the form only and
+// must never appear in a URL. Exits non-zero on the first failed check.
 
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -22,8 +28,8 @@ if (!base || !outDir || !token) {
 }
 const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 const statusUrl = new URL('/status', base).toString();
-const lockedOut = Boolean(process.env.IPGUARD_EXPECT_LOCKED_OUT);
-const shot = (device) => join(outDir, `status-${lockedOut ? 'locked-out-' : ''}${device}.png`);
+const phase = process.env.IPGUARD_PHASE || 'remediated';
+const shot = (device) => join(outDir, `status-${phase}-${device}.png`);
 
 let failures = 0;
 function check(ok, what, detail = '') {
@@ -49,22 +55,48 @@ const context = await chromium.launchPersistentContext(userDataDir, {
   viewport: { width: 1280, height: 900 },
 });
 
+// Clicks a form's button and waits for the page the answer (or its redirect) shows.
+async function submit(page, button) {
+  await Promise.all([page.waitForEvent('framenavigated', { timeout: 30000 }), button.click()]);
+  await page.waitForLoadState('load');
+}
+
+const sessionCookie = async () =>
+  (await context.cookies(base)).find((c) => c.name === '__Host-ipguard_session');
+
 try {
   const page = context.pages()[0] ?? (await context.newPage());
+  const urls = [];
+  page.on('request', (r) => urls.push(r.url()));
 
-  // Without the token: the service refuses, and the page is not shown.
-  const anonymous = await page.goto(statusUrl);
-  check(anonymous?.status() === 401, 'GET /status without the admin token is refused with 401',
-    `got ${anonymous?.status()}`);
+  // A person types the page's address: without a session the browser lands on the form.
+  await page.goto(statusUrl);
+  check(new URL(page.url()).pathname === '/signin', 'opening /status without a session shows the sign-in form',
+    page.url());
+  check((await page.title()) === 'Sign in · ipguard', 'the sign-in page is titled', await page.title());
+  const tokenField = page.getByLabel('Admin token');
+  check((await tokenField.getAttribute('type')) === 'password', 'the token field is a password field');
 
-  // A browser can't send a bearer token on a plain navigation; tests (and operators, with an
-  // extension or a proxy) add it as a header. Accept asks for the HTML rendering.
-  await page.setExtraHTTPHeaders({ Authorization: `Bearer ${token}`, Accept: 'text/html' });
-  const response = await page.goto(statusUrl);
-  check(response?.status() === 200, 'GET /status with the admin token answers 200',
-    `got ${response?.status()}`);
-  check((response?.headers()['content-type'] ?? '').startsWith('text/html'),
-    'the answer is HTML', response?.headers()['content-type']);
+  if (phase === 'remediated') {
+    await page.screenshot({ path: join(outDir, 'signin-desktop.png'), fullPage: true });
+    // A mistyped token: the form again, with the reason, and no session.
+    await tokenField.fill('not-the-admin-token');
+    await submit(page, page.getByRole('button', { name: 'Sign in' }));
+    check(new URL(page.url()).pathname === '/signin', 'a wrong token stays on the sign-in form', page.url());
+    const refusal = page.getByRole('alert');
+    check((await refusal.count()) === 1 && /not the admin token/.test(await refusal.innerText()),
+      'a wrong token is refused in words');
+    check(!(await sessionCookie()), 'a wrong token sets no session cookie');
+  }
+
+  await page.getByLabel('Admin token').fill(token);
+  await submit(page, page.getByRole('button', { name: 'Sign in' }));
+  check(new URL(page.url()).pathname === '/status', 'signing in shows the status page', page.url());
+  const cookie = await sessionCookie();
+  check(Boolean(cookie) && cookie.httpOnly && cookie.secure && cookie.sameSite === 'Strict',
+    'the session cookie is Secure, HttpOnly, SameSite=Strict',
+    cookie ? `httpOnly=${cookie.httpOnly} secure=${cookie.secure} sameSite=${cookie.sameSite}` : 'no cookie');
+  check(!cookie?.value.includes(token), 'the cookie does not carry the token');
 
   check((await page.title()) === 'ipguard status', 'title is "ipguard status"',
     JSON.stringify(await page.title()));
@@ -88,42 +120,65 @@ try {
   check(tables.every((t) => t.caption && t.unscoped === 0), 'every table has a caption and scoped <th>',
     JSON.stringify(tables));
 
-  // Profiles: the table lists every guarded profile of the simulated org.
   const profiles = page.getByRole('table', { name: /profiles/i });
+  const runs = page.getByRole('table', { name: /runs/i });
+  const banner = page.getByRole('alert');
+  const stateCells = () => profiles.locator('tbody tr td:nth-of-type(1)').allInnerTexts();
   const profileRows = await profiles.locator('tbody tr').count();
   check(profileRows >= 1, 'the profiles table lists the profiles', `${profileRows} rows`);
   const profileText = await profiles.innerText();
   check(/Admin/.test(profileText), 'the profiles table names "Admin"');
-  check(/in sync/.test(profileText), 'a profile is shown in sync');
   check(/Custom: Support/.test(profileText), 'percent-encoded profile names are shown decoded');
 
-  // Runs: the start-up run remediated the org, with a text label (not colour alone).
-  const runs = page.getByRole('table', { name: /runs/i });
-  const remediated = runs.locator('tbody tr', { hasText: 'remediated' });
-  check((await remediated.count()) >= 1, 'a run row shows "remediated"');
-  if ((await remediated.count()) >= 1) {
-    const row = await remediated.first().innerText();
-    check(/\d+(\.\d+)?\s*(ms|s)\b/.test(row), 'the remediated run shows its duration', row.replace(/\s+/g, ' '));
+  if (phase === 'recovered') {
+    // The org is fixed, but nothing has looked yet: the page still says locked out.
+    check((await banner.count()) === 1, 'before "Check now" the page still says locked out');
+    const started = Date.now();
+    await submit(page, page.getByRole('button', { name: 'Check now' }));
+    const took = (Date.now() - started) / 1000;
+    check(took < 10, '"Check now" runs at once despite the lock-out backoff', `${took.toFixed(1)} s`);
   }
 
-  // Attribution: the run the admin's edit caused names the admin under "Changed by".
-  const expectChangedBy = process.env.IPGUARD_EXPECT_CHANGED_BY;
-  if (expectChangedBy) {
-    const blamed = runs.locator('tbody tr', { hasText: expectChangedBy });
-    check((await blamed.count()) >= 1, `a run row names ${expectChangedBy} under "Changed by"`);
-  }
-
-  const banner = page.getByRole('alert');
-  if (lockedOut) {
+  const states = await stateCells();
+  if (phase === 'locked-out') {
     // Locked out: the banner is the first thing after the summary, with the fix in words.
     check((await banner.count()) === 1 && (await banner.isVisible()), 'the lock-out banner shows');
-    check(/Locked out/.test(await banner.innerText()) && /Login IP Ranges/.test(await banner.innerText()),
-      'the banner says what happened and what to do');
-    check((await runs.locator('tbody tr', { hasText: 'locked_out' }).count()) >= 1,
-      'a run row shows "locked_out"');
+    const said = await banner.innerText();
+    check(/Locked out since/.test(said) && /Login IP Ranges/.test(said),
+      'the banner says since when, what happened and what to do', said.replace(/\s+/g, ' '));
+    check(states.every((s) => /unknown/.test(s) && /since/.test(s) && !/in sync/.test(s)),
+      'every profile is "unknown since" its last read, none "in sync"', states.join(' | '));
+    check((await runs.locator('tbody tr', { hasText: 'locked out' }).count()) >= 1,
+      'a run row says "locked out" in words');
   } else {
     check((await banner.count()) === 0, 'no lock-out banner when not locked out');
+    check(states.length > 0 && states.every((s) => /in sync/.test(s)), 'every profile is shown in sync',
+      states.join(' | '));
   }
+  if (phase === 'remediated') {
+    // Runs: the start-up run remediated the org, with a text label (not colour alone).
+    const remediated = runs.locator('tbody tr', { hasText: 'remediated' });
+    check((await remediated.count()) >= 1, 'a run row shows "remediated"');
+    if ((await remediated.count()) >= 1) {
+      const row = await remediated.first().innerText();
+      check(/\d+(\.\d+)?\s*(ms|s)\b/.test(row), 'the remediated run shows its duration', row.replace(/\s+/g, ' '));
+    }
+    // Attribution: the run the admin's edit caused names the admin under "Changed by".
+    const expectChangedBy = process.env.IPGUARD_EXPECT_CHANGED_BY;
+    if (expectChangedBy) {
+      const blamed = runs.locator('tbody tr', { hasText: expectChangedBy });
+      check((await blamed.count()) >= 1, `a run row names ${expectChangedBy} under "Changed by"`);
+    }
+  }
+  if (phase === 'recovered') {
+    const newest = await runs.locator('tbody tr').first().innerText();
+    check(/in sync|remediated/.test(newest), 'the newest run says "in sync" or "remediated"',
+      newest.replace(/\s+/g, ' '));
+  }
+  // Outcomes read as words, like the profile states; the codes stay for machines.
+  const outcomes = await runs.locator('.badge').allInnerTexts();
+  check(outcomes.every((o) => !/_/.test(o)), 'run outcomes are words ("in sync", not "in_sync")',
+    outcomes.join(' | '));
 
   // Text contrast: every text element meets WCAG AA (4.5:1) against its effective background.
   const lowContrast = await page.evaluate(() => {
@@ -154,7 +209,8 @@ try {
 
   await page.screenshot({ path: shot('desktop'), fullPage: true });
 
-  // A phone: the body never scrolls sideways; wide tables scroll inside their own wrapper.
+  // A phone: the body never scrolls sideways; wide tables scroll inside their own wrapper,
+  // and a table cut at the screen's edge says so in words.
   await page.setViewportSize({ width: 390, height: 844 });
   await page.reload();
   const overflow = await page.evaluate(() => ({
@@ -163,8 +219,31 @@ try {
   }));
   check(overflow.scroll <= overflow.client, 'no horizontal overflow of the body at 390×844',
     overflow.scroll <= overflow.client ? '' : `scrollWidth ${overflow.scroll} > clientWidth ${overflow.client}`);
+  const region = page.getByRole('region', { name: /profiles/i });
+  const cut = await region.evaluate((r) => r.scrollWidth > r.clientWidth);
+  const hint = profiles.locator('caption .scroll-hint');
+  const hintShown = (await hint.count()) === 1 && (await hint.isVisible());
+  check(cut, 'at 390 px the profiles table is wider than the screen (so it must say so)');
+  check(hintShown && /scroll sideways/.test(await hint.innerText()),
+    'at 390 px the profiles table says it scrolls sideways');
   await page.screenshot({ path: shot('phone'), fullPage: true });
+  if (phase === 'remediated') {
+    await page.setViewportSize({ width: 1280, height: 900 });
+  }
 
+  // Sign out: back to the form, the session gone; /status asks to sign in again.
+  await submit(page, page.getByRole('button', { name: 'Sign out' }));
+  check(new URL(page.url()).pathname === '/signin', 'signing out shows the sign-in form', page.url());
+  check(!(await sessionCookie()), 'signing out removes the session cookie');
+  if (phase === 'remediated') {
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.screenshot({ path: join(outDir, 'signin-phone.png'), fullPage: true });
+  }
+  await page.goto(statusUrl);
+  check(new URL(page.url()).pathname === '/signin', 'after signing out /status asks to sign in again',
+    page.url());
+
+  check(urls.every((u) => !u.includes(token)), 'the token never appears in a URL');
   console.log(`screenshots: ${shot('desktop')}, ${shot('phone')}`);
 } catch (e) {
   console.error(`FAIL ${e?.stack ?? e}`);

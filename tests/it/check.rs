@@ -127,7 +127,7 @@ async fn a_drifted_org_passes_with_the_lock_out_warning() {
 }
 
 #[tokio::test]
-async fn an_unapproved_user_fails_the_token_with_the_pre_authorize_fix() {
+async fn an_unapproved_user_fails_the_token_with_both_causes_in_the_fix() {
     let org = Org::start(&[]).await;
     org.sim.set_faults(Faults {
         user_approved: false,
@@ -142,7 +142,14 @@ async fn an_unapproved_user_fails_the_token_with_the_pre_authorize_fix() {
         token.contains("user hasn't approved this consumer"),
         "{token}"
     );
-    assert!(token.contains("Fix: Pre-authorize") && token.contains("IPGuard_Integration"));
+    // both causes Salesforce gives this answer for (issue 14)
+    assert!(
+        token.contains("Fix: ")
+            && token.contains("not pre-authorized")
+            && token.contains("IPGuard_Integration")
+            && token.contains("SALESFORCE_USERNAME"),
+        "{token}"
+    );
     assert!(
         line(&text, "heroku").starts_with("[ok]"),
         "independent of the token"

@@ -11,6 +11,7 @@ mod controller;
 mod corpus;
 mod faults;
 mod instances;
+mod operator;
 mod outgoing;
 mod reconcile;
 mod runtime;

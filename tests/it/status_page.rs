@@ -1,10 +1,12 @@
-//! `/status` as HTML, in headless Debian Chromium: what an operator sees after a remediation.
+//! `/status` as HTML, in headless Debian Chromium, used as a person would: open the URL, sign
+//! in on the form, read the page, sign out.
 //!
 //! Drives `tests/browser/status-page.mjs` (playwright-core) against a live service guarding the
-//! simulated org, twice: after a remediation with attribution, then after ipguard is locked out.
-//! Full-page screenshots (desktop 1280 wide, phone 390×844) land in
-//! `target/test-artefacts/status-page/`: `status-{desktop,phone}.png` and
-//! `status-locked-out-{desktop,phone}.png`.
+//! simulated org, three times: after a remediation with attribution, after ipguard is locked
+//! out, and after the lock-out is fixed in the org, where the page's "Check now" must run at
+//! once despite the real five-minute lock-out backoff. Full-page screenshots (desktop 1280
+//! wide, phone 390×844) land in `target/test-artefacts/status-page/`:
+//! `status-{remediated,locked-out,recovered}-{desktop,phone}.png` and `signin-*.png`.
 //!
 //! Needs `/usr/bin/chromium` and `tests/browser/node_modules`. `.ci/run` installs both; on a
 //! developer's machine without them the test says SKIPPED loudly and passes, unless `CI` is set.
@@ -13,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::service::{ADMIN_TOKEN, Org, range};
+use crate::service::{ADMIN_TOKEN, Org, desired, fast_timing, range};
 
 const BROWSER_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
 
@@ -53,7 +55,7 @@ fn artefact_dir() -> PathBuf {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn status_page_in_headless_chromium_shows_a_remediation_then_a_lock_out() {
+async fn status_page_in_headless_chromium_sign_in_remediation_lock_out_and_recovery() {
     let missing = missing_prerequisites();
     if !missing.is_empty() {
         let why = format!("status page browser test needs: {}", missing.join(", "));
@@ -73,7 +75,14 @@ async fn status_page_in_headless_chromium_shows_a_remediation_then_a_lock_out() 
     }
 
     let org = Org::start(&[]).await;
-    let app = org.serve().await;
+    // the real lock-out backoff: only an operator's request may look again within 5 minutes
+    let app = org
+        .serve_with(ipguard::reconcile::controller::ControllerTiming {
+            locked_out_backoff: Duration::from_secs(300),
+            max_backoff: Duration::from_secs(300),
+            ..fast_timing()
+        })
+        .await;
     // the start-up run brings the org in sync
     let runs = app
         .wait_for_runs(Duration::from_secs(10), |r| {
@@ -92,7 +101,7 @@ async fn status_page_in_headless_chromium_shows_a_remediation_then_a_lock_out() 
     })
     .await;
 
-    browser_checks(&app.base, &[]).await;
+    browser_checks(&app.base, "remediated").await;
 
     // the integration user's own profile is narrowed and its session dies: ipguard is locked
     // out, and the page must say so at the top
@@ -116,22 +125,36 @@ async fn status_page_in_headless_chromium_shows_a_remediation_then_a_lock_out() 
             .any(|run| run.outcome.as_deref() == Some("locked_out"))
     })
     .await;
-    browser_checks(&app.base, &[("IPGUARD_EXPECT_LOCKED_OUT", "1")]).await;
+    browser_checks(&app.base, "locked-out").await;
+
+    // someone fixes the integration user's profile; the page still says locked out until the
+    // operator presses "Check now", which must run at once
+    org.sim
+        .set_login_ip_ranges("Custom%3A Integration", desired());
+    browser_checks(&app.base, "recovered").await;
+    let runs = app.runs().await;
+    assert!(
+        matches!(runs[0].outcome.as_deref(), Some("in_sync" | "remediated")),
+        "{runs:#?}"
+    );
+    assert_eq!(runs[0].trigger, "admin", "the page's button ran it");
     app.service.stop().await;
 }
 
-/// Runs `status-page.mjs` against `base`, echoing its checks; panics if any fails.
-async fn browser_checks(base: &str, env: &[(&'static str, &'static str)]) {
+/// Runs `status-page.mjs` against `base` for `phase`, echoing its checks; panics if any
+/// fails.
+async fn browser_checks(base: &str, phase: &'static str) {
     let out = artefact_dir();
-    let base = base.to_owned();
-    let env = env.to_vec();
-    let expected_shots: Vec<String> = ["desktop", "phone"]
+    // `localhost`, as a person would type it: a potentially trustworthy origin, where the
+    // browser keeps the `Secure` session cookie even over plain HTTP.
+    let base = base.replace("127.0.0.1", "localhost");
+    let mut expected_shots: Vec<String> = ["desktop", "phone"]
         .iter()
-        .map(|device| {
-            let locked = if env.is_empty() { "" } else { "locked-out-" };
-            format!("status-{locked}{device}.png")
-        })
+        .map(|device| format!("status-{phase}-{device}.png"))
         .collect();
+    if phase == "remediated" {
+        expected_shots.extend(["signin-desktop.png".into(), "signin-phone.png".into()]);
+    }
     let started = std::time::Instant::now();
     // Blocking wait on its own thread: the service keeps answering on the runtime's workers.
     // The token goes in the environment, never argv (visible in `ps`); never print the Command.
@@ -143,7 +166,7 @@ async fn browser_checks(base: &str, env: &[(&'static str, &'static str)]) {
             .env("IPGUARD_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("IPGUARD_EXPECT_CHANGED_BY", ipguard::sim::ADMIN_USERNAME)
             .env("CHROMIUM", chromium())
-            .envs(env)
+            .env("IPGUARD_PHASE", phase)
             .output()
     })
     .await
