@@ -7,6 +7,8 @@
 //! `pg_notify('ipguard_hints', org_id)` inside the inserting transaction (delivered at commit);
 //! a listener task per `Store` turns them into wake-ups for `wait_for_hint`.
 
+mod owned;
+
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -11,6 +11,8 @@
 //! by itself; the driver's own ROLLBACK then fails and its transaction counter stays up, so
 //! every later `BEGIN` on that connection would be refused until the process restarted.
 
+mod owned;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

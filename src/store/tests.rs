@@ -137,6 +137,7 @@ both_backends!(
     abandoned_runs_are_closed_by_the_next_tenure,
     lease_state_says_who_holds_it_and_for_how_long,
     ready_means_a_write_commits,
+    owned_ranges_are_claimed_settled_and_fenced,
 );
 
 fn new_org() -> String {
@@ -999,7 +1000,7 @@ async fn migrations_are_idempotent(db: &TestDb) {
         .unwrap();
     assert_eq!(again.duplicates, 1);
     assert_eq!(third.pending_hints(&org).await.unwrap().len(), 1);
-    assert_eq!(db.count("_sqlx_migrations").await, 2);
+    assert_eq!(db.count("_sqlx_migrations").await, 3);
 }
 
 async fn wait_for_hint_wakes_across_stores(db: &TestDb) {
@@ -1423,4 +1424,71 @@ async fn throughput(db: &TestDb) {
         calls / stats.delivery_commits as f64,
     );
     assert_eq!(db.count("deliveries").await, (TASKS * CALLS) as i64);
+}
+
+async fn owned_ranges_are_claimed_settled_and_fenced(db: &TestDb) {
+    let store = db.connect().await;
+    let org = new_org();
+    let fence = fence_of(&store, &org).await;
+    let owned = |profile: &str, start: &str| crate::store::OwnedRange {
+        profile: profile.to_owned(),
+        start: start.to_owned(),
+        end: start.to_owned(),
+    };
+    assert!(
+        store.owned_ranges(&org).await.unwrap().is_empty(),
+        "no history"
+    );
+    // before a deploy: claimed beside what was owned
+    store
+        .record_owned_ranges(&fence, &[], &[owned("Admin", "52.0.0.1")])
+        .await
+        .unwrap();
+    store
+        .record_owned_ranges(
+            &fence,
+            &[],
+            &[owned("Admin", "54.0.0.9"), owned("Admin", "52.0.0.1")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.owned_ranges(&org).await.unwrap(),
+        [owned("Admin", "52.0.0.1"), owned("Admin", "54.0.0.9")]
+    );
+    // after a verified deploy: exactly the new ones, other profiles untouched
+    store
+        .record_owned_ranges(&fence, &[], &[owned("Standard", "52.0.0.1")])
+        .await
+        .unwrap();
+    store
+        .record_owned_ranges(&fence, &["Admin".to_owned()], &[owned("Admin", "54.0.0.9")])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.owned_ranges(&org).await.unwrap(),
+        [owned("Admin", "54.0.0.9"), owned("Standard", "52.0.0.1")]
+    );
+    // another org sees none of it
+    assert!(store.owned_ranges(&new_org()).await.unwrap().is_empty());
+    // a tenure that is over writes nothing
+    store.release_lease(&org, "test").await.unwrap();
+    let next = store
+        .try_acquire_lease(&org, "other", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap()
+        .fence();
+    assert!(matches!(
+        store
+            .record_owned_ranges(&fence, &["Admin".to_owned()], &[])
+            .await,
+        Err(StoreError::Fenced { .. })
+    ));
+    assert_eq!(store.owned_ranges(&org).await.unwrap().len(), 2);
+    store
+        .record_owned_ranges(&next, &["Admin".to_owned()], &[])
+        .await
+        .unwrap();
+    assert_eq!(store.owned_ranges(&org).await.unwrap().len(), 1);
 }

@@ -12,6 +12,7 @@ mod corpus;
 mod faults;
 mod instances;
 mod outgoing;
+mod policy;
 mod reconcile;
 mod runtime;
 mod salesforce_metadata;

@@ -380,11 +380,11 @@ async fn unknown_profile_name_fails_with_a_hint() {
 #[tokio::test]
 async fn demo_org_ends_in_sync() {
     let demo = ipguard::cli::demo::start_demo_org().await.unwrap();
-    let first = ipguard::cli::apply_with(&demo.config, &[], false, false)
+    let first = ipguard::cli::apply_with(&demo.config, &[], Default::default())
         .await
         .unwrap();
     assert_eq!(first.report.outcome, Outcome::Remediated);
-    let again = ipguard::cli::apply_with(&demo.config, &[], false, false)
+    let again = ipguard::cli::apply_with(&demo.config, &[], Default::default())
         .await
         .unwrap();
     assert_eq!(again.report.outcome, Outcome::InSync);
@@ -403,9 +403,13 @@ async fn demo_org_ends_in_sync() {
         ]
     );
     assert!(runs[1].deploy_id.is_some(), "the deploy was journaled");
+    // merge with IPGUARD_KEEP_WITHIN: the head office's range stays beside the space's
     assert_eq!(
         demo.sim.login_ip_ranges("Custom%3A Support").unwrap(),
-        desired()
+        vec![
+            range("198.51.100.0", "198.51.100.255"),
+            desired()[0].clone()
+        ]
     );
     demo.sim.stop().await;
 }
@@ -501,7 +505,12 @@ async fn a_resumed_deploy_is_polled_and_verified_never_redeployed() {
         profiles: &h.names,
         observe: &|_| {},
     }
-    .resume(first.deploy_id.clone().unwrap(), false, chrono::Utc::now())
+    .resume(
+        first.deploy_id.clone().unwrap(),
+        false,
+        chrono::Utc::now(),
+        &Default::default(),
+    )
     .await;
     assert_outcome(&resumed, Outcome::Remediated);
     assert_eq!(h.sim.count("deploy"), 1, "resuming never deploys again");
@@ -539,6 +548,7 @@ async fn a_resumed_deploy_older_than_the_timeout_is_closed_after_one_look() {
         first.deploy_id.clone().unwrap(),
         false,
         chrono::Utc::now() - chrono::Duration::minutes(5),
+        &Default::default(),
     )
     .await;
     assert_outcome(&resumed, Outcome::Unknown);
