@@ -318,7 +318,13 @@ async fn an_empty_source_set_never_deploys() {
     let h = Harness::start(|c| c.heroku.sources.clear(), &[]).await;
     let report = h.run().await;
     assert_outcome(&report, Outcome::Failed);
-    assert!(report.error.unwrap().contains("empty"));
+    // an enabled NAT with no IPs is a partial source (SPEC §5 rule 1), not a smaller list
+    assert!(
+        report
+            .error
+            .unwrap()
+            .contains("enabled` but lists no outbound IPs")
+    );
     assert_eq!(h.sim.count("deploy"), 0);
     h.sim.stop().await;
 }
@@ -460,10 +466,10 @@ async fn api_call_budget_for_3_25_and_200_profiles() {
         let remediation = h.run().await;
         assert_outcome(&remediation, Outcome::Remediated);
         let polls = h.sim.count("checkDeployStatus");
-        let audit_queries = h.sim.count("query");
+        let queries = h.sim.count("query");
         assert_eq!(
-            audit_queries, 1,
-            "one SetupAuditTrail query attributes the drift"
+            queries, 3,
+            "one SetupAuditTrail query attributes the drift; the interlock reads User and LoginHistory"
         );
         assert_eq!(h.sim.count("token"), 1);
         assert_eq!(h.sim.count("readMetadata"), 2 * reads);
@@ -476,7 +482,7 @@ async fn api_call_budget_for_3_25_and_200_profiles() {
         assert_eq!(in_sync_calls, 1 + reads, "NAT + reads, no token, no deploy");
         eprintln!(
             "API budget, {p} profiles: remediation {remediation_calls} calls \
-             (1 token, 1 NAT, {} reads, {audit_queries} audit query, 1 deploy, {polls} polls); \
+             (1 token, 1 NAT, {} reads, {queries} queries (audit, User, LoginHistory), 1 deploy, {polls} polls); \
              in sync {in_sync_calls} calls \
              (1 NAT, {reads} reads)",
             2 * reads
