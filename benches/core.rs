@@ -12,7 +12,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use ipguard::config::{EventsJwtSettings, Policy};
 use ipguard::ingress::jwt::EventsVerifier;
 use ipguard::ranges::{LoginIpRange, Source, desired_ranges, parse_source};
-use ipguard::reconcile::plan::plan_profile;
+use ipguard::reconcile::plan::{Owned, PolicyRules, plan_profile};
 use ipguard::salesforce::package::deploy_zip;
 use ipguard::salesforce::profile::ProfileName;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -127,7 +127,13 @@ fn plan_and_zip(c: &mut Criterion) {
         c.bench_function(&format!("plan {count} profile(s)"), |b| {
             b.iter(|| {
                 for (name, ranges) in &actual {
-                    black_box(plan_profile(name.clone(), ranges, &desired, Policy::Merge));
+                    black_box(plan_profile(
+                        name.clone(),
+                        ranges,
+                        &desired,
+                        &PolicyRules::uniform(Policy::Merge),
+                        &Owned::ByDescription,
+                    ));
                 }
             })
         });

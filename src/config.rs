@@ -36,6 +36,8 @@ pub mod vars {
     pub const HEROKU_API_TOKEN: &str = "HEROKU_API_TOKEN";
     pub const HEROKU_API_URL: &str = "HEROKU_API_URL";
     pub const IPGUARD_POLICY: &str = "IPGUARD_POLICY";
+    pub const IPGUARD_EXACT_PROFILES: &str = "IPGUARD_EXACT_PROFILES";
+    pub const IPGUARD_KEEP_WITHIN: &str = "IPGUARD_KEEP_WITHIN";
     pub const IPGUARD_MODE: &str = "IPGUARD_MODE";
     pub const IPGUARD_RESYNC_INTERVAL: &str = "IPGUARD_RESYNC_INTERVAL";
     pub const IPGUARD_DEBOUNCE: &str = "IPGUARD_DEBOUNCE";
@@ -273,6 +275,10 @@ pub struct Config {
     pub source_ips: Vec<IpNet>,
     pub heroku: Option<HerokuSettings>,
     pub policy: Policy,
+    /// Profiles that always use `exact`, whatever `policy` says.
+    pub exact_profiles: Vec<String>,
+    /// Under `merge`, foreign ranges survive only inside these; `None` keeps them all.
+    pub keep_within: Option<Vec<IpNet>>,
     pub mode: Mode,
     pub resync_interval: Duration,
     pub debounce: Duration,
@@ -285,6 +291,15 @@ pub struct Config {
 }
 
 impl Config {
+    /// Which policy applies to which profile (docs/contract.md §1 Policy).
+    pub fn policy_rules(&self) -> crate::reconcile::plan::PolicyRules {
+        crate::reconcile::plan::PolicyRules {
+            default: self.policy,
+            exact_profiles: self.exact_profiles.clone(),
+            keep_within: self.keep_within.clone(),
+        }
+    }
+
     /// Reads the process environment.
     pub fn from_env(needs: Needs) -> Result<Config, ConfigError> {
         // Lossy: a non-UTF-8 value then fails validation instead of silently counting as unset.
@@ -384,6 +399,8 @@ impl Loader<'_> {
                 v.parse().map_err(|e: InvalidChoice| e.to_string())
             })
             .unwrap_or_default();
+        let exact_profiles = self.load_exact_profiles(&profiles);
+        let keep_within = self.load_keep_within();
         let mode = self
             .parse_with(IPGUARD_MODE, |v| {
                 v.parse().map_err(|e: InvalidChoice| e.to_string())
@@ -435,6 +452,8 @@ impl Loader<'_> {
             source_ips,
             heroku,
             policy,
+            exact_profiles,
+            keep_within,
             mode,
             resync_interval,
             debounce,
@@ -597,6 +616,42 @@ impl Loader<'_> {
             );
         }
         profiles
+    }
+
+    /// Profiles forced to `exact`: each must be a managed one, or the setting would silently
+    /// guard nothing.
+    fn load_exact_profiles(&mut self, managed: &[String]) -> Vec<String> {
+        let Some(raw) = self.get(IPGUARD_EXACT_PROFILES) else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = Vec::new();
+        for name in raw.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            if !managed.is_empty() && !managed.iter().any(|m| m == name) {
+                self.problem(
+                    IPGUARD_EXACT_PROFILES,
+                    format!(
+                        "`{name}` is not in IPGUARD_PROFILES; list managed profile full names \
+                         exactly as there (e.g. `Custom%3A Integration`)"
+                    ),
+                );
+            } else if !names.iter().any(|n| n == name) {
+                names.push(name.to_owned());
+            }
+        }
+        names
+    }
+
+    /// CIDRs inside which someone else's range survives under `merge`.
+    fn load_keep_within(&mut self) -> Option<Vec<IpNet>> {
+        let raw = self.get(IPGUARD_KEEP_WITHIN)?;
+        let mut nets = Vec::new();
+        for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            match parse_source_ip(entry) {
+                Ok(net) => nets.push(net.trunc()),
+                Err(message) => self.problem(IPGUARD_KEEP_WITHIN, message),
+            }
+        }
+        Some(nets)
     }
 
     /// The parsed list, and whether the variable named any entry at all (valid or not).
@@ -1740,6 +1795,34 @@ mod tests {
 
         let e = err(&[(EVENTS_JWT_CERTS, cert_pem())], Needs::default());
         assert_eq!(variables(&e), [EVENTS_JWT_ISSUER, EVENTS_JWT_AUDIENCE]);
+    }
+
+    #[test]
+    fn exact_profiles_and_keep_within() {
+        let mut vars = salesforce_vars();
+        vars.push((IPGUARD_EXACT_PROFILES, "Custom%3A Integration"));
+        vars.push((IPGUARD_KEEP_WITHIN, "10.0.0.0/8, 198.51.100.7"));
+        let config = ok(&vars, Needs::salesforce());
+        assert_eq!(config.exact_profiles, ["Custom%3A Integration"]);
+        let keep: Vec<String> = config
+            .keep_within
+            .unwrap()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(keep, ["10.0.0.0/8", "198.51.100.7/32"]);
+        assert_eq!(
+            ok(&salesforce_vars(), Needs::salesforce()).keep_within,
+            None
+        );
+
+        // a profile that is not managed, and a bad CIDR: both reported, on their variables
+        let mut vars = salesforce_vars();
+        vars.push((IPGUARD_EXACT_PROFILES, "Custom: Integration"));
+        vars.push((IPGUARD_KEEP_WITHIN, "10.0.0.0/33"));
+        let err = err(&vars, Needs::salesforce());
+        assert!(message_for(&err, IPGUARD_EXACT_PROFILES).contains("not in IPGUARD_PROFILES"));
+        assert!(!message_for(&err, IPGUARD_KEEP_WITHIN).is_empty());
     }
 
     #[test]

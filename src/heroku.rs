@@ -38,6 +38,37 @@ impl SpaceNat {
     pub fn is_enabled(&self) -> bool {
         self.state == "enabled"
     }
+
+    /// The space's egress IPs, or why there are none to trust (docs/contract.md §5 rule 1): a NAT that is
+    /// not `enabled`, or `enabled` with no IPs, is a stale or partial source. `check` and every
+    /// run judge the NAT here and nowhere else.
+    pub fn usable_sources(&self, space: &str) -> Result<&[IpAddr], NatUnusable> {
+        if !self.is_enabled() {
+            return Err(NatUnusable::NotEnabled {
+                space: space.to_owned(),
+                state: self.state.clone(),
+            });
+        }
+        if self.sources.is_empty() {
+            return Err(NatUnusable::NoSources {
+                space: space.to_owned(),
+            });
+        }
+        Ok(&self.sources)
+    }
+}
+
+/// A NAT state ipguard refuses to deploy from.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NatUnusable {
+    #[error(
+        "Heroku space `{space}` NAT state is `{state}`, not `enabled`: refusing to deploy from a stale source"
+    )]
+    NotEnabled { space: String, state: String },
+    #[error(
+        "Heroku space `{space}` NAT is `enabled` but lists no outbound IPs: refusing to deploy from a partial source"
+    )]
+    NoSources { space: String },
 }
 
 #[derive(Deserialize)]

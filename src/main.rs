@@ -40,6 +40,11 @@ enum Command {
         check_only: bool,
         #[arg(long = "profile", value_name = "P")]
         profiles: Vec<String>,
+        /// Deploy even when the target would not admit ipguard's own way in (its latest
+        /// login's IP, the space's NAT IPs) to the integration user's profile — e.g. an
+        /// operator on a laptop narrowing that profile to the space.
+        #[arg(long)]
+        allow_self_lockout: bool,
     },
     /// Recent runs from the store, newest first.
     History {
@@ -102,7 +107,8 @@ fn main() -> ExitCode {
             Command::Apply {
                 check_only,
                 profiles,
-            } => ipguard::cli::apply(&profiles, check_only).await,
+                allow_self_lockout,
+            } => ipguard::cli::apply(&profiles, check_only, allow_self_lockout).await,
             Command::History { limit, json } => ipguard::cli::history(limit, json).await,
             Command::Keygen {
                 out,

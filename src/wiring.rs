@@ -97,10 +97,11 @@ pub fn profile_names(config: &Config, only: &[String]) -> Result<Vec<ProfileName
 
 pub fn run_settings(config: &Config, force_check_only: bool) -> RunSettings {
     let mut settings = RunSettings::new(
-        config.policy,
+        config.policy_rules(),
         force_check_only || config.mode == Mode::DryRun,
         config.deploy_timeout,
     );
+    settings.integration_username = config.salesforce.username.clone();
     settings.attribution =
         config
             .salesforce

@@ -29,6 +29,8 @@ pub enum IncidentState {
     Failing { kind: FailKind, runs: u32 },
     /// `runs` locked-out runs so far in this incident.
     LockedOut { runs: u32 },
+    /// Dry-run: drift found and not remediated (`planned` runs), announced once.
+    WouldRemediate { runs: u32 },
 }
 
 /// What an alert is about.
@@ -38,6 +40,8 @@ pub enum AlertKind {
     Failing,
     LockedOut,
     Recovered,
+    /// Dry-run found drift: what enforce would deploy.
+    WouldRemediate,
 }
 
 /// One message for the webhook.
@@ -61,6 +65,10 @@ impl IncidentState {
     /// The state after one more run ended `outcome`.
     fn after(self, outcome: Outcome) -> IncidentState {
         match (outcome, self) {
+            (Outcome::Planned, Self::Healthy) => Self::WouldRemediate { runs: 1 },
+            (Outcome::Planned, Self::WouldRemediate { runs }) => Self::WouldRemediate {
+                runs: runs.saturating_add(1),
+            },
             (Outcome::Planned, state) => state,
             (Outcome::InSync | Outcome::Remediated, _) => Self::Healthy,
             (Outcome::Failed | Outcome::Unknown, before) => {
@@ -87,10 +95,15 @@ impl IncidentState {
         let before = *self;
         *self = before.after(report.outcome);
         let kind = match (report.outcome, before) {
-            // A check-only deploy validated: says nothing about the incident either way.
+            // Dry-run drift is news once per incident (docs/contract.md §5 rule 11); while a failure or a
+            // lock-out is under way, a validated check-only deploy says nothing about it.
+            (Outcome::Planned, Self::Healthy) => AlertKind::WouldRemediate,
             (Outcome::Planned, _) => return None,
-            (Outcome::Remediated, Self::Healthy) => AlertKind::Remediated,
-            (Outcome::InSync, Self::Healthy) => return None,
+            (Outcome::Remediated, Self::Healthy | Self::WouldRemediate { .. }) => {
+                AlertKind::Remediated
+            }
+            // The drift a dry-run announced went away by other hands: nothing to page about.
+            (Outcome::InSync, Self::Healthy | Self::WouldRemediate { .. }) => return None,
             (Outcome::InSync | Outcome::Remediated, _) => AlertKind::Recovered,
             (Outcome::Failed | Outcome::Unknown, Self::Failing { .. }) => return None,
             // Healthy → a new incident. LockedOut → the token works again (someone fixed the
@@ -105,6 +118,7 @@ impl IncidentState {
             AlertKind::Recovered => recovered_text(org, before, report),
             AlertKind::Failing => failing_text(org, report, before),
             AlertKind::LockedOut => locked_out_text(org, report),
+            AlertKind::WouldRemediate => would_remediate_text(org, report),
         };
         Some(Alert { kind, text })
     }
@@ -151,6 +165,29 @@ fn remediated_text(org: &str, report: &RunReport) -> String {
     text
 }
 
+fn would_remediate_text(org: &str, report: &RunReport) -> String {
+    let mut text = format!(
+        "ipguard (dry-run): would remediate drift on {} profile(s) in org {org}; nothing was changed \
+         (IPGUARD_MODE=dry-run). Further dry-run runs stay silent until the drift is gone.",
+        drifted_count(report)
+    );
+    if let Some(plan) = &report.plan {
+        text.push('\n');
+        text.push_str(crate::cli::render::plan_text(plan).trim_end());
+    }
+    if let Some(attribution) = &report.attribution {
+        for a in attribution.attributions.iter().take(5) {
+            text.push_str(&format!(
+                "\nchanged by {} at {} ({})",
+                a.changed_by,
+                a.changed_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                a.profile
+            ));
+        }
+    }
+    text
+}
+
 fn failing_text(org: &str, report: &RunReport, before: IncidentState) -> String {
     let mut text = match report.outcome {
         Outcome::Unknown => {
@@ -193,6 +230,7 @@ fn recovered_text(org: &str, incident: IncidentState, report: &RunReport) -> Str
     let after = match incident {
         IncidentState::LockedOut { runs } => format!("a lock-out ({runs} locked-out run(s))"),
         IncidentState::Failing { runs, .. } => format!("{runs} failed run(s)"),
+        IncidentState::WouldRemediate { runs } => format!("{runs} dry-run run(s) with drift"),
         IncidentState::Healthy => "an incident".to_owned(),
     };
     let mut text = format!("ipguard: recovered in org {org} after {after}");
@@ -243,7 +281,7 @@ mod tests {
     use super::*;
     use crate::config::Policy;
     use crate::ranges::LoginIpRange;
-    use crate::reconcile::plan::{Plan, plan_profile};
+    use crate::reconcile::plan::{Owned, Plan, PolicyRules, plan_profile};
     use crate::salesforce::metadata::DeployId;
     use crate::salesforce::profile::ProfileName;
 
@@ -307,13 +345,15 @@ mod tests {
             ProfileName::parse("Custom%3A Integration").unwrap(),
             &[r("9.9.9.9")],
             &desired,
-            Policy::Exact,
+            &PolicyRules::uniform(Policy::Exact),
+            &Owned::ByDescription,
         );
         let clean = plan_profile(
             ProfileName::parse("Admin").unwrap(),
             &desired,
             &desired,
-            Policy::Exact,
+            &PolicyRules::uniform(Policy::Exact),
+            &Owned::ByDescription,
         );
         let mut report = report(Outcome::Remediated);
         report.plan = Some(Plan::new(Policy::Exact, vec![drifted, clean]));
@@ -336,10 +376,24 @@ mod tests {
     }
 
     #[test]
-    fn in_sync_and_planned_while_healthy_are_silent() {
+    fn in_sync_is_silent_and_dry_run_drift_alerts_once_per_incident() {
         let mut s = IncidentState::Healthy;
-        assert!(kinds(&mut s, &[report(Outcome::InSync), report(Outcome::Planned)]).is_empty());
+        assert!(kinds(&mut s, &[report(Outcome::InSync)]).is_empty());
         assert_eq!(s, IncidentState::Healthy);
+        // docs/contract.md §5 rule 11: one "would remediate" per incident, then silence …
+        assert_eq!(
+            kinds(
+                &mut s,
+                &[report(Outcome::Planned), report(Outcome::Planned)]
+            ),
+            [AlertKind::WouldRemediate]
+        );
+        // … until the drift is gone; the next drift is a new incident
+        assert!(kinds(&mut s, &[report(Outcome::InSync)]).is_empty());
+        assert_eq!(
+            kinds(&mut s, &[report(Outcome::Planned)]),
+            [AlertKind::WouldRemediate]
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use secrecy::SecretString;
 use super::*;
 use crate::config::Policy;
 use crate::ranges::LoginIpRange;
-use crate::reconcile::plan::{Plan, plan_profile};
+use crate::reconcile::plan::{Owned, Plan, PolicyRules, plan_profile};
 use crate::reconcile::run::{Outcome, RunReport};
 use crate::salesforce::metadata::DeployId;
 use crate::salesforce::profile::ProfileName;
@@ -108,7 +108,15 @@ fn remediated() -> RunReport {
     let desired = vec![r("52.1.2.3")];
     let profiles = ["Custom%3A Integration", "Custom%3A Support"]
         .iter()
-        .map(|n| plan_profile(ProfileName::parse(n).unwrap(), &[], &desired, Policy::Merge))
+        .map(|n| {
+            plan_profile(
+                ProfileName::parse(n).unwrap(),
+                &[],
+                &desired,
+                &PolicyRules::uniform(Policy::Merge),
+                &Owned::ByDescription,
+            )
+        })
         .collect();
     RunReport {
         outcome: Outcome::Remediated,

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use super::{EXIT_ERROR, EXIT_OK};
 use crate::config::{Config, Needs, Policy};
-use crate::heroku::HerokuError;
+use crate::heroku::{HerokuError, NatUnusable};
 use crate::ranges::{LoginIpRange, Source, desired_ranges};
-use crate::reconcile::plan::plan_profile;
+use crate::reconcile::plan::{Owned, plan_profile};
 use crate::salesforce::client::{MetadataClient, RetryPolicy, SalesforceError};
 use crate::salesforce::metadata::{DeployStatus, ProfileRecord};
 use crate::salesforce::package::deploy_zip;
@@ -326,32 +326,37 @@ async fn heroku(config: &Config, http: &reqwest::Client) -> (CheckLine, Option<V
     };
     let space = heroku.space().to_owned();
     let info = format!("`heroku spaces:info --space {space}`");
-    match heroku.nat().await {
-        Ok(nat) if nat.is_enabled() && !nat.sources.is_empty() => {
-            let ips: Vec<String> = nat.sources.iter().map(ToString::to_string).collect();
+    let nat = match heroku.nat().await {
+        Ok(nat) => nat,
+        Err(e) => return (heroku_error_line(e), None),
+    };
+    // The same judgement every run makes (docs/contract.md §5 rule 1): one implementation.
+    match nat.usable_sources(&space) {
+        Ok(ips) => {
+            let texts: Vec<String> = ips.iter().map(ToString::to_string).collect();
             let line = CheckLine::ok(
                 "heroku",
                 format!(
                     "space {space}: NAT enabled, outbound IPs {}",
-                    ips.join(", ")
+                    texts.join(", ")
                 ),
             );
-            let label = format!("space {space}");
-            sources.extend(nat.sources.into_iter().map(|ip| Source {
-                net: ip.into(),
+            let label = crate::reconcile::run::space_label(&space);
+            sources.extend(ips.iter().map(|ip| Source {
+                net: (*ip).into(),
                 label: label.clone(),
             }));
             (line, Some(sources))
         }
-        Ok(nat) if nat.is_enabled() => (
+        Err(unusable @ NatUnusable::NoSources { .. }) => (
             CheckLine::fail(
                 "heroku",
-                format!("space {space}: NAT is enabled but lists no outbound IPs"),
+                unusable.to_string(),
                 format!("wait until {info} shows its Outbound IPs, then run check again"),
             ),
             None,
         ),
-        Ok(nat) => {
+        Err(unusable @ NatUnusable::NotEnabled { .. }) => {
             let fix = if nat.state == "updating" {
                 format!("the NAT is being changed: wait until {info} shows its Outbound IPs")
             } else {
@@ -360,32 +365,22 @@ async fn heroku(config: &Config, http: &reqwest::Client) -> (CheckLine, Option<V
                      Network) and wait until {info} shows them"
                 )
             };
-            (
-                CheckLine::fail(
-                    "heroku",
-                    format!(
-                        "space {space}: NAT state is `{}`, not `enabled`; ipguard refuses to deploy from it",
-                        nat.state
-                    ),
-                    fix,
-                ),
-                None,
-            )
-        }
-        Err(e) => {
-            let fix = match &e {
-                HerokuError::Unauthorized => {
-                    "create a long-lived token with `heroku authorizations:create` and set HEROKU_API_TOKEN"
-                        .to_owned()
-                }
-                HerokuError::NotFound(_) => "set HEROKU_SPACE to the space's name or id (`heroku spaces`) \
-                     and use a token of a team member"
-                    .to_owned(),
-                _ => "check HEROKU_API_URL (default https://api.heroku.com) and this machine's network".to_owned(),
-            };
-            (CheckLine::fail("heroku", e.to_string(), fix), None)
+            (CheckLine::fail("heroku", unusable.to_string(), fix), None)
         }
     }
+}
+
+fn heroku_error_line(e: HerokuError) -> CheckLine {
+    let fix = match &e {
+        HerokuError::Unauthorized => {
+            "create a long-lived token with `heroku authorizations:create` and set HEROKU_API_TOKEN"
+        }
+        HerokuError::NotFound(_) => {
+            "set HEROKU_SPACE to the space's name or id (`heroku spaces`) and use a token of a team member"
+        }
+        _ => "check HEROKU_API_URL (default https://api.heroku.com) and this machine's network",
+    };
+    CheckLine::fail("heroku", e.to_string(), fix)
 }
 
 fn desired_check(sources: &[Source]) -> (CheckLine, Option<Vec<LoginIpRange>>) {
@@ -707,7 +702,13 @@ async fn deploy_check(
         .iter()
         .filter_map(|r| {
             let profile = ProfileName::parse(&r.full_name).ok()?;
-            Some(plan_profile(profile, &r.ranges, desired, config.policy))
+            Some(plan_profile(
+                profile,
+                &r.ranges,
+                desired,
+                &config.policy_rules(),
+                &Owned::ByDescription,
+            ))
         })
         .collect();
     let mut files: Vec<(ProfileName, Vec<LoginIpRange>)> = plans

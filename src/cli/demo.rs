@@ -27,8 +27,12 @@ pub struct DemoOrg {
     pub dir: tempfile::TempDir,
 }
 
+/// The head office's block: under `merge`, someone else's range survives only inside it.
+const DEMO_KEEP_WITHIN: &str = "198.51.100.0/24";
+
 /// Starts a simulated org with a freshly generated key pair and builds the configuration an
-/// operator would set as config vars: policy `exact` (any loosening is reverted), event
+/// operator would set as config vars: the default policy `merge`, narrowed with
+/// `IPGUARD_KEEP_WITHIN` to the head office's block (any other loosening is reverted), event
 /// callouts verified with the org's signing certificate, a throw-away SQLite store.
 pub async fn start_demo_org() -> Result<DemoOrg, String> {
     let keys = crate::keygen::generate(DEMO_CN, 1).map_err(|e| e.to_string())?;
@@ -60,7 +64,7 @@ pub async fn start_demo_org() -> Result<DemoOrg, String> {
         ("HEROKU_SPACE", space),
         ("HEROKU_API_TOKEN", token),
         ("HEROKU_API_URL", base),
-        ("IPGUARD_POLICY", "exact".into()),
+        ("IPGUARD_KEEP_WITHIN", DEMO_KEEP_WITHIN.into()),
         ("IPGUARD_DEPLOY_TIMEOUT", "30s".into()),
         ("IPGUARD_DEBOUNCE", "300ms".into()),
         ("IPGUARD_RESYNC_INTERVAL", "1h".into()),
@@ -114,7 +118,8 @@ async fn run_demo() -> Result<bool, String> {
     ));
     n.detail("ipguard's certificate (what `ipguard keygen` writes) is registered with its External Client App.");
     n.detail(&format!(
-        "Guarded profiles: {} — policy exact: only the Private Space's IPs may log in.",
+        "Guarded profiles: {} — policy merge (the default): the Private Space's IPs, plus \
+         others' ranges inside IPGUARD_KEEP_WITHIN={DEMO_KEEP_WITHIN} (the head office).",
         demo.config.profiles.join(", ")
     ));
 
@@ -139,11 +144,13 @@ async fn run_demo() -> Result<bool, String> {
     let victim = "Custom%3A Support";
     println!();
     n.say(&format!(
-        "An admin loosens `{victim}` in Setup: its Login IP Ranges become 0.0.0.0 – 255.255.255.255."
+        "An admin loosens `{victim}` in Setup: 0.0.0.0 – 255.255.255.255 is added beside the space's IPs."
     ));
     let open = LoginIpRange::parse_existing("0.0.0.0", "255.255.255.255", None)
         .map_err(|e| e.to_string())?;
-    demo.sim.set_login_ip_ranges(victim, vec![open]);
+    let mut loosened = demo.sim.login_ip_ranges(victim).unwrap_or_default();
+    loosened.push(open);
+    demo.sim.set_login_ip_ranges(victim, loosened);
 
     let claims = EventClaims::new(
         EVENTS_ISSUER,
@@ -180,31 +187,58 @@ async fn run_demo() -> Result<bool, String> {
     let second = wait_for_run(&service, 2).await?;
     n.say("The two hints coalesced into one run:");
     narrate_run(&n, &second);
+    for line in removal_reasons(&second) {
+        n.detail(&line);
+    }
 
     println!();
-    let held: Vec<(String, bool)> = demo
+    // What the default policy promises: the space's IPs, plus others' ranges only inside the
+    // head office's block.
+    let office: ipnet::Ipv4Net = DEMO_KEEP_WITHIN.parse().map_err(|e| format!("{e}"))?;
+    let held: Vec<(String, String, bool)> = demo
         .config
         .profiles
         .iter()
         .map(|p| {
             let ranges = demo.sim.login_ip_ranges(p).unwrap_or_default();
-            let ok = ranges.len() == 1
-                && ranges[0].start().to_string() == "203.0.113.10"
-                && ranges[0].end().to_string() == "203.0.113.11";
-            (p.clone(), ok)
+            let is_space = |r: &LoginIpRange| {
+                r.start().to_string() == "203.0.113.10" && r.end().to_string() == "203.0.113.11"
+            };
+            let in_office = |r: &LoginIpRange| match (r.start(), r.end()) {
+                (std::net::IpAddr::V4(a), std::net::IpAddr::V4(b)) => {
+                    office.contains(&a) && office.contains(&b)
+                }
+                _ => false,
+            };
+            let kept: Vec<String> = ranges
+                .iter()
+                .filter(|r| !is_space(r))
+                .map(|r| format!("{} – {}", r.start(), r.end()))
+                .collect();
+            let ok = ranges.iter().filter(|r| is_space(r)).count() == 1
+                && ranges.iter().all(|r| is_space(r) || in_office(r));
+            let what = if kept.is_empty() {
+                "203.0.113.10 – 203.0.113.11 only".to_owned()
+            } else {
+                format!(
+                    "203.0.113.10 – 203.0.113.11 + {} (inside the head office's block)",
+                    kept.join(", ")
+                )
+            };
+            (p.clone(), what, ok)
         })
         .collect();
-    for (profile, ok) in &held {
+    for (profile, what, ok) in &held {
         n.detail(&format!(
             "{profile}: {}",
             if *ok {
-                "203.0.113.10 – 203.0.113.11 only ✓"
+                format!("{what} ✓")
             } else {
-                "NOT in sync ✗"
+                format!("NOT as the policy says ✗ ({what})")
             }
         ));
     }
-    let in_sync = held.iter().all(|(_, ok)| *ok);
+    let in_sync = held.iter().all(|(_, _, ok)| *ok);
     let calls = demo.sim.calls().len();
     service.stop().await;
     demo.sim.stop().await;
@@ -251,6 +285,35 @@ async fn wait_for_run(service: &Service, count: usize) -> Result<RunRecord, Stri
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// "Removed X from P: why (policy …)" for every range a run's plan removed.
+fn removal_reasons(run: &RunRecord) -> Vec<String> {
+    let mut lines = Vec::new();
+    let Some(plan) = &run.plan else {
+        return lines;
+    };
+    for p in plan["profiles"].as_array().into_iter().flatten() {
+        for w in p["why"].as_array().into_iter().flatten() {
+            if w["action"].as_str() != Some("remove") {
+                continue;
+            }
+            let reason =
+                serde_json::from_value::<crate::reconcile::plan::Reason>(w["reason"].clone())
+                    .map(|r| r.text())
+                    .unwrap_or("drift");
+            lines.push(format!(
+                "Removed {} – {} from {}: {} (policy {} via {}).",
+                w["start"].as_str().unwrap_or_default(),
+                w["end"].as_str().unwrap_or_default(),
+                p["name"].as_str().unwrap_or_default(),
+                reason,
+                p["policy"].as_str().unwrap_or_default(),
+                p["policy_from"].as_str().unwrap_or_default(),
+            ));
+        }
+    }
+    lines
 }
 
 fn narrate_run(n: &Narrator, run: &RunRecord) {

@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use crate::config::{Config, DatabaseUrl, Needs};
 use crate::reconcile::drive::{self, Driven, Tenure};
+use crate::reconcile::plan::Ownership;
 use crate::reconcile::run::{Outcome, Run, RunEvent, RunReport};
 use crate::salesforce::client::RetryPolicy;
-use crate::store::{NewHint, RunId, Store};
+use crate::store::{NewHint, RunId, Store, StoreError};
 use crate::wiring;
 
 pub const EXIT_OK: u8 = 0;
@@ -94,7 +95,8 @@ pub async fn plan(only: &[String], json: bool) -> u8 {
         profiles: &names,
         observe: &|_| {},
     };
-    match run.plan().await {
+    let ownership = plan_ownership(&config).await;
+    match run.plan(&ownership).await {
         Ok((_, plan)) => {
             if json {
                 println!("{}", serde_json::to_string(&plan).unwrap_or_default());
@@ -110,13 +112,42 @@ pub async fn plan(only: &[String], json: bool) -> u8 {
     }
 }
 
-/// `ipguard apply [--check-only] [--profile P]…`
-pub async fn apply(only: &[String], check_only: bool) -> u8 {
+/// What the store recorded as ipguard's own, for `plan`: a missing store (a fresh install, a
+/// one-off dyno's empty disk) means no history, so `ipguard:` descriptions count.
+async fn plan_ownership(config: &Config) -> Ownership {
+    let org = crate::service::org_key(config);
+    match Store::open_existing(&config.database).await {
+        Ok(store) => match drive::load_ownership(&store, &org).await {
+            Ok(ownership) => ownership,
+            Err(e) => {
+                eprintln!(
+                    "ipguard plan: cannot read the owned ranges ({e}); `ipguard:` descriptions count as ipguard's own"
+                );
+                Ownership::default()
+            }
+        },
+        Err(StoreError::Missing(_)) => Ownership::default(),
+        Err(e) => {
+            eprintln!(
+                "ipguard plan: no store ({e}); `ipguard:` descriptions count as ipguard's own"
+            );
+            Ownership::default()
+        }
+    }
+}
+
+/// `ipguard apply [--check-only] [--profile P]… [--allow-self-lockout]`
+pub async fn apply(only: &[String], check_only: bool, allow_self_lockout: bool) -> u8 {
     let Some(config) = load(Needs::salesforce()) else {
         return EXIT_ERROR;
     };
     let progress = std::io::stderr().is_terminal();
-    let applied = match apply_with(&config, only, check_only, progress).await {
+    let options = ApplyOptions {
+        check_only,
+        allow_self_lockout,
+        progress,
+    };
+    let applied = match apply_with(&config, only, options).await {
         Ok(r) => r,
         Err(code) => return code,
     };
@@ -125,6 +156,17 @@ pub async fn apply(only: &[String], check_only: bool) -> u8 {
         println!("recorded as run #{run} (`ipguard history`)");
     }
     exit_code(applied.report.outcome)
+}
+
+/// How `apply` runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApplyOptions {
+    /// `--check-only`.
+    pub check_only: bool,
+    /// `--allow-self-lockout`: the interlock's one deliberate override (docs/contract.md §5 rule 10).
+    pub allow_self_lockout: bool,
+    /// Narrate the steps on stderr.
+    pub progress: bool,
 }
 
 /// What `apply` did: the run's report and, once recorded, its id.
@@ -143,14 +185,19 @@ pub struct Applied {
 pub async fn apply_with(
     config: &Config,
     only: &[String],
-    check_only: bool,
-    progress: bool,
+    options: ApplyOptions,
 ) -> Result<Applied, u8> {
+    let ApplyOptions {
+        check_only,
+        allow_self_lockout,
+        progress,
+    } = options;
     let http = wiring::http_client().map_err(fail)?;
     let client = wiring::metadata_client(config, &http, RetryPolicy::default()).map_err(fail)?;
     let names = wiring::profile_names(config, only).map_err(fail)?;
     let sources = wiring::sources(config, &http);
-    let settings = wiring::run_settings(config, check_only);
+    let mut settings = wiring::run_settings(config, check_only);
+    settings.allow_self_lockout = allow_self_lockout;
     let store = Store::connect(&config.database).await.map_err(fail)?;
     let org = crate::service::org_key(config);
     let holder = crate::service::lease_holder("apply");
@@ -184,10 +231,10 @@ pub async fn apply_with(
         };
         let held_by = &state.lease.holder;
         if held_by.starts_with("serve@") {
-            if check_only || !only.is_empty() {
+            if check_only || allow_self_lockout || !only.is_empty() {
                 eprintln!(
                     "ipguard apply: `ipguard serve` ({held_by}) holds the lease of org {org} and reconciles it \
-                     itself; it cannot run --check-only or --profile. Run `ipguard apply` without them to \
+                     itself; it cannot run --check-only, --profile or --allow-self-lockout. Run `ipguard apply` without them to \
                      have the service reconcile now, or stop the service first."
                 );
                 return Err(EXIT_ERROR);

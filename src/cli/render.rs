@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use crate::ranges::LoginIpRange;
-use crate::reconcile::plan::Plan;
+use crate::reconcile::plan::{Plan, ProfilePlan};
 
 pub fn range_line(range: &LoginIpRange) -> String {
     let mut line = if range.start() == range.end() {
@@ -17,28 +17,41 @@ pub fn range_line(range: &LoginIpRange) -> String {
     line
 }
 
+/// `policy exact (IPGUARD_EXACT_PROFILES)`: which policy a profile got and from where.
+pub fn policy_note(p: &ProfilePlan) -> String {
+    format!("policy {} ({})", p.policy, p.policy_from.variable())
+}
+
+fn with_reason(p: &ProfilePlan, range: &LoginIpRange) -> String {
+    match p.reason_for(range) {
+        Some(reason) => format!("{}  — {}", range_line(range), reason.text()),
+        None => range_line(range),
+    }
+}
+
 pub fn plan_text(plan: &Plan) -> String {
     let mut out = String::new();
     for p in &plan.profiles {
         if p.in_sync {
             let _ = writeln!(
                 out,
-                "  profile {}: in sync ({} range{})",
+                "  profile {}: in sync ({} range{}, {})",
                 p.name,
                 p.keep.len(),
-                if p.keep.len() == 1 { "" } else { "s" }
+                if p.keep.len() == 1 { "" } else { "s" },
+                policy_note(p)
             );
             continue;
         }
-        let _ = writeln!(out, "  profile {}: drift", p.name);
+        let _ = writeln!(out, "  profile {}: drift ({})", p.name, policy_note(p));
         for r in &p.add {
             let _ = writeln!(out, "      + {}", range_line(r));
         }
         for r in &p.remove {
-            let _ = writeln!(out, "      - {}", range_line(r));
+            let _ = writeln!(out, "      - {}", with_reason(p, r));
         }
         for r in &p.keep {
-            let _ = writeln!(out, "        {}", range_line(r));
+            let _ = writeln!(out, "        {}", with_reason(p, r));
         }
     }
     let drifted = plan.drifted().count();

@@ -401,6 +401,9 @@ impl Controller {
                         ranges: p.keep.iter().chain(&p.remove).cloned().collect(),
                         in_sync: p.in_sync,
                         checked_at: now,
+                        policy: Some(p.policy),
+                        policy_from: Some(p.policy_from),
+                        why: p.why.clone(),
                     })
                     .collect();
                 for p in &profiles {

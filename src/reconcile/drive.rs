@@ -10,9 +10,11 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use super::plan::Ownership;
 use super::run::{Outcome, Run, RunReport};
+use crate::ranges::LoginIpRange;
 use crate::salesforce::metadata::DeployId;
-use crate::store::{Fence, InFlightDeploy, RunId, Store, StoreError};
+use crate::store::{Fence, InFlightDeploy, OwnedRange, RunId, Store, StoreError};
 
 /// The right to run an org: a held lease and the fence its records are written under.
 pub struct Tenure<'a> {
@@ -145,6 +147,36 @@ impl<'a> Tenure<'a> {
     }
 }
 
+/// What the store recorded as ipguard's own on the org's profiles (docs/contract.md §1 Owned ranges).
+pub async fn load_ownership(store: &Store, org_id: &str) -> Result<Ownership, StoreError> {
+    let mut ownership = Ownership::default();
+    for owned in store.owned_ranges(org_id).await? {
+        let (Ok(start), Ok(end)) = (owned.start.parse(), owned.end.parse()) else {
+            tracing::warn!(profile = %owned.profile, "skipping an unreadable owned range");
+            continue;
+        };
+        ownership
+            .0
+            .entry(owned.profile)
+            .or_default()
+            .insert((start, end));
+    }
+    Ok(ownership)
+}
+
+fn owned_rows(profiles: &[String], desired: &[LoginIpRange]) -> Vec<OwnedRange> {
+    profiles
+        .iter()
+        .flat_map(|profile| {
+            desired.iter().map(move |r| OwnedRange {
+                profile: profile.clone(),
+                start: r.start().to_string(),
+                end: r.end().to_string(),
+            })
+        })
+        .collect()
+}
+
 /// A fresh run: recorded with `trigger`, consuming `hint_ids`.
 pub async fn run_recorded(
     run: &Run<'_>,
@@ -186,9 +218,17 @@ pub async fn resume_recorded(
     let report = match DeployId::parse(&in_flight.deploy_id) {
         Ok(id) => {
             tracing::info!(deploy_id = %id, run = in_flight.run_id, "resuming a deploy submitted before a restart");
-            tenure
-                .renewing(run.resume(id, in_flight.check_only, in_flight.submitted_at))
+            let ownership = load_ownership(tenure.store, tenure.org_id())
                 .await
+                .unwrap_or_default();
+            let report = tenure
+                .renewing(run.resume(id, in_flight.check_only, in_flight.submitted_at, &ownership))
+                .await;
+            // A resumed deploy was verified against every profile: the run's profiles hold
+            // exactly what ipguard owns.
+            let profiles: Vec<String> = run.profiles.iter().map(|p| p.to_string()).collect();
+            settle_ownership(tenure, &profiles, &report).await;
+            report
         }
         Err(e) => {
             let mut report = RunReport::empty();
@@ -204,13 +244,48 @@ pub async fn resume_recorded(
 }
 
 async fn steps(run: &Run<'_>, tenure: &Tenure<'_>, run_id: RunId) -> Result<RunReport, LeaseLost> {
-    let prepared = match run.prepare().await {
+    let ownership = match load_ownership(tenure.store, tenure.org_id()).await {
+        Ok(o) => o,
+        Err(e) => {
+            // Without the record, an `ipguard:` text could pass for ours: do not plan.
+            let mut report = RunReport::empty();
+            report.error = Some(format!("cannot read the owned ranges: {e}"));
+            return Ok(report);
+        }
+    };
+    let prepared = match run.prepare(&ownership).await {
         Ok(p) if p.needs_deploy() => p,
         Ok(p) => return Ok(p.into_report()),
         Err(report) => return Ok(report),
     };
     // The one Salesforce write: only while this tenure still holds the lease.
     tenure.confirm().await?;
+    let deployed = deployed_profiles(&prepared.report);
+    if !run.settings.check_only {
+        // Claimed before the deploy: if it fails half-way nothing ipguard wrote is forgotten.
+        let claim = owned_rows(&deployed, &prepared.report.desired);
+        match tenure
+            .store
+            .record_owned_ranges(&tenure.fence, &[], &claim)
+            .await
+        {
+            Ok(()) => {}
+            Err(StoreError::Fenced { .. }) => {
+                return Err(LeaseLost {
+                    org_id: tenure.fence.org_id.clone(),
+                    why: "a new tenure began before the deploy".into(),
+                });
+            }
+            Err(e) => {
+                let mut report = prepared.into_report();
+                report.outcome = Outcome::Failed;
+                report.error = Some(format!(
+                    "cannot record the ranges about to be deployed, so nothing was deployed: {e}"
+                ));
+                return Ok(report);
+            }
+        }
+    }
     let submitted = match run.submit(prepared).await {
         Ok(s) => s,
         Err(report) => return Ok(report),
@@ -240,7 +315,35 @@ async fn steps(run: &Run<'_>, tenure: &Tenure<'_>, run_id: RunId) -> Result<RunR
             tracing::error!(deploy_id = %submitted.id, error = %e, "could not record the submitted deploy");
         }
     }
-    Ok(run.finish(submitted).await)
+    let report = run.finish(submitted).await;
+    settle_ownership(tenure, &deployed, &report).await;
+    Ok(report)
+}
+
+fn deployed_profiles(report: &RunReport) -> Vec<String> {
+    report
+        .plan
+        .iter()
+        .flat_map(|p| p.drifted())
+        .map(|p| p.name.to_string())
+        .collect()
+}
+
+/// After a verified deploy, exactly the desired ranges are ipguard's on the deployed profiles:
+/// the owned ones no longer desired are gone from them.
+async fn settle_ownership(tenure: &Tenure<'_>, profiles: &[String], report: &RunReport) {
+    if report.outcome != Outcome::Remediated || profiles.is_empty() {
+        return;
+    }
+    let rows = owned_rows(profiles, &report.desired);
+    if let Err(e) = tenure
+        .store
+        .record_owned_ranges(&tenure.fence, profiles, &rows)
+        .await
+    {
+        // The claim made before the deploy stays: old ranges stay ours and go next run.
+        tracing::warn!(error = %e, "could not record the owned ranges after the deploy");
+    }
 }
 
 /// Records the outcome (closing the deploy when the report says so).

@@ -3,6 +3,7 @@
 pub mod attribution;
 pub mod controller;
 pub mod drive;
+pub mod interlock;
 pub mod plan;
 pub mod policy;
 pub mod run;

@@ -7,8 +7,8 @@ use ipnet::IpNet;
 use serde::Serialize;
 
 use super::attribution::{self, AttributionResult, Matchers};
-use super::plan::{Plan, plan_profile};
-use crate::config::Policy;
+use super::interlock;
+use super::plan::{Ownership, Plan, PolicyRules, plan_profile};
 use crate::heroku::HerokuClient;
 pub use crate::outcome::Outcome;
 use crate::ranges::{LoginIpRange, Source, desired_ranges};
@@ -27,10 +27,8 @@ pub struct Sources {
 pub enum SourceError {
     #[error(transparent)]
     Heroku(#[from] crate::heroku::HerokuError),
-    #[error(
-        "Heroku space `{space}` NAT state is `{state}`, not `enabled`: refusing to deploy from a stale source"
-    )]
-    NatNotEnabled { space: String, state: String },
+    #[error(transparent)]
+    Nat(#[from] crate::heroku::NatUnusable),
     #[error(
         "the source set is empty (no IPGUARD_SOURCE_IPS and no NAT IPs): refusing to deploy an empty list"
     )]
@@ -50,15 +48,10 @@ impl Sources {
             .collect();
         if let Some(heroku) = &self.heroku {
             let nat = heroku.nat().await?;
-            if !nat.is_enabled() {
-                return Err(SourceError::NatNotEnabled {
-                    space: heroku.space().to_owned(),
-                    state: nat.state,
-                });
-            }
-            let label = format!("space {}", heroku.space());
-            sources.extend(nat.sources.into_iter().map(|ip| Source {
-                net: IpNet::from(ip),
+            let ips = nat.usable_sources(heroku.space())?;
+            let label = space_label(heroku.space());
+            sources.extend(ips.iter().map(|ip| Source {
+                net: IpNet::from(*ip),
                 label: label.clone(),
             }));
         }
@@ -67,6 +60,11 @@ impl Sources {
         }
         Ok(sources)
     }
+}
+
+/// The label of the space's sources (and so of the ranges made from them).
+pub fn space_label(space: &str) -> String {
+    format!("space {space}")
 }
 
 /// Who to blame for drift: read from `SetupAuditTrail` when a run finds drift.
@@ -82,7 +80,13 @@ pub struct AttributionSettings {
 /// Knobs of a run.
 #[derive(Debug, Clone)]
 pub struct RunSettings {
-    pub policy: Policy,
+    /// Which policy applies to which profile.
+    pub rules: PolicyRules,
+    /// `apply --allow-self-lockout`: the one deliberate override of the interlock.
+    pub allow_self_lockout: bool,
+    /// The integration user (`SALESFORCE_USERNAME`): whose profile and latest login the
+    /// interlock reads.
+    pub integration_username: Option<String>,
     /// Send `checkOnly` deploys: Salesforce validates, nothing changes (dry-run).
     pub check_only: bool,
     /// Poll window before the run ends `unknown`.
@@ -94,9 +98,11 @@ pub struct RunSettings {
 }
 
 impl RunSettings {
-    pub fn new(policy: Policy, check_only: bool, deploy_timeout: Duration) -> Self {
+    pub fn new(rules: PolicyRules, check_only: bool, deploy_timeout: Duration) -> Self {
         Self {
-            policy,
+            rules,
+            allow_self_lockout: false,
+            integration_username: None,
             check_only,
             deploy_timeout,
             poll_first: Duration::from_millis(250),
@@ -179,6 +185,10 @@ impl RunReport {
 pub struct Prepared {
     pub report: RunReport,
     started: Instant,
+    /// What the plan took as ipguard's own: the verify step plans with the same.
+    owned: Ownership,
+    /// The source set the desired ranges came from (the interlock's NAT IPs).
+    sources: Vec<Source>,
 }
 
 impl Prepared {
@@ -210,7 +220,7 @@ pub struct Run<'a> {
 impl Run<'_> {
     /// The whole run with nothing recorded between the steps.
     pub async fn execute(&self) -> RunReport {
-        let prepared = match self.prepare().await {
+        let prepared = match self.prepare(&Ownership::default()).await {
             Ok(p) if p.needs_deploy() => p,
             Ok(p) => return p.into_report(),
             Err(report) => return report,
@@ -222,13 +232,17 @@ impl Run<'_> {
     }
 
     /// Steps 1–3 and attribution: desired ranges (never from an empty or stale source), the
-    /// profiles read, the plan. `Err` is a finished report (`failed` or `locked_out`).
-    pub async fn prepare(&self) -> Result<Prepared, RunReport> {
+    /// profiles read, the plan. `owned` is what the store recorded as ipguard's own (empty for
+    /// a fresh store). `Err` is a finished report (`failed` or `locked_out`).
+    pub async fn prepare(&self, owned: &Ownership) -> Result<Prepared, RunReport> {
         let started = Instant::now();
         let mut report = RunReport::empty();
+        let mut resolved = Vec::new();
         let result = async {
-            report.desired = self.desired().await?;
-            let plan = self.read_and_plan(&report.desired, true).await?;
+            let (sources, desired) = self.desired().await?;
+            resolved = sources;
+            report.desired = desired;
+            let plan = self.read_and_plan(&report.desired, true, owned).await?;
             report.outcome = Outcome::InSync;
             report.plan = Some(plan);
             Ok::<_, Failure>(())
@@ -258,7 +272,12 @@ impl Run<'_> {
                 .await,
             );
         }
-        Ok(Prepared { report, started })
+        Ok(Prepared {
+            report,
+            started,
+            owned: owned.clone(),
+            sources: resolved,
+        })
     }
 
     /// Step 4: one deploy for every drifted profile, each file the full target list.
@@ -266,6 +285,8 @@ impl Run<'_> {
         let Prepared {
             mut report,
             started,
+            owned,
+            sources,
         } = prepared;
         let check_only = self.settings.check_only;
         let submitted = async {
@@ -273,6 +294,10 @@ impl Run<'_> {
                 .plan
                 .as_ref()
                 .ok_or_else(|| Failure::failed("no plan"))?;
+            // A check-only deploy changes nothing, so it cannot lock anyone out.
+            if !check_only {
+                self.interlock(&sources, plan).await?;
+            }
             let files: Vec<(ProfileName, Vec<LoginIpRange>)> = plan
                 .drifted()
                 .map(|p| (p.name.clone(), p.target.clone()))
@@ -298,6 +323,7 @@ impl Run<'_> {
                     check_only,
                     deadline: Instant::now() + self.settings.deploy_timeout,
                     resumed: false,
+                    owned,
                 })
             }
             Err(failure) => {
@@ -317,6 +343,7 @@ impl Run<'_> {
         id: DeployId,
         check_only: bool,
         submitted_at: chrono::DateTime<chrono::Utc>,
+        owned: &Ownership,
     ) -> RunReport {
         let started = Instant::now();
         let mut report = RunReport::empty();
@@ -340,6 +367,7 @@ impl Run<'_> {
             check_only,
             deadline: Instant::now() + left,
             resumed: true,
+            owned: owned.clone(),
         })
         .await
     }
@@ -353,9 +381,10 @@ impl Run<'_> {
             check_only,
             deadline,
             resumed,
+            owned,
         } = submitted;
         if let Err(failure) = self
-            .poll_and_verify(&mut report, &id, check_only, deadline, resumed)
+            .poll_and_verify(&mut report, &id, check_only, deadline, resumed, &owned)
             .await
         {
             report.fail(failure);
@@ -365,19 +394,44 @@ impl Run<'_> {
     }
 
     /// Steps 1–3 only: the desired ranges and the plan, nothing deployed (`ipguard plan`).
-    pub async fn plan(&self) -> Result<(Vec<LoginIpRange>, Plan), (Outcome, String)> {
+    pub async fn plan(
+        &self,
+        owned: &Ownership,
+    ) -> Result<(Vec<LoginIpRange>, Plan), (Outcome, String)> {
         let to_pair = |f: Failure| (f.outcome, f.message);
-        let desired = self.desired().await.map_err(to_pair)?;
-        let plan = self.read_and_plan(&desired, true).await.map_err(to_pair)?;
+        let (_, desired) = self.desired().await.map_err(to_pair)?;
+        let plan = self
+            .read_and_plan(&desired, true, owned)
+            .await
+            .map_err(to_pair)?;
         Ok((desired, plan))
     }
 
-    async fn desired(&self) -> Result<Vec<LoginIpRange>, Failure> {
+    async fn desired(&self) -> Result<(Vec<Source>, Vec<LoginIpRange>), Failure> {
         let sources = self.sources.resolve().await.map_err(Failure::failed)?;
         (self.observe)(&RunEvent::Sources(&sources));
         let desired = desired_ranges(&sources);
         (self.observe)(&RunEvent::Desired(&desired));
-        Ok(desired)
+        Ok((sources, desired))
+    }
+
+    /// docs/contract.md §5 rule 10: refuses a deploy whose target for the integration user's profile would
+    /// not admit ipguard's own way in (unless `--allow-self-lockout`).
+    async fn interlock(&self, sources: &[Source], plan: &Plan) -> Result<(), Failure> {
+        if self.settings.allow_self_lockout {
+            tracing::warn!("self-lock-out interlock overridden (--allow-self-lockout)");
+            return Ok(());
+        }
+        let space = self.sources.heroku.as_ref().map(|h| h.space());
+        let way_in = interlock::own_way_in(
+            self.client,
+            self.settings.integration_username.as_deref(),
+            self.profiles,
+            interlock::nat_ips(sources, space),
+        )
+        .await;
+        tracing::info!(way_in = %interlock::describe(&way_in), "self-lock-out interlock");
+        interlock::judge(&way_in, plan).map_err(Failure::failed)
     }
 
     async fn poll_and_verify(
@@ -387,6 +441,7 @@ impl Run<'_> {
         check_only: bool,
         deadline: Instant,
         resumed: bool,
+        owned: &Ownership,
     ) -> Result<(), Failure> {
         // 5. poll until done or the window closes
         let result = self.poll(id, deadline, resumed).await?;
@@ -409,7 +464,7 @@ impl Run<'_> {
         }
 
         // 6. verify by reading back
-        let after = self.read_and_plan(&report.desired, false).await?;
+        let after = self.read_and_plan(&report.desired, false, owned).await?;
         (self.observe)(&RunEvent::Verified(&after));
         if after.drift {
             let names: Vec<&str> = after.drifted().map(|p| p.name.as_str()).collect();
@@ -426,6 +481,7 @@ impl Run<'_> {
         &self,
         desired: &[LoginIpRange],
         announce: bool,
+        owned: &Ownership,
     ) -> Result<Plan, Failure> {
         let records = self
             .client
@@ -448,10 +504,11 @@ impl Run<'_> {
                 name.clone(),
                 &record.ranges,
                 desired,
-                self.settings.policy,
+                &self.settings.rules,
+                &owned.of(name),
             ));
         }
-        let plan = Plan::new(self.settings.policy, plans);
+        let plan = Plan::new(self.settings.rules.default, plans);
         if announce {
             (self.observe)(&RunEvent::Planned(&plan));
         }
@@ -524,6 +581,7 @@ pub struct Submitted {
     pub check_only: bool,
     deadline: Instant,
     resumed: bool,
+    owned: Ownership,
 }
 
 /// Why a step ended the run.

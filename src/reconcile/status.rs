@@ -14,6 +14,11 @@ pub struct ProfileStatus {
     pub ranges: Vec<LoginIpRange>,
     pub in_sync: bool,
     pub checked_at: DateTime<Utc>,
+    /// The policy applied to this profile and the variable that chose it.
+    pub policy: Option<crate::config::Policy>,
+    pub policy_from: Option<crate::reconcile::plan::PolicyFrom>,
+    /// Why each range is added, removed or kept.
+    pub why: Vec<crate::reconcile::plan::RangeWhy>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

@@ -110,6 +110,9 @@ struct Claims<'a> {
 pub struct Session {
     pub access_token: SecretString,
     pub instance_url: Url,
+    /// When this process asked for the token (its own clock): the login Salesforce recorded
+    /// for it is at or after this, less clock skew.
+    pub requested_at: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(Deserialize)]
@@ -185,6 +188,7 @@ impl JwtBearer {
 
     /// Requests a new session with a freshly signed assertion.
     pub async fn login(&self) -> Result<Session, AuthError> {
+        let requested_at = chrono::Utc::now();
         let assertion = self.assertion(chrono::Utc::now().timestamp())?;
         let form = [
             ("grant_type", JWT_BEARER_GRANT),
@@ -203,7 +207,9 @@ impl JwtBearer {
             .bytes()
             .await
             .map_err(|e| AuthError::Transport(e.without_url().to_string()))?;
-        read_token_response(status.as_u16(), &body)
+        let mut session = read_token_response(status.as_u16(), &body)?;
+        session.requested_at = requested_at;
+        Ok(session)
     }
 }
 
@@ -221,6 +227,7 @@ pub fn read_token_response(status: u16, body: &[u8]) -> Result<Session, AuthErro
         return Ok(Session {
             access_token: SecretString::from(token.access_token),
             instance_url,
+            requested_at: chrono::Utc::now(),
         });
     }
     match serde_json::from_slice::<TokenErrorResponse>(body) {

@@ -105,6 +105,32 @@ fn range_list(ranges: &Value) -> String {
     }
 }
 
+/// Why ranges are added or removed (kept ones need no word), one line each.
+fn reasons(why: &Value) -> String {
+    let items: Vec<String> = why
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|w| w["action"].as_str() != Some("keep"))
+        .map(|w| {
+            let reason = w["reason"].as_str().and_then(|r| {
+                serde_json::from_value::<crate::reconcile::plan::Reason>(Value::from(r)).ok()
+            });
+            format!(
+                "<li>{} {}: {}</li>",
+                esc(w["action"].as_str().unwrap_or("")),
+                range_span(w),
+                esc(reason.map_or("", |r| r.text()))
+            )
+        })
+        .collect();
+    if items.is_empty() {
+        String::new()
+    } else {
+        format!("<ul class=\"reasons\">{}</ul>", items.join(""))
+    }
+}
+
 /// A profile's full name as Setup shows it (`Custom%3A Support` → `Custom: Support`), with the
 /// full name ipguard is configured with beside it when they differ. Escaped after decoding.
 fn profile_name(v: &Value) -> String {
@@ -442,10 +468,19 @@ pub fn render_page(doc: &Value, page: &Page) -> String {
         .iter()
         .map(|p| {
             let state = profile_state(p);
+            let policy = match (p["policy"].as_str(), p["policy_from"].as_str()) {
+                (Some(policy), Some(from)) => format!(
+                    "<br><small>policy {} ({})</small>",
+                    esc(policy),
+                    esc(from)
+                ),
+                _ => String::new(),
+            };
             format!(
-                "<tr><th scope=\"row\">{}</th><td>{state}</td><td class=\"mono\">{}</td><td>{}</td></tr>",
+                "<tr><th scope=\"row\">{}</th><td>{state}{policy}</td><td class=\"mono\">{}{}</td><td>{}</td></tr>",
                 profile_name(&p["name"]),
                 range_list(&p["ranges"]),
+                reasons(&p["why"]),
                 time(&p["checked_at"])
             )
         })

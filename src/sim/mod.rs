@@ -32,6 +32,7 @@ mod state;
 #[cfg(test)]
 mod tests;
 mod tls;
+mod users;
 
 use std::io;
 use std::net::IpAddr;
@@ -424,6 +425,41 @@ impl SimOrg {
 
     pub fn set_heroku(&self, heroku: SimHeroku) {
         self.shared.lock().set_heroku(heroku);
+    }
+
+    /// The space gets new outbound IPs (re-created, moved region): the NAT lists `sources`
+    /// (state `enabled`) and the process's egress — the IP the org sees every call from —
+    /// moves to the first of them.
+    pub fn change_nat(&self, sources: &[&str]) {
+        let mut state = self.shared.lock();
+        let mut heroku = state.heroku.clone();
+        heroku.state = "enabled".to_owned();
+        heroku.sources = sources.iter().map(|s| (*s).to_owned()).collect();
+        if let Some(ip) = sources.first().and_then(|s| s.parse().ok()) {
+            state.caller_ip = ip;
+        }
+        state.set_heroku(heroku);
+    }
+
+    /// The IP the org sees every call from (a laptop, another egress).
+    pub fn set_caller_ip(&self, ip: IpAddr) {
+        self.shared.lock().caller_ip = ip;
+    }
+
+    /// Whether the integration user may read its LoginHistory (default true); false → 403
+    /// `INSUFFICIENT_ACCESS`, as for a user without the permission (a GUESS: docs/sim.md).
+    pub fn set_login_history_readable(&self, readable: bool) {
+        self.shared.lock().login_history_readable = readable;
+    }
+
+    /// The integration user's LoginHistory so far, oldest first: (source IP, status).
+    pub fn login_history(&self) -> Vec<(IpAddr, String)> {
+        self.shared
+            .lock()
+            .logins
+            .iter()
+            .map(|l| (l.source_ip, l.status.clone()))
+            .collect()
     }
 
     /// An admin toggles Session Settings › "Enforce login IP ranges on every request".

@@ -81,6 +81,7 @@ pub(crate) async fn token(body: web::Bytes, shared: web::Data<Shared>) -> HttpRe
         Ok(()) => {
             let access_token = state.new_session();
             state.record("token", "ok");
+            state.record_login("Success");
             let id = format!("{}/id/{}/{}", state.base_url, state.org_id, state.user_id);
             let body = TokenResponse {
                 access_token: &access_token,
@@ -93,6 +94,11 @@ pub(crate) async fn token(body: web::Bytes, shared: web::Data<Shared>) -> HttpRe
         }
         Err(e) => {
             state.record("token", e.description);
+            // Only refusals of the integration user's own login are its LoginHistory; the
+            // status text of a refused login is a GUESS (docs/sim.md).
+            if e.description == "ip restricted" {
+                state.record_login("Restricted IP");
+            }
             let body = ErrorResponse {
                 error: e.error,
                 error_description: e.description,

@@ -348,6 +348,11 @@ fn holds(op: Op, at: DateTime<Utc>, bound: DateTime<Utc>) -> bool {
 }
 
 fn run_query(state: &mut SimState, version: &str, soql: &str) -> Result<Value, Reply> {
+    if let Some(object) = super::users::object_of(soql) {
+        let records = super::users::run(state, version, object, soql)
+            .map_err(|(status, code, message)| error(status, code, &message))?;
+        return Ok(page(state, version, records));
+    }
     let query = parse(soql)?;
     if !state.audit_readable {
         return Err(error(

@@ -134,6 +134,21 @@ pub(crate) struct SimState {
     pub external_client_apps: Vec<(String, String)>,
     /// Legacy connected apps: full name → `oauthPolicy/ipRelaxation` (none by default).
     pub connected_apps: Vec<(String, String)>,
+    /// LoginHistory of the integration user, oldest first: one row per token request.
+    pub logins: Vec<LoginRow>,
+    /// Whether the integration user may query its LoginHistory (documented: every user may
+    /// read their own rows from API v37.0); false → 403 `INSUFFICIENT_ACCESS`.
+    pub login_history_readable: bool,
+}
+
+/// One LoginHistory row of the integration user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginRow {
+    pub id: String,
+    pub source_ip: IpAddr,
+    pub login_time: DateTime<Utc>,
+    /// `Success`, or the failure text (a GUESS for the refused cases: see docs/sim.md).
+    pub status: String,
 }
 
 pub(crate) const INTEGRATION_USER_NAME: &str = "Integration User";
@@ -230,6 +245,8 @@ impl SimState {
             enforce_ip_ranges_every_request: config.enforce_ip_ranges_every_request,
             external_client_apps: config.external_client_apps,
             connected_apps: Vec::new(),
+            logins: Vec::new(),
+            login_history_readable: true,
         })
     }
 
@@ -345,6 +362,16 @@ impl SimState {
         }
         entry.metadata_calls += 1;
         true
+    }
+
+    /// Writes the LoginHistory row of one token request of the integration user.
+    pub fn record_login(&mut self, status: &str) {
+        self.logins.push(LoginRow {
+            id: ids::mint("0Ya"),
+            source_ip: self.caller_ip,
+            login_time: Utc::now(),
+            status: status.to_owned(),
+        });
     }
 
     pub fn set_heroku(&mut self, heroku: SimHeroku) {

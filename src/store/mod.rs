@@ -134,6 +134,15 @@ pub struct RunRecord {
     pub plan: Option<serde_json::Value>,
 }
 
+/// One login IP range ipguard asserted on a profile (docs/contract.md §1 Owned ranges); addresses in
+/// their canonical text form.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OwnedRange {
+    pub profile: String,
+    pub start: String,
+    pub end: String,
+}
+
 /// A held per-org lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
@@ -545,6 +554,25 @@ impl Store {
         dispatch!(self, b => b.try_acquire_lease(org_id, holder, ttl).await)
     }
 
+    /// The ranges ipguard recorded as asserted on the org's profiles. A profile without rows
+    /// has no history (its `ipguard:` descriptions then count).
+    pub async fn owned_ranges(&self, org_id: &str) -> Result<Vec<OwnedRange>, StoreError> {
+        dispatch!(self, b => b.owned_ranges(org_id).await)
+    }
+
+    /// Records `ranges` as ipguard's own, first forgetting every range recorded for
+    /// `replace_profiles` (one transaction). Before a deploy: add the desired ranges without
+    /// replacing (a failed deploy leaves both old and new ranges ipguard's). After a verified
+    /// deploy: replace with exactly the desired ranges. Fenced.
+    pub async fn record_owned_ranges(
+        &self,
+        fence: &Fence,
+        replace_profiles: &[String],
+        ranges: &[OwnedRange],
+    ) -> Result<(), StoreError> {
+        dispatch!(self, b => b.record_owned_ranges(fence, replace_profiles, ranges).await)
+    }
+
     /// The org's lease row, if one was ever taken.
     pub async fn lease(&self, org_id: &str) -> Result<Option<LeaseState>, StoreError> {
         dispatch!(self, b => b.lease(org_id).await)
@@ -561,7 +589,8 @@ impl Store {
         dispatch!(self, b => b.close_abandoned_runs(fence, reason).await)
     }
 
-    /// Moves the runs, pending hints and status filed under `legacy_key` to the fenced org,
+    /// Moves the runs, pending hints and owned ranges filed under `legacy_key` to the fenced org
+    /// (its status document is dropped),
     /// unless a live lease still holds `legacy_key` (an older process is still running: try
     /// again at the next tenure); returns the runs moved. Fenced.
     pub async fn adopt_legacy_key(

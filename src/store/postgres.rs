@@ -7,6 +7,8 @@
 //! `pg_notify('ipguard_hints', org_id)` inside the inserting transaction (delivered at commit);
 //! a listener task per `Store` turns them into wake-ups for `wait_for_hint`.
 
+mod owned;
+
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -555,6 +557,11 @@ impl PgStore {
                 .await?
                 .rows_affected();
             sqlx::query("UPDATE hints SET org_id = $1 WHERE org_id = $2")
+                .bind(&fence.org_id)
+                .bind(legacy_key)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE owned_ranges SET org_id = $1 WHERE org_id = $2")
                 .bind(&fence.org_id)
                 .bind(legacy_key)
                 .execute(&mut *tx)

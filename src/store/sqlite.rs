@@ -11,6 +11,8 @@
 //! by itself; the driver's own ROLLBACK then fails and its transaction counter stays up, so
 //! every later `BEGIN` on that connection would be refused until the process restarted.
 
+mod owned;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -664,6 +666,11 @@ impl SqliteStore {
                 .await?
                 .rows_affected();
             sqlx::query("UPDATE hints SET org_id = ?1 WHERE org_id = ?2")
+                .bind(&fence.org_id)
+                .bind(legacy_key)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE owned_ranges SET org_id = ?1 WHERE org_id = ?2")
                 .bind(&fence.org_id)
                 .bind(legacy_key)
                 .execute(&mut *tx)

@@ -138,6 +138,7 @@ both_backends!(
     lease_state_says_who_holds_it_and_for_how_long,
     ready_means_a_write_commits,
     legacy_history_moves_to_the_orgs_key_once_nobody_holds_it,
+    owned_ranges_are_claimed_settled_and_fenced,
 );
 
 fn new_org() -> String {
@@ -1000,7 +1001,7 @@ async fn migrations_are_idempotent(db: &TestDb) {
         .unwrap();
     assert_eq!(again.duplicates, 1);
     assert_eq!(third.pending_hints(&org).await.unwrap().len(), 1);
-    assert_eq!(db.count("_sqlx_migrations").await, 2);
+    assert_eq!(db.count("_sqlx_migrations").await, 3);
 }
 
 async fn wait_for_hint_wakes_across_stores(db: &TestDb) {
@@ -1442,6 +1443,15 @@ async fn legacy_history_moves_to_the_orgs_key_once_nobody_holds_it(db: &TestDb) 
         .await
         .unwrap();
     store.enqueue_hint(&hint(&legacy, "admin")).await.unwrap();
+    let ours = crate::store::OwnedRange {
+        profile: "Admin".to_owned(),
+        start: "203.0.113.7".to_owned(),
+        end: "203.0.113.7".to_owned(),
+    };
+    store
+        .record_owned_ranges(&old, &["Admin".to_owned()], std::slice::from_ref(&ours))
+        .await
+        .unwrap();
     store
         .put_status(&legacy, &serde_json::json!({"old": true}))
         .await
@@ -1459,6 +1469,8 @@ async fn legacy_history_moves_to_the_orgs_key_once_nobody_holds_it(db: &TestDb) 
     assert_eq!(runs[0].outcome.as_deref(), Some("remediated"));
     assert_eq!(store.pending_hints(&org).await.unwrap().len(), 1);
     assert!(store.recent_runs_of(&legacy, 10).await.unwrap().is_empty());
+    assert_eq!(store.owned_ranges(&org).await.unwrap(), vec![ours]);
+    assert!(store.owned_ranges(&legacy).await.unwrap().is_empty());
     assert_eq!(store.status(&legacy).await.unwrap(), None);
 
     // Fenced like every tenure write.
@@ -1470,4 +1482,71 @@ async fn legacy_history_moves_to_the_orgs_key_once_nobody_holds_it(db: &TestDb) 
         store.adopt_legacy_key(&stale, &legacy).await,
         Err(StoreError::Fenced { .. })
     ));
+}
+
+async fn owned_ranges_are_claimed_settled_and_fenced(db: &TestDb) {
+    let store = db.connect().await;
+    let org = new_org();
+    let fence = fence_of(&store, &org).await;
+    let owned = |profile: &str, start: &str| crate::store::OwnedRange {
+        profile: profile.to_owned(),
+        start: start.to_owned(),
+        end: start.to_owned(),
+    };
+    assert!(
+        store.owned_ranges(&org).await.unwrap().is_empty(),
+        "no history"
+    );
+    // before a deploy: claimed beside what was owned
+    store
+        .record_owned_ranges(&fence, &[], &[owned("Admin", "52.0.0.1")])
+        .await
+        .unwrap();
+    store
+        .record_owned_ranges(
+            &fence,
+            &[],
+            &[owned("Admin", "54.0.0.9"), owned("Admin", "52.0.0.1")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.owned_ranges(&org).await.unwrap(),
+        [owned("Admin", "52.0.0.1"), owned("Admin", "54.0.0.9")]
+    );
+    // after a verified deploy: exactly the new ones, other profiles untouched
+    store
+        .record_owned_ranges(&fence, &[], &[owned("Standard", "52.0.0.1")])
+        .await
+        .unwrap();
+    store
+        .record_owned_ranges(&fence, &["Admin".to_owned()], &[owned("Admin", "54.0.0.9")])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.owned_ranges(&org).await.unwrap(),
+        [owned("Admin", "54.0.0.9"), owned("Standard", "52.0.0.1")]
+    );
+    // another org sees none of it
+    assert!(store.owned_ranges(&new_org()).await.unwrap().is_empty());
+    // a tenure that is over writes nothing
+    store.release_lease(&org, "test").await.unwrap();
+    let next = store
+        .try_acquire_lease(&org, "other", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap()
+        .fence();
+    assert!(matches!(
+        store
+            .record_owned_ranges(&fence, &["Admin".to_owned()], &[])
+            .await,
+        Err(StoreError::Fenced { .. })
+    ));
+    assert_eq!(store.owned_ranges(&org).await.unwrap().len(), 2);
+    store
+        .record_owned_ranges(&next, &["Admin".to_owned()], &[])
+        .await
+        .unwrap();
+    assert_eq!(store.owned_ranges(&org).await.unwrap().len(), 1);
 }

@@ -13,6 +13,7 @@ mod faults;
 mod instances;
 mod operator;
 mod outgoing;
+mod policy;
 mod reconcile;
 mod runtime;
 mod salesforce_metadata;

@@ -318,7 +318,13 @@ async fn an_empty_source_set_never_deploys() {
     let h = Harness::start(|c| c.heroku.sources.clear(), &[]).await;
     let report = h.run().await;
     assert_outcome(&report, Outcome::Failed);
-    assert!(report.error.unwrap().contains("empty"));
+    // an enabled NAT with no IPs is a partial source (docs/contract.md §5 rule 1), not a smaller list
+    assert!(
+        report
+            .error
+            .unwrap()
+            .contains("enabled` but lists no outbound IPs")
+    );
     assert_eq!(h.sim.count("deploy"), 0);
     h.sim.stop().await;
 }
@@ -380,11 +386,11 @@ async fn unknown_profile_name_fails_with_a_hint() {
 #[tokio::test]
 async fn demo_org_ends_in_sync() {
     let demo = ipguard::cli::demo::start_demo_org().await.unwrap();
-    let first = ipguard::cli::apply_with(&demo.config, &[], false, false)
+    let first = ipguard::cli::apply_with(&demo.config, &[], Default::default())
         .await
         .unwrap();
     assert_eq!(first.report.outcome, Outcome::Remediated);
-    let again = ipguard::cli::apply_with(&demo.config, &[], false, false)
+    let again = ipguard::cli::apply_with(&demo.config, &[], Default::default())
         .await
         .unwrap();
     assert_eq!(again.report.outcome, Outcome::InSync);
@@ -403,9 +409,13 @@ async fn demo_org_ends_in_sync() {
         ]
     );
     assert!(runs[1].deploy_id.is_some(), "the deploy was journaled");
+    // merge with IPGUARD_KEEP_WITHIN: the head office's range stays beside the space's
     assert_eq!(
         demo.sim.login_ip_ranges("Custom%3A Support").unwrap(),
-        desired()
+        vec![
+            range("198.51.100.0", "198.51.100.255"),
+            desired()[0].clone()
+        ]
     );
     demo.sim.stop().await;
 }
@@ -456,10 +466,10 @@ async fn api_call_budget_for_3_25_and_200_profiles() {
         let remediation = h.run().await;
         assert_outcome(&remediation, Outcome::Remediated);
         let polls = h.sim.count("checkDeployStatus");
-        let audit_queries = h.sim.count("query");
+        let queries = h.sim.count("query");
         assert_eq!(
-            audit_queries, 1,
-            "one SetupAuditTrail query attributes the drift"
+            queries, 3,
+            "one SetupAuditTrail query attributes the drift; the interlock reads User and LoginHistory"
         );
         assert_eq!(h.sim.count("token"), 1);
         assert_eq!(h.sim.count("readMetadata"), 2 * reads);
@@ -472,7 +482,7 @@ async fn api_call_budget_for_3_25_and_200_profiles() {
         assert_eq!(in_sync_calls, 1 + reads, "NAT + reads, no token, no deploy");
         eprintln!(
             "API budget, {p} profiles: remediation {remediation_calls} calls \
-             (1 token, 1 NAT, {} reads, {audit_queries} audit query, 1 deploy, {polls} polls); \
+             (1 token, 1 NAT, {} reads, {queries} queries (audit, User, LoginHistory), 1 deploy, {polls} polls); \
              in sync {in_sync_calls} calls \
              (1 NAT, {reads} reads)",
             2 * reads
@@ -501,7 +511,12 @@ async fn a_resumed_deploy_is_polled_and_verified_never_redeployed() {
         profiles: &h.names,
         observe: &|_| {},
     }
-    .resume(first.deploy_id.clone().unwrap(), false, chrono::Utc::now())
+    .resume(
+        first.deploy_id.clone().unwrap(),
+        false,
+        chrono::Utc::now(),
+        &Default::default(),
+    )
     .await;
     assert_outcome(&resumed, Outcome::Remediated);
     assert_eq!(h.sim.count("deploy"), 1, "resuming never deploys again");
@@ -539,6 +554,7 @@ async fn a_resumed_deploy_older_than_the_timeout_is_closed_after_one_look() {
         first.deploy_id.clone().unwrap(),
         false,
         chrono::Utc::now() - chrono::Duration::minutes(5),
+        &Default::default(),
     )
     .await;
     assert_outcome(&resumed, Outcome::Unknown);
