@@ -21,7 +21,9 @@ use crate::salesforce::package::deploy_zip;
 use crate::salesforce::profile::ProfileName;
 use crate::wiring;
 
+mod interlock_check;
 mod token_check;
+use interlock_check::interlock_check;
 use token_check::token;
 
 /// Longest wait for the checkOnly deploy (a doctor should not hang for the full deploy window).
@@ -205,6 +207,7 @@ async fn run_checks(config: &Config, app: &str, report: &mut Report) {
     report.emit(heroku_line);
 
     // 3. desired ranges
+    let all_sources = sources.clone();
     let desired = match sources {
         None => {
             report.emit(CheckLine::skipped(
@@ -227,6 +230,7 @@ async fn run_checks(config: &Config, app: &str, report: &mut Report) {
         "profiles",
         "profile read",
         "integration user's profile",
+        "self-lock-out interlock",
         "deploy permission",
         "broad ranges",
         "ip enforcement",
@@ -279,7 +283,10 @@ async fn run_checks(config: &Config, app: &str, report: &mut Report) {
         )),
     };
 
-    // 8. deploy permission
+    // 8. what the interlock holds before a deploy
+    report.emit(interlock_check(config, &client, &names, all_sources.as_deref()).await);
+
+    // 9. deploy permission
     match (&records, &desired) {
         (Some(records), Some(desired)) if !records.is_empty() => {
             report.emit(deploy_check(config, &client, records, desired).await)
@@ -294,7 +301,7 @@ async fn run_checks(config: &Config, app: &str, report: &mut Report) {
         )),
     };
 
-    // 9. broad ranges
+    // 10. broad ranges
     match &records {
         Some(records) => report.emit(broad_check(records, config.policy)),
         None => report.emit(CheckLine::skipped(
@@ -303,7 +310,7 @@ async fn run_checks(config: &Config, app: &str, report: &mut Report) {
         )),
     };
 
-    // 10. every-request enforcement and the app's IP relaxation
+    // 11. every-request enforcement and the app's IP relaxation
     report.emit(session_settings_check(&client).await);
     report.emit(app_check(&client, app).await);
 }

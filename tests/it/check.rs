@@ -7,7 +7,7 @@ use ipguard::sim::{Faults, SimHeroku};
 
 use crate::service::{Org, desired, range};
 
-const CHECKS: [&str; 12] = [
+const CHECKS: [&str; 13] = [
     "config",
     "heroku",
     "desired ranges",
@@ -15,6 +15,7 @@ const CHECKS: [&str; 12] = [
     "profiles",
     "profile read",
     "integration user's profile",
+    "self-lock-out interlock",
     "deploy permission",
     "broad ranges",
     "ip enforcement",
@@ -350,4 +351,33 @@ async fn the_simulated_answers_to_these_reads_are_valid_metadata() {
     assert!(answers[2].contains("<records xsi:type=\"ExtlClntAppOauthConfigurablePolicies\"/>"));
     assert!(answers[3].contains("<ipRelaxation>ENFORCE<"));
     crate::schema::assert_all_valid(&[&answers[0], &answers[1], &answers[3]]);
+}
+
+/// The doctor says what the interlock will hold as ipguard's own way in: the token's login
+/// and the NAT IPs when LoginHistory is readable, and "partial" (NAT IPs only) when it is not
+/// (docs/contract.md §5 rule 10).
+#[tokio::test]
+async fn the_interlock_line_says_whether_the_check_is_full_or_partial() {
+    let org = Org::start(&[]).await;
+    in_sync(&org);
+    let text = stdout(&check(&org, &[], &[]).await);
+    let full = line(&text, "self-lock-out interlock");
+    assert!(full.starts_with("[ok]"), "{text}");
+    assert!(
+        full.contains("the space's NAT IPs 203.0.113.10, 203.0.113.11"),
+        "{full}"
+    );
+    assert!(full.contains("this token's login from"), "{full}");
+
+    org.sim.set_login_history_readable(false);
+    let out = check(&org, &[], &[]).await;
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "a warning only:\n{text}");
+    let partial = line(&text, "self-lock-out interlock");
+    assert!(partial.starts_with("[warn]"), "{text}");
+    assert!(
+        partial.contains("partial") && partial.contains("NAT IPs only"),
+        "{partial}"
+    );
+    assert!(partial.contains("LoginHistory"), "{partial}");
 }
