@@ -111,7 +111,10 @@ fn reasons(why: &Value) -> String {
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|w| w["action"].as_str() != Some("keep"))
+        // A desired range kept needs no explanation; anyone else's range kept does.
+        .filter(|w| {
+            !(w["action"].as_str() == Some("keep") && w["reason"].as_str() == Some("desired"))
+        })
         .map(|w| {
             let reason = w["reason"].as_str().and_then(|r| {
                 serde_json::from_value::<crate::reconcile::plan::Reason>(Value::from(r)).ok()

@@ -370,3 +370,77 @@ async fn dry_run_drift_alerts_once_per_incident_with_the_plan() {
     assert_eq!(org.sim.login_ip_ranges("Admin").unwrap(), Vec::new());
     app.service.stop().await;
 }
+
+/// `/status` (JSON and the page) says per profile which policy applied, from which variable,
+/// and why a range that is not the space's stays.
+#[tokio::test]
+async fn status_says_each_profiles_policy_and_why_a_foreign_range_stays() {
+    let org = Org::start(&[
+        ("IPGUARD_KEEP_WITHIN", "198.51.100.0/24"),
+        ("IPGUARD_EXACT_PROFILES", INTEGRATION),
+    ])
+    .await;
+    let app = org.serve().await;
+    app.wait_for_runs(Duration::from_secs(20), |runs| {
+        runs.iter()
+            .any(|r| r.outcome.as_deref() == Some("remediated"))
+    })
+    .await;
+    let client = crate::service::http();
+    let status: serde_json::Value = client
+        .get(app.url("/status"))
+        .bearer_auth(crate::service::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let profile = |name: &str| {
+        status["profiles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in {status:#}"))
+            .clone()
+    };
+    let integration = profile(INTEGRATION);
+    assert_eq!(integration["policy"], "exact", "{integration:#}");
+    assert_eq!(integration["policy_from"], "IPGUARD_EXACT_PROFILES");
+    let support = profile(SUPPORT);
+    assert_eq!(support["policy"], "merge", "{support:#}");
+    assert_eq!(support["policy_from"], "IPGUARD_POLICY");
+    let office = support["why"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["start"] == "198.51.100.0")
+        .unwrap_or_else(|| panic!("the office range in {support:#}"))
+        .clone();
+    assert_eq!(office["action"], "keep");
+    assert_eq!(office["reason"], "inside_keep_within");
+
+    let page = client
+        .get(app.url("/status"))
+        .bearer_auth(crate::service::ADMIN_TOKEN)
+        .header("Accept", "text/html")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("policy exact (IPGUARD_EXACT_PROFILES)"),
+        "{page}"
+    );
+    assert!(page.contains("policy merge (IPGUARD_POLICY)"), "{page}");
+    assert!(
+        page.contains(
+            "keep 198.51.100.0 – 198.51.100.255: someone else&apos;s range inside IPGUARD_KEEP_WITHIN"
+        ),
+        "the kept office range and why: {page}"
+    );
+    app.service.stop().await;
+}
