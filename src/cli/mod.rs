@@ -136,6 +136,9 @@ async fn plan_ownership(config: &Config) -> Ownership {
     }
 }
 
+/// How often a waiting `apply` looks at the lease it waits for.
+const LEASE_RECHECK: Duration = Duration::from_millis(500);
+
 /// `ipguard apply [--check-only] [--profile P]… [--allow-self-lockout]`
 pub async fn apply(only: &[String], check_only: bool, allow_self_lockout: bool) -> u8 {
     let Some(config) = load(Needs::salesforce()) else {
@@ -248,7 +251,9 @@ pub async fn apply_with(
             );
             said_waiting = true;
         }
-        tokio::time::sleep(state.expires_in + Duration::from_millis(50)).await;
+        // A holder that finishes releases its lease early: look again soon rather than only
+        // when it would have expired.
+        tokio::time::sleep((state.expires_in + Duration::from_millis(50)).min(LEASE_RECHECK)).await;
     };
     tenure.begin().await;
     let result = apply_under(&run, &tenure, &store).await;

@@ -34,6 +34,25 @@ use crate::outcome::Outcome;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
+/// Runs the migrations, retrying when another process migrated the same fresh file at the
+/// same moment: SQLite has no migration lock (sqlx takes one only on PostgreSQL), so the
+/// loser of that race fails on the migration the winner just applied; on a retry it sees it
+/// applied. A genuine failure still fails after the last attempt.
+async fn migrate(writer: &SqlitePool) -> Result<(), sqlx::migrate::MigrateError> {
+    const ATTEMPTS: u32 = 5;
+    let mut attempt = 1;
+    loop {
+        match MIGRATOR.run(writer).await {
+            Err(e) if attempt < ATTEMPTS => {
+                tracing::debug!(error = %e, attempt, "migration failed; retrying in case another process migrated at the same time");
+                tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+                attempt += 1;
+            }
+            done => return done,
+        }
+    }
+}
+
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const READERS: u32 = 4;
 
@@ -141,7 +160,7 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await
             .map_err(|e| unavailable_at(path, e))?;
-        MIGRATOR.run(&writer).await?;
+        migrate(&writer).await?;
         let readers = SqlitePoolOptions::new()
             .max_connections(READERS)
             .acquire_timeout(Duration::from_secs(10))

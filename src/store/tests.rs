@@ -139,6 +139,7 @@ both_backends!(
     ready_means_a_write_commits,
     legacy_history_moves_to_the_orgs_key_once_nobody_holds_it,
     owned_ranges_are_claimed_settled_and_fenced,
+    processes_starting_together_on_a_fresh_store_both_migrate,
 );
 
 fn new_org() -> String {
@@ -1549,4 +1550,28 @@ async fn owned_ranges_are_claimed_settled_and_fenced(db: &TestDb) {
         .await
         .unwrap();
     assert_eq!(store.owned_ranges(&org).await.unwrap().len(), 1);
+}
+
+/// `serve` and a one-off `apply` (or two dynos) starting at the same moment on a fresh store:
+/// both must open it. SQLite has no migration lock, and the loser of the race used to fail
+/// with "table … already exists".
+async fn processes_starting_together_on_a_fresh_store_both_migrate(db: &TestDb) {
+    for round in 0..12 {
+        let url = match db {
+            TestDb::Sqlite { path, .. } => DatabaseUrl::Sqlite {
+                path: path.with_file_name(format!("fresh-{round}.db")),
+            },
+            TestDb::Postgres(_) if round > 0 => return,
+            TestDb::Postgres(_) => db.url(),
+        };
+        let (a, b, c, d) = tokio::join!(
+            Store::connect(&url),
+            Store::connect(&url),
+            Store::connect(&url),
+            Store::connect(&url)
+        );
+        for store in [a, b, c, d] {
+            store.unwrap_or_else(|e| panic!("round {round}: {e}"));
+        }
+    }
 }

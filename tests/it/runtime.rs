@@ -574,3 +574,123 @@ async fn an_org_key_without_an_org_id_is_the_username_within_its_instance_type()
         "user:test.salesforce.com/integration@acme.example"
     );
 }
+
+/// The most deploys the org had unfinished (Pending or InProgress) at one time while `work`
+/// ran. A real org runs one deploy at a time and queues the rest as Pending (so does the sim):
+/// more than one means two writers raced.
+async fn most_unfinished_deploys_during<T>(
+    sim: &ipguard::sim::SimOrg,
+    work: impl std::future::Future<Output = T>,
+) -> (usize, T) {
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let watch = async {
+        let mut most = 0;
+        while !done.load(std::sync::atomic::Ordering::Acquire) {
+            let unfinished = sim
+                .deploys()
+                .iter()
+                .filter(|d| matches!(d.status.as_str(), "Pending" | "InProgress"))
+                .count();
+            most = most.max(unfinished);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        most
+    };
+    let work = async {
+        let out = work.await;
+        done.store(true, std::sync::atomic::Ordering::Release);
+        out
+    };
+    tokio::join!(watch, work)
+}
+
+/// `ipguard apply` from a one-off dyno while `serve` is mid-deploy: apply hands its run to the
+/// service (a `cli` hint) instead of racing it, the org never has two deploys at once, and
+/// apply reports the outcome of the run made for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_during_a_service_deploy_hands_off_and_never_deploys_alongside() {
+    let org = Org::start(&[]).await;
+    org.sim
+        .set_deploy_timing(Duration::from_millis(700), Duration::from_millis(700));
+    // only Admin drifts at start-up, so the start-up deploy carries Admin alone
+    for profile in ["Custom%3A Support", "Custom%3A Integration", "Standard"] {
+        org.sim.set_login_ip_ranges(profile, desired());
+    }
+    let app = org.serve().await;
+    let sim = &org.sim;
+    wait_until(
+        "the start-up deploy is under way",
+        Duration::from_secs(20),
+        async || !sim.deploys().is_empty(),
+    )
+    .await;
+    // while it runs, someone loosens another profile and an operator runs `ipguard apply`
+    org.sim
+        .set_login_ip_ranges("Standard", vec![range("0.0.0.0", "255.255.255.255")]);
+    let config = org.config();
+    let (most, applied) = most_unfinished_deploys_during(
+        &org.sim,
+        ipguard::cli::apply_with(&config, &[], Default::default()),
+    )
+    .await;
+    let applied = applied.expect("apply answers with the service's run");
+    assert_eq!(most, 1, "two deploys were in flight at once");
+    assert_eq!(
+        applied.report.outcome,
+        ipguard::reconcile::run::Outcome::Remediated
+    );
+    assert_eq!(
+        org.sim.deploys().len(),
+        2,
+        "the start-up deploy, then apply's"
+    );
+    let runs = app.runs().await;
+    let run = runs
+        .iter()
+        .find(|r| Some(r.id) == applied.run)
+        .expect("apply's run is in the service's history");
+    assert!(run.trigger.contains("cli"), "{run:?}");
+    let standard = org.sim.login_ip_ranges("Standard").unwrap();
+    assert!(
+        standard
+            .iter()
+            .any(|r| r.start() == desired()[0].start() && r.end() == desired()[0].end()),
+        "the space's IPs are back on Standard: {standard:?}"
+    );
+    app.service.stop().await;
+}
+
+/// Two `ipguard apply` at once (two one-off dynos, no service): the second waits for the
+/// first's lease, so the org sees their deploys one after the other — and starts as soon as the
+/// first releases it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_applies_at_once_take_turns_on_the_lease() {
+    let org = Org::start(&[]).await;
+    org.sim
+        .set_deploy_timing(Duration::from_millis(500), Duration::from_millis(500));
+    let config = org.config();
+    let started = Instant::now();
+    let (most, (first, second)) = most_unfinished_deploys_during(&org.sim, async {
+        tokio::join!(
+            ipguard::cli::apply_with(&config, &[], Default::default()),
+            ipguard::cli::apply_with(&config, &[], Default::default()),
+        )
+    })
+    .await;
+    let took = started.elapsed();
+    let (first, second) = (first.expect("first apply"), second.expect("second apply"));
+    assert_eq!(most, 1, "two deploys were in flight at once");
+    // the first releases its lease when done; the second must not sit out the whole TTL (30 s)
+    assert!(
+        took < Duration::from_secs(10),
+        "the two applies took {took:?}"
+    );
+    let mut outcomes = [first.report.outcome, second.report.outcome];
+    outcomes.sort_by_key(|o| o.to_string());
+    use ipguard::reconcile::run::Outcome;
+    assert_eq!(outcomes, [Outcome::InSync, Outcome::Remediated]);
+    let store = Store::connect(&config.database).await.unwrap();
+    let runs = store.recent_runs(10).await.unwrap();
+    assert_eq!(runs.len(), 2, "{runs:#?}");
+    assert!(runs.iter().all(|r| r.trigger == "cli"), "{runs:#?}");
+}
