@@ -27,6 +27,7 @@ mod heroku;
 mod ids;
 mod oauth;
 mod rest;
+mod rest_deploy;
 mod soap;
 mod state;
 #[cfg(test)]
@@ -581,6 +582,14 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/services/data/{version}/query/{locator}",
             web::get().to(rest::query_more),
+        )
+        .route(
+            "/services/data/{version}/metadata/deployRequest",
+            web::post().to(rest_deploy::submit),
+        )
+        .route(
+            "/services/data/{version}/metadata/deployRequest/{id}",
+            web::get().to(rest_deploy::status),
         )
         .route("/spaces/{space}/nat", web::get().to(heroku::nat))
         .configure(admin::routes)

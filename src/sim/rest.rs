@@ -50,13 +50,13 @@ const FIELDS: [&str; 8] = [
 
 /// A REST error answer and what the call log says about it.
 #[derive(Debug)]
-struct Reply {
+pub(super) struct Reply {
     status: StatusCode,
     body: Value,
     outcome: String,
 }
 
-fn error(status: StatusCode, code: &str, message: &str) -> Reply {
+pub(super) fn error(status: StatusCode, code: &str, message: &str) -> Reply {
     Reply {
         status,
         body: json!([{ "message": message, "errorCode": code }]),
@@ -115,6 +115,19 @@ async fn serve(
     shared: &Shared,
     answer: impl FnOnce(&mut SimState) -> Result<Value, Reply>,
 ) -> HttpResponse {
+    serve_as(OPERATION, StatusCode::OK, request, version, shared, answer).await
+}
+
+/// [`serve`] for another resource: `operation` names it in the call log, `ok` is its success
+/// status.
+pub(super) async fn serve_as(
+    operation: &str,
+    ok: StatusCode,
+    request: &HttpRequest,
+    version: &str,
+    shared: &Shared,
+    answer: impl FnOnce(&mut SimState) -> Result<Value, Reply>,
+) -> HttpResponse {
     let latency: Duration = shared.lock().faults.latency;
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -122,7 +135,7 @@ async fn serve(
     let token = bearer(request);
     let mut state = shared.lock();
     if let Some(kind) = state.take_failure(true) {
-        state.record(OPERATION, failure_outcome(kind));
+        state.record(operation, failure_outcome(kind));
         let reply = match kind {
             FailureKind::Http500 | FailureKind::Http503 => return http_failure(kind),
             // The REST text of the concurrent limit is not in the references: the SOAP one.
@@ -162,10 +175,10 @@ async fn serve(
         answer(&mut state)
     };
     let (status, body, outcome) = match result {
-        Ok(body) => (StatusCode::OK, body, "ok".to_owned()),
+        Ok(body) => (ok, body, "ok".to_owned()),
         Err(reply) => (reply.status, reply.body, reply.outcome),
     };
-    state.record(OPERATION, &outcome);
+    state.record(operation, &outcome);
     respond(status, &body)
 }
 

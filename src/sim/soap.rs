@@ -20,7 +20,7 @@ use crate::xml::{self, Element, METADATA_NS, SOAP_ENV_NS, XSI_NS};
 pub(crate) const MAX_READ_NAMES: usize = 10;
 
 const INVALID_SESSION: &str = "Invalid Session ID found in SessionHeader: Illegal Session";
-const TEST_LEVELS: [&str; 5] = [
+pub(super) const TEST_LEVELS: [&str; 5] = [
     "NoTestRun",
     "RunSpecifiedTests",
     "RunLocalTests",

@@ -162,6 +162,22 @@ const checks = [
     const ranges = asArray(standard.loginIpRanges);
     expect(ranges.length === 1 && ranges[0].endAddress === '192.0.2.9', JSON.stringify(standard));
   }],
+  ['REST deploy (deployRest) + completion and REST status', async () => {
+    const archive = zip({
+      'package.xml': packageXml('Standard'),
+      'profiles/Standard.profile': `<?xml version="1.0" encoding="UTF-8"?><Profile xmlns="${NS}">${range('192.0.2.20', '192.0.2.29', 'jsforce rest')}</Profile>`,
+    });
+    const locator = conn.metadata.deployRest(archive, { singlePackage: true, rollbackOnError: true });
+    const result = await locator.complete(true);
+    expect(result.status === 'Succeeded' && String(result.success) === 'true', JSON.stringify(result));
+    const rest = await conn.metadata.checkDeployStatus(result.id, true, true);
+    expect(rest.status === 'Succeeded' && rest.done === true && rest.id === result.id, JSON.stringify(rest));
+    const successes = asArray(rest.details && rest.details.componentSuccesses);
+    expect(successes.some((c) => c.fullName === 'Standard'), JSON.stringify(rest.details));
+    const [standard] = asArray(await conn.metadata.read('Profile', ['Standard']));
+    const ranges = asArray(standard.loginIpRanges);
+    expect(ranges.length === 1 && ranges[0].endAddress === '192.0.2.29', JSON.stringify(standard));
+  }],
   ['a failed deploy', async () => {
     // custom belongs before loginIpRanges in Profile's XSD sequence: Salesforce refuses it.
     const archive = zip({
