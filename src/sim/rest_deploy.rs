@@ -193,18 +193,7 @@ fn date(d: DateTime<Utc>) -> String {
 
 /// The DeployResult as the SOAP answer gives it, in JSON.
 fn deploy_result(state: &SimState, job: &DeployJob, include_details: bool) -> Value {
-    let total_members = job.package.members.len();
-    let (done, total, deployed, errors, success) = match &job.phase {
-        Phase::Pending => (false, 0, 0, 0, false),
-        Phase::InProgress => (false, total_members, total_members / 2, 0, false),
-        Phase::Done(e) => (
-            true,
-            e.components_total,
-            e.components_deployed,
-            e.component_errors,
-            e.status == "Succeeded",
-        ),
-    };
+    let counts = job.counts();
     let (failures, successes): (Vec<Value>, Vec<Value>) = match (&job.phase, job.completed_date) {
         (Phase::Done(evaluation), Some(completed)) if include_details => (
             evaluation
@@ -232,15 +221,15 @@ fn deploy_result(state: &SimState, job: &DeployJob, include_details: bool) -> Va
             "retrieveResult": null,
             "runTestResult": {"numFailures": 0, "numTestsRun": 0, "totalTime": 0.0},
         },
-        "done": done,
+        "done": counts.done,
         "errorMessage": null,
         "errorStatusCode": null,
         "id": job.id,
         "ignoreWarnings": job.options.ignore_warnings,
         "lastModifiedDate": date(job.last_modified()),
-        "numberComponentErrors": errors,
-        "numberComponentsDeployed": deployed,
-        "numberComponentsTotal": total,
+        "numberComponentErrors": counts.errors,
+        "numberComponentsDeployed": counts.deployed,
+        "numberComponentsTotal": counts.total,
         "numberTestErrors": 0,
         "numberTestsCompleted": 0,
         "numberTestsTotal": 0,
@@ -248,7 +237,7 @@ fn deploy_result(state: &SimState, job: &DeployJob, include_details: bool) -> Va
         "runTestsEnabled": false,
         "startDate": job.start_date.map(date),
         "status": job.status(),
-        "success": success,
+        "success": counts.success,
     })
 }
 

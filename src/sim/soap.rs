@@ -514,18 +514,7 @@ fn check_deploy_status(state: &SimState, op: &Element) -> Result<Reply, Reply> {
 /// A DeployResult in the order of the samples (and the WSDL).
 fn deploy_result(out: &mut String, state: &SimState, job: &DeployJob, include_details: bool) {
     let flag = |b: bool| if b { "true" } else { "false" };
-    let total_members = job.package.members.len();
-    let (done, total, deployed, errors, success) = match &job.phase {
-        Phase::Pending => (false, 0, 0, 0, false),
-        Phase::InProgress => (false, total_members, total_members / 2, 0, false),
-        Phase::Done(e) => (
-            true,
-            e.components_total,
-            e.components_deployed,
-            e.component_errors,
-            e.status == "Succeeded",
-        ),
-    };
+    let counts = job.counts();
     element(out, "checkOnly", flag(job.options.check_only));
     if let Some(completed) = job.completed_date {
         element(out, "completedDate", &date(completed));
@@ -548,13 +537,17 @@ fn deploy_result(out: &mut String, state: &SimState, job: &DeployJob, include_de
         "<runTestResult><numFailures>0</numFailures><numTestsRun>0</numTestsRun>\
          <totalTime>0.0</totalTime></runTestResult></details>",
     );
-    element(out, "done", flag(done));
+    element(out, "done", flag(counts.done));
     element(out, "id", &job.id);
     element(out, "ignoreWarnings", flag(job.options.ignore_warnings));
     element(out, "lastModifiedDate", &date(job.last_modified()));
-    element(out, "numberComponentErrors", &errors.to_string());
-    element(out, "numberComponentsDeployed", &deployed.to_string());
-    element(out, "numberComponentsTotal", &total.to_string());
+    element(out, "numberComponentErrors", &counts.errors.to_string());
+    element(
+        out,
+        "numberComponentsDeployed",
+        &counts.deployed.to_string(),
+    );
+    element(out, "numberComponentsTotal", &counts.total.to_string());
     element(out, "numberTestErrors", "0");
     element(out, "numberTestsCompleted", "0");
     element(out, "numberTestsTotal", "0");
@@ -564,7 +557,7 @@ fn deploy_result(out: &mut String, state: &SimState, job: &DeployJob, include_de
         element(out, "startDate", &date(start));
     }
     element(out, "status", job.status());
-    element(out, "success", flag(success));
+    element(out, "success", flag(counts.success));
 }
 
 fn deploy_message(out: &mut String, tag: &str, message: &Message, created: DateTime<Utc>) {

@@ -62,6 +62,16 @@ pub(crate) enum Phase {
     Done(Evaluation),
 }
 
+/// The numbers a DeployResult reports about one job.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DeployCounts {
+    pub done: bool,
+    pub total: usize,
+    pub deployed: usize,
+    pub errors: usize,
+    pub success: bool,
+}
+
 pub(crate) struct DeployJob {
     pub id: String,
     pub options: DeployOptions,
@@ -82,6 +92,27 @@ impl DeployJob {
             Phase::Pending => "Pending",
             Phase::InProgress => "InProgress",
             Phase::Done(evaluation) => evaluation.status,
+        }
+    }
+
+    /// What a DeployResult counts at this phase (the samples' numbers for Pending and
+    /// InProgress; the evaluation's once done).
+    pub fn counts(&self) -> DeployCounts {
+        let members = self.package.members.len();
+        match &self.phase {
+            Phase::Pending => DeployCounts::default(),
+            Phase::InProgress => DeployCounts {
+                total: members,
+                deployed: members / 2,
+                ..DeployCounts::default()
+            },
+            Phase::Done(e) => DeployCounts {
+                done: true,
+                total: e.components_total,
+                deployed: e.components_deployed,
+                errors: e.component_errors,
+                success: e.status == "Succeeded",
+            },
         }
     }
 

@@ -6,7 +6,8 @@ use serde_json::Value;
 
 use crate::service::{Org, range};
 
-fn ipguard(args: &[&str], vars: &[(&str, String)]) -> Output {
+/// Runs the `ipguard` binary with exactly `vars` as its environment.
+pub fn ipguard(args: &[&str], vars: &[(&str, String)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ipguard"))
         .args(args)
         .env_clear()
@@ -15,7 +16,8 @@ fn ipguard(args: &[&str], vars: &[(&str, String)]) -> Output {
         .expect("run ipguard")
 }
 
-fn text(output: &Output) -> String {
+/// stdout then stderr, as one text.
+pub fn text(output: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),

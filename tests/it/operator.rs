@@ -3,13 +3,14 @@
 //! lists, alert-delivery counters, `history` after `demo`, and the doctor's two causes of
 //! `user hasn't approved this consumer`.
 
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, COOKIE, LOCATION, SET_COOKIE};
 use serde_json::Value;
 
+use crate::cli::{ipguard, text};
 use crate::service::{ADMIN_TOKEN, Org, desired, fast_timing, http, range};
 
 /// A client that shows redirects instead of following them, like a test of a browser's view.
@@ -428,23 +429,6 @@ async fn a_browser_signs_in_with_a_form_and_scripts_keep_the_bearer() {
         "{cleared}"
     );
     app.service.stop().await;
-}
-
-fn ipguard(args: &[&str], vars: &[(&str, String)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ipguard"))
-        .args(args)
-        .env_clear()
-        .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .expect("run ipguard")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 /// `history` is read-only: on a missing SQLite store it says so and creates nothing.
