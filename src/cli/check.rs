@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::{EXIT_ERROR, EXIT_OK};
 use crate::config::{Config, Needs, Policy};
-use crate::heroku::{HerokuError, NatUnusable};
-use crate::ranges::{LoginIpRange, Source, desired_ranges};
+use crate::ranges::LoginIpRange;
 use crate::reconcile::plan::{Owned, plan_profile};
 use crate::salesforce::client::{MetadataClient, RetryPolicy, SalesforceError};
 use crate::salesforce::metadata::{DeployStatus, ProfileRecord};
@@ -22,8 +21,12 @@ use crate::salesforce::profile::ProfileName;
 use crate::wiring;
 
 mod interlock_check;
+mod settings_check;
+mod sources_check;
 mod token_check;
 use interlock_check::interlock_check;
+use settings_check::{app_check, session_settings_check};
+use sources_check::{desired_check, heroku};
 use token_check::token;
 
 /// Longest wait for the checkOnly deploy (a doctor should not hang for the full deploy window).
@@ -313,133 +316,6 @@ async fn run_checks(config: &Config, app: &str, report: &mut Report) {
     // 11. every-request enforcement and the app's IP relaxation
     report.emit(session_settings_check(&client).await);
     report.emit(app_check(&client, app).await);
-}
-
-/// The heroku line and, when known, every source (static ones and the NAT's).
-async fn heroku(config: &Config, http: &reqwest::Client) -> (CheckLine, Option<Vec<Source>>) {
-    let mut sources: Vec<Source> = config
-        .source_ips
-        .iter()
-        .map(|net| Source {
-            net: *net,
-            label: "IPGUARD_SOURCE_IPS".into(),
-        })
-        .collect();
-    let Some(heroku) = wiring::sources(config, http).heroku else {
-        return (
-            CheckLine::skipped("heroku", "static sources only (no HEROKU_SPACE)"),
-            Some(sources),
-        );
-    };
-    let space = heroku.space().to_owned();
-    let info = format!("`heroku spaces:info --space {space}`");
-    let nat = match heroku.nat().await {
-        Ok(nat) => nat,
-        Err(e) => return (heroku_error_line(e), None),
-    };
-    // The same judgement every run makes (docs/contract.md §5 rule 1): one implementation.
-    match nat.usable_sources(&space) {
-        Ok(ips) => {
-            let texts: Vec<String> = ips.iter().map(ToString::to_string).collect();
-            let line = CheckLine::ok(
-                "heroku",
-                format!(
-                    "space {space}: NAT enabled, outbound IPs {}",
-                    texts.join(", ")
-                ),
-            );
-            let label = crate::reconcile::run::space_label(&space);
-            sources.extend(ips.iter().map(|ip| Source {
-                net: (*ip).into(),
-                label: label.clone(),
-            }));
-            (line, Some(sources))
-        }
-        Err(unusable @ NatUnusable::NoSources { .. }) => (
-            CheckLine::fail(
-                "heroku",
-                unusable.to_string(),
-                format!("wait until {info} shows its Outbound IPs, then run check again"),
-            ),
-            None,
-        ),
-        Err(unusable @ NatUnusable::NotEnabled { .. }) => {
-            let fix = if nat.state == "updating" {
-                format!("the NAT is being changed: wait until {info} shows its Outbound IPs")
-            } else {
-                format!(
-                    "enable the space's stable outbound IPs (Heroku Dashboard › {space} › \
-                     Network) and wait until {info} shows them"
-                )
-            };
-            (CheckLine::fail("heroku", unusable.to_string(), fix), None)
-        }
-    }
-}
-
-fn heroku_error_line(e: HerokuError) -> CheckLine {
-    let fix = match &e {
-        HerokuError::Unauthorized => {
-            "create a long-lived token with `heroku authorizations:create` and set HEROKU_API_TOKEN"
-        }
-        HerokuError::NotFound(_) => {
-            "set HEROKU_SPACE to the space's name or id (`heroku spaces`) and use a token of a team member"
-        }
-        _ => "check HEROKU_API_URL (default https://api.heroku.com) and this machine's network",
-    };
-    CheckLine::fail("heroku", e.to_string(), fix)
-}
-
-fn desired_check(sources: &[Source]) -> (CheckLine, Option<Vec<LoginIpRange>>) {
-    if sources.is_empty() {
-        return (
-            CheckLine::fail(
-                "desired ranges",
-                "no sources: ipguard would deploy an empty list",
-                "set IPGUARD_SOURCE_IPS or HEROKU_SPACE and HEROKU_API_TOKEN",
-            ),
-            None,
-        );
-    }
-    let desired = desired_ranges(sources);
-    let too_large: Vec<String> = desired
-        .iter()
-        .filter(|r| !r.within_size_limit())
-        .map(range_text)
-        .collect();
-    if desired.is_empty() || !too_large.is_empty() {
-        return (
-            CheckLine::fail(
-                "desired ranges",
-                format!(
-                    "ranges Salesforce would refuse: {}",
-                    if too_large.is_empty() {
-                        "none produced".to_owned()
-                    } else {
-                        too_large.join(", ")
-                    }
-                ),
-                "narrow IPGUARD_SOURCE_IPS",
-            ),
-            None,
-        );
-    }
-    let mut listed: Vec<String> = desired.iter().take(LISTED_RANGES).map(range_text).collect();
-    if desired.len() > LISTED_RANGES {
-        listed.push("…".into());
-    }
-    (
-        CheckLine::ok(
-            "desired ranges",
-            format!(
-                "{} range(s) from {} source(s), all within Salesforce's size limits: {}",
-                desired.len(),
-                sources.len(),
-                listed.join(", ")
-            ),
-        ),
-        Some(desired),
-    )
 }
 
 /// What to do when a Metadata API call is refused.
@@ -836,115 +712,6 @@ fn broad_check(records: &[ProfileRecord], policy: Policy) -> CheckLine {
     }
 }
 
-async fn session_settings_check(client: &MetadataClient) -> CheckLine {
-    let name = "ip enforcement";
-    match client.read_session_settings().await {
-        Ok(Some(settings)) if settings.enforce_ip_ranges_every_request => CheckLine::ok(
-            name,
-            "\"Enforce login IP ranges on every request\" is on: every request, not only the \
-             login, is checked against the profile ranges (informational)",
-        ),
-        Ok(Some(_)) => CheckLine::ok(
-            name,
-            "\"Enforce login IP ranges on every request\" is off: ranges are checked at login \
-             (every JWT bearer token request) only (informational)",
-        ),
-        Ok(None) => CheckLine::warn(
-            name,
-            "readMetadata(SecuritySettings, Security) returned no record",
-            "see Setup › Session Settings › \"Enforce login IP ranges on every request\" by hand",
-        ),
-        Err(e) => CheckLine::warn(
-            name,
-            format!("cannot read the Session Settings: {e}"),
-            "grant the integration user View Setup and Configuration to let check read them, \
-             or look in Setup › Session Settings",
-        ),
-    }
-}
-
-async fn app_check(client: &MetadataClient, app: &str) -> CheckLine {
-    let name = "app ip relaxation";
-    let full_name = format!("{app}_oauthPlcy");
-    match client.read_eca_oauth_policies(&full_name).await {
-        Ok(Some(policies)) => match policies.ip_relaxation_policy_type.as_deref() {
-            None | Some("Enforce") => CheckLine::ok(
-                name,
-                format!(
-                    "External Client App `{app}`: IP relaxation {} (JWT bearer enforces the \
-                     profile ranges regardless)",
-                    if policies.ip_relaxation_policy_type.is_some() {
-                        "Enforce"
-                    } else {
-                        "not set (Salesforce's default, Enforce)"
-                    }
-                ),
-            ),
-            Some(other) => CheckLine::fail(
-                name,
-                format!(
-                    "External Client App `{app}`: IP relaxation is `{other}`: JWT bearer still \
-                     enforces profile ranges, but this app's other flows skip them"
-                ),
-                format!(
-                    "Setup › External Client App Manager › {app} › Policies › OAuth Policies › \
-                     IP Relaxation: Enforce IP restrictions"
-                ),
-            ),
-        },
-        Ok(None) => legacy_app_check(client, app).await,
-        Err(SalesforceError::Fault(f)) if f.code == "INVALID_TYPE" => {
-            CheckLine::skipped(name, "this org or API version has no External Client Apps")
-        }
-        Err(e) => CheckLine::warn(
-            name,
-            format!("cannot read the app's OAuth policies: {e}"),
-            "grant the integration user \"View all External Client Apps, view their settings, \
-             and edit their policies\" to let check read them, or look in Setup by hand",
-        ),
-    }
-}
-
-/// No External Client App by that name: orgs that predate them use a connected app.
-async fn legacy_app_check(client: &MetadataClient, app: &str) -> CheckLine {
-    let name = "app ip relaxation";
-    match client.read_connected_app(app).await {
-        Ok(Some(policy)) => match policy.ip_relaxation.as_deref() {
-            Some("ENFORCE") | None => CheckLine::ok(
-                name,
-                format!(
-                    "connected app `{app}`: IP relaxation {} (JWT bearer enforces the profile \
-                     ranges regardless)",
-                    policy.ip_relaxation.as_deref().unwrap_or("not set")
-                ),
-            ),
-            Some(other) => CheckLine::fail(
-                name,
-                format!(
-                    "connected app `{app}`: IP relaxation is `{other}`: JWT bearer still \
-                     enforces profile ranges, but this app's other flows skip them"
-                ),
-                format!(
-                    "Setup › Connected Apps › Manage Connected Apps › {app} › Edit Policies › \
-                     IP Relaxation: Enforce IP restrictions"
-                ),
-            ),
-        },
-        Ok(None) | Err(SalesforceError::Fault(_)) => CheckLine::skipped(
-            name,
-            format!(
-                "no External Client App `{app}` nor connected app `{app}` in the org (pass \
-                 --app with the app's API name)"
-            ),
-        ),
-        Err(e) => CheckLine::warn(
-            name,
-            format!("cannot read the connected app: {e}"),
-            "look at the app's IP relaxation in Setup by hand",
-        ),
-    }
-}
-
 fn range_text(range: &LoginIpRange) -> String {
     if range.start() == range.end() {
         range.start().to_string()
@@ -954,103 +721,4 @@ fn range_text(range: &LoginIpRange) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn listed() -> Vec<String> {
-        [
-            "Admin",
-            "Custom%3A Support",
-            "Custom%3A Integration",
-            "Standard",
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect()
-    }
-
-    #[test]
-    fn a_decoded_or_mistyped_name_suggests_the_listed_full_name() {
-        let listed = listed();
-        assert_eq!(
-            closest("Custom: Support", &listed),
-            Some("Custom%3A Support")
-        );
-        assert_eq!(
-            closest("custom:  support", &listed),
-            Some("Custom%3A Support")
-        );
-        assert_eq!(closest("Admn", &listed), Some("Admin"));
-        assert_eq!(
-            closest("Custom: Integraton", &listed),
-            Some("Custom%3A Integration")
-        );
-        assert_eq!(closest("Marketing User", &listed), None);
-    }
-
-    #[test]
-    fn lines_render_with_glyphs_or_words_and_one_fix() {
-        let fail = CheckLine::fail("token", "refused.", "do this");
-        assert_eq!(fail.render(true), "✗ token — refused. Fix: do this");
-        assert_eq!(fail.render(false), "[FAIL] token — refused. Fix: do this");
-        assert_eq!(
-            CheckLine::ok("heroku", "fine").render(true),
-            "✓ heroku — fine"
-        );
-        assert_eq!(
-            CheckLine::skipped("profiles", "no token").render(false),
-            "[skip] profiles — skipped: no token"
-        );
-        assert!(
-            CheckLine::warn("x", "y", "z")
-                .render(false)
-                .starts_with("[warn] x — y. Fix: z")
-        );
-    }
-
-    #[test]
-    fn broad_ranges_fail_under_merge_and_warn_under_exact() {
-        let records = [ProfileRecord {
-            full_name: "Custom%3A Support".into(),
-            ranges: vec![LoginIpRange::parse_existing("0.0.0.0", "255.255.255.255", None).unwrap()],
-        }];
-        let merge = broad_check(&records, Policy::Merge);
-        assert_eq!(merge.status, Status::Fail);
-        assert!(merge.detail.contains("0.0.0.0–255.255.255.255"));
-        assert!(merge.fix.unwrap().contains("IPGUARD_POLICY=exact"));
-        assert_eq!(broad_check(&records, Policy::Exact).status, Status::Warn);
-        let slash8 = [ProfileRecord {
-            full_name: "Admin".into(),
-            ranges: vec![LoginIpRange::parse_existing("10.0.0.0", "10.255.255.255", None).unwrap()],
-        }];
-        assert_eq!(broad_check(&slash8, Policy::Merge).status, Status::Ok);
-    }
-
-    #[test]
-    fn a_profile_without_ranges_allows_the_space() {
-        let desired = [LoginIpRange::parse_existing("203.0.113.10", "203.0.113.11", None).unwrap()];
-        let records = [
-            ProfileRecord {
-                full_name: "Admin".into(),
-                ranges: vec![],
-            },
-            ProfileRecord {
-                full_name: "Custom%3A Integration".into(),
-                ranges: vec![
-                    LoginIpRange::parse_existing("203.0.113.10", "203.0.113.10", None).unwrap(),
-                ],
-            },
-        ];
-        let line = integration_check(&records, &desired);
-        assert_eq!(line.status, Status::Warn);
-        assert!(
-            line.detail
-                .contains("Custom%3A Integration (lacks 203.0.113.11)")
-        );
-        assert!(!line.detail.contains("Admin"));
-        assert_eq!(
-            integration_check(&records[..1], &desired).status,
-            Status::Ok
-        );
-    }
-}
+mod tests;
