@@ -210,8 +210,7 @@ async fn run_checks(config: &Config, app: &str, report: &mut Report) {
     report.emit(heroku_line);
 
     // 3. desired ranges
-    let all_sources = sources.clone();
-    let desired = match sources {
+    let desired = match &sources {
         None => {
             report.emit(CheckLine::skipped(
                 "desired ranges",
@@ -220,7 +219,7 @@ async fn run_checks(config: &Config, app: &str, report: &mut Report) {
             None
         }
         Some(sources) => {
-            let (line, desired) = desired_check(&sources);
+            let (line, desired) = desired_check(sources);
             report.emit(line);
             desired
         }
@@ -287,7 +286,7 @@ async fn run_checks(config: &Config, app: &str, report: &mut Report) {
     };
 
     // 8. what the interlock holds before a deploy
-    report.emit(interlock_check(config, &client, &names, all_sources.as_deref()).await);
+    report.emit(interlock_check(config, &client, &names, sources.as_deref()).await);
 
     // 9. deploy permission
     match (&records, &desired) {

@@ -59,6 +59,12 @@ async fn read_parts(request: &HttpRequest, body: Bytes) -> Result<Parts, String>
     Ok(parts)
 }
 
+/// Where the client reached the sim (`https://127.0.0.1:…`), for the `url` fields.
+fn base_url(request: &HttpRequest) -> String {
+    let info = request.connection_info();
+    format!("{}://{}", info.scheme(), info.host())
+}
+
 fn bad_request(message: &str) -> Reply {
     error(StatusCode::BAD_REQUEST, "INVALID_INPUT", message)
 }
@@ -70,8 +76,7 @@ pub(crate) async fn submit(
     shared: web::Data<Shared>,
 ) -> HttpResponse {
     let parts = read_parts(&request, body).await;
-    let base =
-        request.connection_info().scheme().to_owned() + "://" + request.connection_info().host();
+    let base = base_url(&request);
     serve_as(
         OPERATION,
         StatusCode::CREATED,
@@ -118,8 +123,7 @@ pub(crate) async fn status(
 ) -> HttpResponse {
     let (version, id) = path.into_inner();
     let include_details = params.get("includeDetails").map(String::as_str) == Some("true");
-    let base =
-        request.connection_info().scheme().to_owned() + "://" + request.connection_info().host();
+    let base = base_url(&request);
     serve_as(
         OPERATION,
         StatusCode::OK,

@@ -19,7 +19,7 @@ use ipguard::store::{Delivery, DeliverySource, RunRecord};
 
 use crate::reconcile::{Harness, assert_outcome};
 use crate::service::{
-    ADMIN_TOKEN, Org, desired, fast_retry, fast_timing, http, notification_id, range,
+    ADMIN_TOKEN, Org, desired, fast_retry, fast_timing, http, notification_id, range, wait_until,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -103,14 +103,6 @@ fn failed_then_remediated(runs: &[RunRecord], outage_end: DateTime<Utc>) -> &[Ru
         );
     }
     failed
-}
-
-async fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -440,7 +432,7 @@ async fn fault_sigkill_while_polling_then_restart_resumes_the_same_deploy() {
     wait_until(
         "the first process submits a deploy and polls it",
         Duration::from_secs(20),
-        || org.sim.count("deploy") == 1 && org.sim.count("checkDeployStatus") >= 2,
+        async || org.sim.count("deploy") == 1 && org.sim.count("checkDeployStatus") >= 2,
     )
     .await;
     let deploy_id = org.sim.deploys()[0].id.clone();
@@ -879,7 +871,7 @@ async fn fault_postgres_crash_restart_during_a_burst_loses_no_acked_notification
     wait_until(
         "the drift after the crash is remediated",
         Duration::from_secs(20),
-        || {
+        async || {
             org.sim
                 .login_ip_ranges("Standard")
                 .is_some_and(|r| r.contains(&desired()[0]))
@@ -989,7 +981,7 @@ async fn fault_jwt_clock_skew_of_90_s_behind_is_accepted_ahead_is_refused_and_re
     wait_until(
         "the resync timer remediates the refused event's drift",
         RESYNC.mul_f64(1.1) + Duration::from_secs(10),
-        || org.sim.login_ip_ranges("Standard") == Some(desired()),
+        async || org.sim.login_ip_ranges("Standard") == Some(desired()),
     )
     .await;
     let converged = started.elapsed();

@@ -8,15 +8,7 @@ use ipguard::sim::SendRetry;
 use ipguard::store::testing::PgSchema;
 use secrecy::ExposeSecret;
 
-use crate::service::{ADMIN_TOKEN, App, OM_TOKEN, Org, desired, http, keys, range};
-
-async fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + timeout;
-    while !check() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use crate::service::{ADMIN_TOKEN, App, OM_TOKEN, Org, desired, http, keys, range, wait_until};
 
 fn runs_counted(app: &App) -> bool {
     app.service.metrics.render().contains("ipguard_runs_total{")
@@ -57,7 +49,7 @@ async fn two_instances_on_postgres_one_reconciles_the_other_takes_over() {
         )
         .await;
     assert!(sent.delivered);
-    wait_until("leader remediates", Duration::from_secs(10), || {
+    wait_until("leader remediates", Duration::from_secs(10), async || {
         org.sim
             .login_ip_ranges("Admin")
             .is_some_and(|r| r.contains(&desired()[0]))
@@ -67,9 +59,11 @@ async fn two_instances_on_postgres_one_reconciles_the_other_takes_over() {
 
     // the leader dies without releasing its lease; the follower takes over after the TTL
     leader.service.crash().await;
-    wait_until("follower takes the lease", Duration::from_secs(10), || {
-        follower.service.status.snapshot().leader
-    })
+    wait_until(
+        "follower takes the lease",
+        Duration::from_secs(10),
+        async || follower.service.status.snapshot().leader,
+    )
     .await;
     org.sim
         .set_login_ip_ranges("Standard", vec![range("192.0.2.2", "192.0.2.2")]);
@@ -82,11 +76,15 @@ async fn two_instances_on_postgres_one_reconciles_the_other_takes_over() {
         )
         .await;
     assert!(sent.delivered);
-    wait_until("new leader remediates", Duration::from_secs(10), || {
-        org.sim
-            .login_ip_ranges("Standard")
-            .is_some_and(|r| r.contains(&desired()[0]))
-    })
+    wait_until(
+        "new leader remediates",
+        Duration::from_secs(10),
+        async || {
+            org.sim
+                .login_ip_ranges("Standard")
+                .is_some_and(|r| r.contains(&desired()[0]))
+        },
+    )
     .await;
     follower.service.stop().await;
 }

@@ -10,7 +10,7 @@ use ipguard::sim::Faults;
 use ipguard::store::Store;
 use sqlx::Connection;
 
-use crate::service::{ADMIN_TOKEN, App, Org, desired, fast_timing, http, range};
+use crate::service::{ADMIN_TOKEN, App, Org, desired, fast_timing, http, range, wait_until};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -18,14 +18,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-async fn wait_until(what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + timeout;
-    while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Opens a request whose body never finishes arriving.

@@ -201,6 +201,15 @@ impl App {
     }
 }
 
+/// Waits until `check` holds, looking every 20 ms; panics naming `what` after `timeout`.
+pub async fn wait_until(what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 pub fn http() -> reqwest::Client {
     ipguard::wiring::install_crypto_provider();
     reqwest::Client::new()
