@@ -10,7 +10,9 @@ use serde_json::Value;
 use super::{EXIT_ERROR, EXIT_OK};
 use crate::config::{Config, Needs};
 use crate::ranges::LoginIpRange;
+use crate::reconcile::plan::{Owned, plan_profile};
 use crate::salesforce::client::RetryPolicy;
+use crate::salesforce::profile::ProfileName;
 use crate::service::Service;
 use crate::sim::{EventClaims, SendRetry, SimConfig, SimOrg};
 use crate::store::RunRecord;
@@ -192,42 +194,36 @@ async fn run_demo() -> Result<bool, String> {
     }
 
     println!();
-    // What the default policy promises: the space's IPs, plus others' ranges only inside the
-    // head office's block.
-    let office: ipnet::Ipv4Net = DEMO_KEEP_WITHIN.parse().map_err(|e| format!("{e}"))?;
-    let held: Vec<(String, String, bool)> = demo
-        .config
-        .profiles
-        .iter()
-        .map(|p| {
-            let ranges = demo.sim.login_ip_ranges(p).unwrap_or_default();
-            let is_space = |r: &LoginIpRange| {
-                r.start().to_string() == "203.0.113.10" && r.end().to_string() == "203.0.113.11"
-            };
-            let in_office = |r: &LoginIpRange| match (r.start(), r.end()) {
-                (std::net::IpAddr::V4(a), std::net::IpAddr::V4(b)) => {
-                    office.contains(&a) && office.contains(&b)
-                }
-                _ => false,
-            };
-            let kept: Vec<String> = ranges
-                .iter()
-                .filter(|r| !is_space(r))
-                .map(|r| format!("{} – {}", r.start(), r.end()))
-                .collect();
-            let ok = ranges.iter().filter(|r| is_space(r)).count() == 1
-                && ranges.iter().all(|r| is_space(r) || in_office(r));
-            let what = if kept.is_empty() {
-                "203.0.113.10 – 203.0.113.11 only".to_owned()
-            } else {
-                format!(
-                    "203.0.113.10 – 203.0.113.11 + {} (inside the head office's block)",
-                    kept.join(", ")
-                )
-            };
-            (p.clone(), what, ok)
-        })
-        .collect();
+    // Judged by the planner a run uses: in sync means the policy wants nothing changed.
+    let rules = demo.config.policy_rules();
+    let space = LoginIpRange::parse_existing("203.0.113.10", "203.0.113.11", None)
+        .map_err(|e| e.to_string())?;
+    let mut held: Vec<(String, String, bool)> = Vec::new();
+    for p in &demo.config.profiles {
+        let ranges = demo.sim.login_ip_ranges(p).unwrap_or_default();
+        let name = ProfileName::parse(p).map_err(|e| e.to_string())?;
+        let plan = plan_profile(
+            name,
+            &ranges,
+            std::slice::from_ref(&space),
+            &rules,
+            &Owned::ByDescription,
+        );
+        let kept: Vec<String> = ranges
+            .iter()
+            .filter(|r| r.key() != space.key())
+            .map(|r| format!("{} – {}", r.start(), r.end()))
+            .collect();
+        let what = if kept.is_empty() {
+            "203.0.113.10 – 203.0.113.11 only".to_owned()
+        } else {
+            format!(
+                "203.0.113.10 – 203.0.113.11 + {} (inside the head office's block)",
+                kept.join(", ")
+            )
+        };
+        held.push((p.clone(), what, plan.in_sync));
+    }
     for (profile, what, ok) in &held {
         n.detail(&format!(
             "{profile}: {}",
