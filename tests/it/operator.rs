@@ -57,15 +57,7 @@ async fn an_operators_reconcile_runs_at_once_after_a_lock_out_is_fixed() {
         r.iter().any(|x| x.outcome.as_deref() == Some("locked_out"))
     })
     .await;
-    let status: Value = http()
-        .get(app.url("/status"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = app.status_json().await;
     assert_eq!(status["locked_out"], true, "{status:#}");
     assert!(status["locked_out_since"].is_string(), "{status:#}");
     for p in status["profiles"].as_array().unwrap() {
@@ -95,15 +87,7 @@ async fn an_operators_reconcile_runs_at_once_after_a_lock_out_is_fixed() {
     );
     assert!(took < Duration::from_secs(10), "answered after {took:?}");
 
-    let status: Value = http()
-        .get(app.url("/status"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = app.status_json().await;
     assert_eq!(status["locked_out"], false, "{status:#}");
     assert!(status["locked_out_since"].is_null());
     for p in status["profiles"].as_array().unwrap() {
@@ -158,15 +142,7 @@ async fn a_runs_trigger_list_is_a_set_in_first_seen_order() {
     let run = runs.iter().find(|x| Some(x.id) == first).unwrap();
     assert_eq!(run.trigger, "admin,outbound_message", "{run:#?}");
     // and the same through the public surface
-    let status: Value = http()
-        .get(app.url("/status"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = app.status_json().await;
     let shown = status["runs"]
         .as_array()
         .unwrap()

@@ -387,15 +387,7 @@ async fn status_says_each_profiles_policy_and_why_a_foreign_range_stays() {
     })
     .await;
     let client = crate::service::http();
-    let status: serde_json::Value = client
-        .get(app.url("/status"))
-        .bearer_auth(crate::service::ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = app.status_json().await;
     let profile = |name: &str| {
         status["profiles"]
             .as_array()

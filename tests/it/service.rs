@@ -177,6 +177,19 @@ impl App {
         format!("{}{path}", self.base)
     }
 
+    /// `GET /status` as a script reads it (admin bearer, JSON).
+    pub async fn status_json(&self) -> serde_json::Value {
+        http()
+            .get(self.url("/status"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     pub async fn runs(&self) -> Vec<ipguard::store::RunRecord> {
         self.service.store.recent_runs(100).await.unwrap()
     }
