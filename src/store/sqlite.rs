@@ -38,19 +38,41 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 /// same moment: SQLite has no migration lock (sqlx takes one only on PostgreSQL), so the
 /// loser of that race fails on the migration the winner just applied; on a retry it sees it
 /// applied. A genuine failure still fails after the last attempt.
+/// Retries opening a pool while SQLite answers "database is locked": processes opening a
+/// fresh file together race to switch it to WAL, and SQLite refuses that switch outright
+/// rather than waiting in the busy handler. Any other error is final at once.
+async fn open_while_busy<F, Fut>(open: F) -> Result<SqlitePool, sqlx::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<SqlitePool, sqlx::Error>>,
+{
+    use backon::Retryable;
+    open.retry(collision_backoff())
+        .when(|e| matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("5")))
+        .notify(
+            |e, pause| tracing::debug!(error = %e, ?pause, "store busy while opening; retrying"),
+        )
+        .await
+}
+
+/// Jittered, so processes that collided once do not collide again in lockstep.
+fn collision_backoff() -> backon::ExponentialBuilder {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(20))
+        .with_max_delay(Duration::from_millis(500))
+        .with_max_times(20)
+        .with_jitter()
+}
+
 async fn migrate(writer: &SqlitePool) -> Result<(), sqlx::migrate::MigrateError> {
-    const ATTEMPTS: u32 = 5;
-    let mut attempt = 1;
-    loop {
-        match MIGRATOR.run(writer).await {
-            Err(e) if attempt < ATTEMPTS => {
-                tracing::debug!(error = %e, attempt, "migration failed; retrying in case another process migrated at the same time");
-                tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
-                attempt += 1;
-            }
-            done => return done,
-        }
-    }
+    use backon::Retryable;
+    // Each migration is its own transaction, so a process can lose once per migration.
+    (|| MIGRATOR.run(writer))
+        .retry(collision_backoff())
+        .notify(|e, pause| {
+            tracing::debug!(error = %e, ?pause, "migration failed; retrying in case another process migrated at the same time");
+        })
+        .await
 }
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -156,15 +178,16 @@ impl SqliteStore {
                 let keep = !hook_health.retire.swap(false, Ordering::AcqRel);
                 Box::pin(async move { Ok(keep) })
             })
-            .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options.clone())
+            .acquire_timeout(Duration::from_secs(30));
+        let writer = open_while_busy(|| writer.clone().connect_with(options.clone()))
             .await
             .map_err(|e| unavailable_at(path, e))?;
         migrate(&writer).await?;
         let readers = SqlitePoolOptions::new()
             .max_connections(READERS)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options.read_only(true))
+            .acquire_timeout(Duration::from_secs(10));
+        let read_only = options.read_only(true);
+        let readers = open_while_busy(|| readers.clone().connect_with(read_only.clone()))
             .await
             .map_err(|e| unavailable_at(path, e))?;
         let canonical = std::fs::canonicalize(path).map_err(|e| {
