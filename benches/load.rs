@@ -871,7 +871,7 @@ fn main() {
 }
 
 async fn measure(args: Args) {
-    ipguard::wiring::install_crypto_provider();
+    ipguard::app::parts::install_crypto_provider();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
         .build()

@@ -3,6 +3,7 @@
 //! through the Metadata API and reads it back to prove it.
 
 pub mod alerts;
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod heroku;
@@ -15,8 +16,6 @@ pub mod ranges;
 pub mod reconcile;
 pub mod salesforce;
 pub mod server;
-pub mod service;
 pub mod sim;
 pub mod store;
-pub mod wiring;
 pub mod xml;

@@ -91,7 +91,7 @@ async fn receive(state: web::Data<Receiver>, body: web::Json<serde_json::Value>)
 }
 
 fn http() -> reqwest::Client {
-    crate::wiring::install_crypto_provider();
+    crate::app::parts::install_crypto_provider();
     reqwest::Client::new()
 }
 

@@ -1,8 +1,12 @@
-//! `ipguard serve` assembled: store, HTTP server and reconcile controller, started and stopped
-//! together.
+//! ipguard assembled: [`Application::build`] is the one start-up of `ipguard serve` — store,
+//! HTTP server and reconcile controller, started and stopped together — and tests start the
+//! same application through [`Application::build_with`] and its [`Overrides`].
 
-use std::net::TcpListener;
+pub mod parts;
+
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -15,22 +19,35 @@ use crate::reconcile::status::StatusBoard;
 use crate::salesforce::client::RetryPolicy;
 use crate::server::{self, AppState};
 use crate::store::{Store, StoreError};
-use crate::wiring::{self, WiringError};
+
+pub use parts::{LEGACY_ORG_KEY, Parts, PartsError, lease_holder, org_key};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("store: {0}")]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Wiring(#[from] WiringError),
+    Parts(#[from] PartsError),
     #[error("EVENTS_JWT_CERTS: {0}")]
     EventKeys(String),
     #[error("cannot listen: {0}")]
     Listen(#[from] std::io::Error),
 }
 
+/// What a test (or the demo) changes about the application `serve` builds; everything else
+/// comes from the configuration, exactly as in production.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// Where to listen (port 0: any free one); default `0.0.0.0:PORT`.
+    pub bind: Option<SocketAddr>,
+    /// The loop's timing; default from `IPGUARD_DEBOUNCE` and `IPGUARD_RESYNC_INTERVAL`.
+    pub timing: Option<ControllerTiming>,
+    /// Retries of Salesforce calls; default [`RetryPolicy::default`].
+    pub retry: Option<RetryPolicy>,
+}
+
 /// A running service.
-pub struct Service {
+pub struct Application {
     pub port: u16,
     pub store: Store,
     pub metrics: Arc<Metrics>,
@@ -41,152 +58,94 @@ pub struct Service {
     shutdown: watch::Sender<bool>,
 }
 
-/// The key runs, hints, leases and status were filed under before keys named the org. A
-/// store shared by two deployments without `SALESFORCE_ORG_ID` mixed both orgs under it.
-pub const LEGACY_ORG_KEY: &str = "default";
-
-/// The key an org's runs, hints, lease and status are filed under, so deployments that share
-/// one database never share a lease: the org id when configured; otherwise the integration
-/// username within its instance type — Salesforce keeps usernames unique across every
-/// production org, and separately across every sandbox, case-insensitively (docs/contract.md
-/// § Org keys) — and the audience (`login`/`test`) says which. Without either (no Salesforce
-/// settings at all) nothing is guarded and the legacy key stays.
-pub fn org_key(config: &Config) -> String {
-    let sf = &config.salesforce;
-    if let Some(org_id) = &sf.org_id {
-        return org_id.as_str().to_owned();
+impl Application {
+    /// `ipguard serve`'s application, on `PORT`.
+    pub async fn build(config: &Config) -> Result<Self, ServeError> {
+        Self::build_with(config, Overrides::default()).await
     }
-    match &sf.username {
-        Some(username) => {
-            let instance = sf
-                .audience
-                .trim_start_matches("https://")
-                .trim_end_matches('/');
-            format!("user:{instance}/{}", username.to_lowercase())
-        }
-        None => LEGACY_ORG_KEY.to_owned(),
-    }
-}
 
-/// Connects the store (running migrations) and checks the keys, then binds `bind` (port 0 =
-/// any), serves and reconciles. Nothing is bound when anything before fails.
-pub async fn start(
-    config: &Config,
-    bind: std::net::SocketAddr,
-    timing: Option<ControllerTiming>,
-    retry: RetryPolicy,
-) -> Result<Service, ServeError> {
-    let store = Store::connect(&config.database).await?;
-    let metrics = Arc::new(Metrics::new());
-    let status = Arc::new(StatusBoard::default());
-    let verifier = config
-        .events_jwt
-        .as_ref()
-        .map(EventsVerifier::from_settings)
-        .transpose()
-        .map_err(|e| ServeError::EventKeys(e.to_string()))?;
-    let http = wiring::http_client()?;
-    let call_metrics = metrics.clone();
-    let client = wiring::metadata_client(config, &http, retry)?.with_call_observer(Arc::new(
-        move |operation, outcome| {
-            call_metrics
-                .salesforce_api_calls
-                .get_or_create(&ApiCallLabels {
-                    operation,
-                    outcome: outcome.to_owned(),
-                })
-                .inc();
-        },
-    ));
-    let org_key = org_key(config);
-    let state = Arc::new(AppState {
-        store: store.clone(),
-        org_id: config.salesforce.org_id.clone(),
-        org_key: org_key.clone(),
-        outbound_token: config.outbound_message_token.clone(),
-        admin_token: config.admin_token.clone(),
-        verifier,
-        metrics: metrics.clone(),
-        status: status.clone(),
-    });
-    let listener = TcpListener::bind(bind)?;
-    let (server, port) = server::start(listener, state)?;
-    let handle = server.handle();
-    let server_task = tokio::spawn(server);
-    let (shutdown, shutdown_rx) = watch::channel(false);
-    let controller = Controller {
-        store: store.clone(),
-        org_key,
-        holder: lease_holder("serve"),
-        client,
-        sources: wiring::sources(config, &http),
-        settings: wiring::run_settings(config, false),
-        profiles: wiring::profile_names(config, &[])?,
-        timing: timing
-            .unwrap_or_else(|| ControllerTiming::new(config.debounce, config.resync_interval)),
-        metrics: metrics.clone(),
-        status: status.clone(),
-        alerts: crate::alerts::Alerter::start_counted(
-            http.clone(),
+    /// Connects the store (running migrations), checks the keys and builds the run's parts,
+    /// then binds, serves and reconciles. Nothing is bound when anything before fails.
+    pub async fn build_with(config: &Config, overrides: Overrides) -> Result<Self, ServeError> {
+        let store = Store::connect(&config.database).await?;
+        let metrics = Arc::new(Metrics::new());
+        let status = Arc::new(StatusBoard::default());
+        let verifier = config
+            .events_jwt
+            .as_ref()
+            .map(EventsVerifier::from_settings)
+            .transpose()
+            .map_err(|e| ServeError::EventKeys(e.to_string()))?;
+        let mut parts = Parts::build(config, &[], overrides.retry.unwrap_or_default())?;
+        let call_metrics = metrics.clone();
+        parts.client = parts
+            .client
+            .with_call_observer(Arc::new(move |operation, outcome| {
+                call_metrics
+                    .salesforce_api_calls
+                    .get_or_create(&ApiCallLabels {
+                        operation,
+                        outcome: outcome.to_owned(),
+                    })
+                    .inc();
+            }));
+        let state = Arc::new(AppState {
+            store: store.clone(),
+            org_id: config.salesforce.org_id.clone(),
+            org_key: parts.org_key.clone(),
+            outbound_token: config.outbound_message_token.clone(),
+            admin_token: config.admin_token.clone(),
+            verifier,
+            metrics: metrics.clone(),
+            status: status.clone(),
+        });
+        let bind = overrides
+            .bind
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], config.port)));
+        let (server, port) = server::start(TcpListener::bind(bind)?, state)?;
+        let handle = server.handle();
+        let server_task = tokio::spawn(server);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let alerts = crate::alerts::Alerter::start_counted(
+            parts.http.clone(),
             config.alert_webhook_url.clone(),
             crate::alerts::AlertRetry::default(),
             crate::alerts::DEFAULT_QUEUE,
             metrics.alerts.clone(),
-        ),
-    };
-    let controller_task = tokio::spawn(controller.run(shutdown_rx));
-    Ok(Service {
-        port,
-        store,
-        metrics,
-        status,
-        server: handle,
-        server_task,
-        controller_task,
-        shutdown,
-    })
-}
-
-/// A lease holder name that tells an operator which process holds an org: the command, the
-/// dyno (Heroku sets DYNO: `web.1`, `run.1234`) or pid, and a unique suffix.
-pub fn lease_holder(command: &str) -> String {
-    let place = std::env::var("DYNO").unwrap_or_else(|_| format!("pid{}", std::process::id()));
-    let unique = uuid::Uuid::new_v4().simple().to_string();
-    format!("{command}@{place}-{}", &unique[..8])
-}
-
-/// Resolves on SIGTERM (Heroku's stop) or SIGINT (Ctrl-C).
-async fn termination_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            tracing::error!("cannot listen for SIGTERM/SIGINT; stop the process with SIGKILL");
-            return std::future::pending().await;
+        );
+        let controller = Controller {
+            store: store.clone(),
+            adopt_legacy_key: parts::adopts_legacy_key(&parts.org_key),
+            org_key: parts.org_key,
+            holder: lease_holder("serve"),
+            client: parts.client,
+            sources: parts.sources,
+            settings: parts.settings,
+            profiles: parts.profiles,
+            timing: overrides
+                .timing
+                .unwrap_or_else(|| ControllerTiming::new(config.debounce, config.resync_interval)),
+            metrics: metrics.clone(),
+            status: status.clone(),
+            alerts,
         };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
+        let controller_task = tokio::spawn(controller.run(shutdown_rx));
+        Ok(Self {
+            port,
+            store,
+            metrics,
+            status,
+            server: handle,
+            server_task,
+            controller_task,
+            shutdown,
+        })
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
 
-/// The reconciler's share of Heroku's 30 s between SIGTERM and SIGKILL; it runs beside the
-/// HTTP server's 20 s for open requests.
-const CONTROLLER_STOP: std::time::Duration = std::time::Duration::from_secs(10);
-
-impl Service {
     /// Serves until SIGTERM/SIGINT. On the signal the reconciler is told to stop at once (no
     /// Salesforce write starts after it) while open requests finish; the whole stop fits in
     /// Heroku's 30 s.
-    pub async fn wait(mut self) -> std::io::Result<()> {
+    pub async fn run_until_stopped(mut self) -> std::io::Result<()> {
         let ended = tokio::select! {
             result = &mut self.server_task => Some(result),
             () = termination_signal() => None,
@@ -232,6 +191,33 @@ impl Service {
         join_controller(&mut self.controller_task).await;
     }
 }
+
+/// Resolves on SIGTERM (Heroku's stop) or SIGINT (Ctrl-C).
+async fn termination_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::error!("cannot listen for SIGTERM/SIGINT; stop the process with SIGKILL");
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// The reconciler's share of Heroku's 30 s between SIGTERM and SIGKILL; it runs beside the
+/// HTTP server's 20 s for open requests.
+const CONTROLLER_STOP: Duration = Duration::from_secs(10);
 
 /// Waits for the told-to-stop controller, at most [`CONTROLLER_STOP`].
 async fn join_controller(task: &mut JoinHandle<()>) {

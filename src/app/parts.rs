@@ -1,17 +1,19 @@
-//! Builds the clients a command needs from the configuration.
+//! The pieces a run is made of, built from the configuration in one place for every command
+//! that runs one (`serve`, `apply`, `plan`, `check`): HTTP client, Metadata API client, IP
+//! sources, run settings, managed profiles and the org's key.
 
 use std::time::Duration;
 
 use crate::config::{Config, Mode};
 use crate::heroku::HerokuClient;
 use crate::reconcile::attribution::{self, Matchers};
-use crate::reconcile::run::{AttributionSettings, RunSettings, Sources};
+use crate::reconcile::run::{AttributionSettings, Run, RunEvent, RunSettings, Sources};
 use crate::salesforce::auth::{AuthError, JwtBearer};
 use crate::salesforce::client::{MetadataClient, RetryPolicy};
 use crate::salesforce::profile::{ProfileName, ProfileNameError};
 
 #[derive(Debug, thiserror::Error)]
-pub enum WiringError {
+pub enum PartsError {
     #[error("cannot build the HTTP client: {0}")]
     Http(String),
     #[error("{0} is required for Salesforce calls")]
@@ -22,20 +24,59 @@ pub enum WiringError {
     Profile(#[from] ProfileNameError),
 }
 
+/// Everything one run reads and calls, for the org this deployment guards.
+pub struct Parts {
+    pub http: reqwest::Client,
+    pub client: MetadataClient,
+    pub sources: Sources,
+    pub settings: RunSettings,
+    pub profiles: Vec<ProfileName>,
+    pub org_key: String,
+}
+
+impl Parts {
+    /// The managed profiles narrowed to `only` (empty: all of them), with `retry` for
+    /// Salesforce calls. Fails on the first missing credential or bad profile name; the
+    /// configuration report has already listed every problem at start-up.
+    pub fn build(config: &Config, only: &[String], retry: RetryPolicy) -> Result<Self, PartsError> {
+        let http = http_client()?;
+        Ok(Self {
+            client: metadata_client(config, &http, retry)?,
+            sources: sources(config, &http),
+            settings: run_settings(config),
+            profiles: profile_names(config, only)?,
+            org_key: org_key(config),
+            http,
+        })
+    }
+
+    /// A run over these parts, telling `observe` each step.
+    pub fn run<'a>(&'a self, observe: &'a (dyn Fn(&RunEvent<'_>) + Send + Sync)) -> Run<'a> {
+        Run {
+            client: &self.client,
+            sources: &self.sources,
+            settings: &self.settings,
+            profiles: &self.profiles,
+            observe,
+        }
+    }
+}
+
 /// Installs rustls' ring provider once per process (reqwest is built without a default one).
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-pub fn http_client() -> Result<reqwest::Client, WiringError> {
+pub fn http_client() -> Result<reqwest::Client, PartsError> {
     install_crypto_provider();
     reqwest::Client::builder()
         .user_agent(concat!("ipguard/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(10))
         .build()
-        .map_err(|e| WiringError::Http(e.to_string()))
+        .map_err(|e| PartsError::Http(e.to_string()))
 }
 
+/// Where the desired IPs come from: static ones and, with `HEROKU_SPACE`, the space's NAT.
 pub fn sources(config: &Config, http: &reqwest::Client) -> Sources {
     Sources {
         static_ips: config.source_ips.clone(),
@@ -50,24 +91,24 @@ pub fn sources(config: &Config, http: &reqwest::Client) -> Sources {
     }
 }
 
-pub fn metadata_client(
+fn metadata_client(
     config: &Config,
     http: &reqwest::Client,
     retry: RetryPolicy,
-) -> Result<MetadataClient, WiringError> {
+) -> Result<MetadataClient, PartsError> {
     let sf = &config.salesforce;
     let client_id = sf
         .client_id
         .as_deref()
-        .ok_or(WiringError::Missing("SALESFORCE_CLIENT_ID"))?;
+        .ok_or(PartsError::Missing("SALESFORCE_CLIENT_ID"))?;
     let username = sf
         .username
         .as_deref()
-        .ok_or(WiringError::Missing("SALESFORCE_USERNAME"))?;
+        .ok_or(PartsError::Missing("SALESFORCE_USERNAME"))?;
     let key = sf
         .private_key_pem
         .as_ref()
-        .ok_or(WiringError::Missing("SALESFORCE_PRIVATE_KEY"))?;
+        .ok_or(PartsError::Missing("SALESFORCE_PRIVATE_KEY"))?;
     let auth = JwtBearer::new(
         http.clone(),
         &sf.login_url,
@@ -85,7 +126,7 @@ pub fn metadata_client(
 }
 
 /// The managed profiles, optionally narrowed to `only` (which must be managed ones).
-pub fn profile_names(config: &Config, only: &[String]) -> Result<Vec<ProfileName>, WiringError> {
+fn profile_names(config: &Config, only: &[String]) -> Result<Vec<ProfileName>, PartsError> {
     let names = config
         .profiles
         .iter()
@@ -95,10 +136,10 @@ pub fn profile_names(config: &Config, only: &[String]) -> Result<Vec<ProfileName
     Ok(names)
 }
 
-pub fn run_settings(config: &Config, force_check_only: bool) -> RunSettings {
+fn run_settings(config: &Config) -> RunSettings {
     let mut settings = RunSettings::new(
         config.policy_rules(),
-        force_check_only || config.mode == Mode::DryRun,
+        config.mode == Mode::DryRun,
         config.deploy_timeout,
     );
     settings.integration_username = config.salesforce.username.clone();
@@ -113,4 +154,45 @@ pub fn run_settings(config: &Config, force_check_only: bool) -> RunSettings {
                 window: attribution::DEFAULT_WINDOW,
             });
     settings
+}
+
+/// The key runs, hints, leases and status were filed under before keys named the org. A
+/// store shared by two deployments without `SALESFORCE_ORG_ID` mixed both orgs under it.
+pub const LEGACY_ORG_KEY: &str = "default";
+
+/// The key an org's runs, hints, lease and status are filed under, so deployments that share
+/// one database never share a lease: the org id when configured; otherwise the integration
+/// username within its instance type — Salesforce keeps usernames unique across every
+/// production org, and separately across every sandbox, case-insensitively (docs/contract.md
+/// § Org keys) — and the audience (`login`/`test`) says which. Without either (no Salesforce
+/// settings at all) nothing is guarded and the legacy key stays.
+pub fn org_key(config: &Config) -> String {
+    let sf = &config.salesforce;
+    if let Some(org_id) = &sf.org_id {
+        return org_id.as_str().to_owned();
+    }
+    match &sf.username {
+        Some(username) => {
+            let instance = sf
+                .audience
+                .trim_start_matches("https://")
+                .trim_end_matches('/');
+            format!("user:{instance}/{}", username.to_lowercase())
+        }
+        None => LEGACY_ORG_KEY.to_owned(),
+    }
+}
+
+/// The legacy key whose history becomes this org's when it takes the lease: only a username
+/// key, because the org id was unset back then too, so nothing else can have been filed there.
+pub fn adopts_legacy_key(org_key: &str) -> Option<&'static str> {
+    org_key.starts_with("user:").then_some(LEGACY_ORG_KEY)
+}
+
+/// A lease holder name that tells an operator which process holds an org: the command, the
+/// dyno (Heroku sets DYNO: `web.1`, `run.1234`) or pid, and a unique suffix.
+pub fn lease_holder(command: &str) -> String {
+    let place = std::env::var("DYNO").unwrap_or_else(|_| format!("pid{}", std::process::id()));
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    format!("{command}@{place}-{}", &unique[..8])
 }

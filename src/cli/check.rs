@@ -11,6 +11,7 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use super::{EXIT_ERROR, EXIT_OK};
+use crate::app::Parts;
 use crate::config::{Config, Needs, Policy};
 use crate::ranges::LoginIpRange;
 use crate::reconcile::plan::{Owned, plan_profile};
@@ -18,7 +19,6 @@ use crate::salesforce::client::{MetadataClient, RetryPolicy, SalesforceError};
 use crate::salesforce::metadata::{DeployStatus, ProfileRecord};
 use crate::salesforce::package::deploy_zip;
 use crate::salesforce::profile::ProfileName;
-use crate::wiring;
 
 mod interlock_check;
 mod settings_check;
@@ -178,13 +178,8 @@ async fn run_checks(config: &Config, app: &str, report: &mut Report) {
         max_delay: Duration::from_secs(3),
         max_attempts: 3,
     };
-    let wired = wiring::http_client().and_then(|http| {
-        let client = wiring::metadata_client(config, &http, retry)?;
-        let names = wiring::profile_names(config, &[])?;
-        Ok((http, client, names))
-    });
-    let (http, client, names) = match wired {
-        Ok(w) => w,
+    let (http, client, names) = match Parts::build(config, &[], retry) {
+        Ok(parts) => (parts.http, parts.client, parts.profiles),
         Err(e) => {
             report.emit(CheckLine::fail(
                 "config",

@@ -8,12 +8,11 @@ use secrecy::ExposeSecret;
 use serde_json::Value;
 
 use super::{EXIT_ERROR, EXIT_OK};
+use crate::app::{Application, Overrides};
 use crate::config::{Config, Needs};
 use crate::ranges::LoginIpRange;
 use crate::reconcile::plan::{Owned, plan_profile};
-use crate::salesforce::client::RetryPolicy;
 use crate::salesforce::profile::ProfileName;
-use crate::service::Service;
 use crate::sim::{EventClaims, SendRetry, SimConfig, SimOrg};
 use crate::store::RunRecord;
 
@@ -125,14 +124,13 @@ async fn run_demo() -> Result<bool, String> {
         demo.config.profiles.join(", ")
     ));
 
-    let service = crate::service::start(
-        &demo.config,
-        "127.0.0.1:0".parse().map_err(|_| "bad address")?,
-        None,
-        RetryPolicy::default(),
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+    let overrides = Overrides {
+        bind: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+        ..Overrides::default()
+    };
+    let service = Application::build_with(&demo.config, overrides)
+        .await
+        .map_err(|e| e.to_string())?;
     let base = format!("http://127.0.0.1:{}", service.port);
     n.say(&format!(
         "`ipguard serve` is listening at {base} (SQLite store, webhooks, reconciler)."
@@ -262,7 +260,7 @@ async fn run_demo() -> Result<bool, String> {
 }
 
 /// The `count`-th run, once finished.
-async fn wait_for_run(service: &Service, count: usize) -> Result<RunRecord, String> {
+async fn wait_for_run(service: &Application, count: usize) -> Result<RunRecord, String> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let runs = service

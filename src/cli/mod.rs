@@ -10,13 +10,13 @@ use std::path::Path;
 
 use std::time::Duration;
 
+use crate::app::{self, Application, Parts};
 use crate::config::{Config, DatabaseUrl, Needs};
 use crate::reconcile::drive::{self, Driven, Tenure};
 use crate::reconcile::plan::Ownership;
 use crate::reconcile::run::{Outcome, Run, RunEvent, RunReport};
 use crate::salesforce::client::RetryPolicy;
 use crate::store::{NewHint, RunId, Store, StoreError};
-use crate::wiring;
 
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_ERROR: u8 = 1;
@@ -43,11 +43,11 @@ pub async fn ranges(json: bool) -> u8 {
 }
 
 pub async fn ranges_with(config: &Config, json: bool) -> u8 {
-    let http = match wiring::http_client() {
+    let http = match app::parts::http_client() {
         Ok(h) => h,
         Err(e) => return fail(e),
     };
-    let sources = match wiring::sources(config, &http).resolve().await {
+    let sources = match app::parts::sources(config, &http).resolve().await {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
@@ -74,27 +74,11 @@ pub async fn plan(only: &[String], json: bool) -> u8 {
     let Some(config) = load(Needs::salesforce()) else {
         return EXIT_ERROR;
     };
-    let http = match wiring::http_client() {
-        Ok(h) => h,
+    let parts = match Parts::build(&config, only, RetryPolicy::default()) {
+        Ok(parts) => parts,
         Err(e) => return fail(e),
     };
-    let (client, names) = match (
-        wiring::metadata_client(&config, &http, RetryPolicy::default()),
-        wiring::profile_names(&config, only),
-    ) {
-        (Ok(c), Ok(n)) => (c, n),
-        (Err(e), _) => return fail(e),
-        (_, Err(e)) => return fail(e),
-    };
-    let sources = wiring::sources(&config, &http);
-    let settings = wiring::run_settings(&config, false);
-    let run = Run {
-        client: &client,
-        sources: &sources,
-        settings: &settings,
-        profiles: &names,
-        observe: &|_| {},
-    };
+    let run = parts.run(&|_| {});
     let ownership = plan_ownership(&config).await;
     match run.plan(&ownership).await {
         Ok((_, plan)) => {
@@ -115,7 +99,7 @@ pub async fn plan(only: &[String], json: bool) -> u8 {
 /// What the store recorded as ipguard's own, for `plan`: a missing store (a fresh install, a
 /// one-off dyno's empty disk) means no history, so `ipguard:` descriptions count.
 async fn plan_ownership(config: &Config) -> Ownership {
-    let org = crate::service::org_key(config);
+    let org = app::org_key(config);
     match Store::open_existing(&config.database).await {
         Ok(store) => match drive::load_ownership(&store, &org).await {
             Ok(ownership) => ownership,
@@ -195,15 +179,12 @@ pub async fn apply_with(
         allow_self_lockout,
         progress,
     } = options;
-    let http = wiring::http_client().map_err(fail)?;
-    let client = wiring::metadata_client(config, &http, RetryPolicy::default()).map_err(fail)?;
-    let names = wiring::profile_names(config, only).map_err(fail)?;
-    let sources = wiring::sources(config, &http);
-    let mut settings = wiring::run_settings(config, check_only);
-    settings.allow_self_lockout = allow_self_lockout;
+    let mut parts = Parts::build(config, only, RetryPolicy::default()).map_err(fail)?;
+    parts.settings.check_only |= check_only;
+    parts.settings.allow_self_lockout = allow_self_lockout;
     let store = Store::connect(&config.database).await.map_err(fail)?;
-    let org = crate::service::org_key(config);
-    let holder = crate::service::lease_holder("apply");
+    let org = parts.org_key.clone();
+    let holder = app::lease_holder("apply");
     let ttl = crate::reconcile::controller::ControllerTiming::new(
         config.debounce,
         config.resync_interval,
@@ -214,13 +195,7 @@ pub async fn apply_with(
             narrate(event);
         }
     };
-    let run = Run {
-        client: &client,
-        sources: &sources,
-        settings: &settings,
-        profiles: &names,
-        observe: &observe,
-    };
+    let run = parts.run(&observe);
     let mut said_waiting = false;
     let tenure = loop {
         if let Some(tenure) = Tenure::acquire(&store, &org, &holder, ttl)
@@ -396,13 +371,12 @@ pub async fn serve() -> u8 {
     let Some(config) = load(Needs::serve()) else {
         return EXIT_ERROR;
     };
-    let bind = std::net::SocketAddr::from(([0, 0, 0, 0], config.port));
-    let service = match crate::service::start(&config, bind, None, RetryPolicy::default()).await {
+    let service = match Application::build(&config).await {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
     tracing::info!(port = service.port, "ipguard serving");
-    match service.wait().await {
+    match service.run_until_stopped().await {
         Ok(()) => EXIT_OK,
         Err(e) => fail(e),
     }

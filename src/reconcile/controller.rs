@@ -76,6 +76,9 @@ const OPERATOR_TRIGGERS: &[&str] = &["admin", "cli"];
 pub struct Controller {
     pub store: Store,
     pub org_key: String,
+    /// A key whose earlier history becomes this org's when it takes the lease (an older
+    /// version filed every org under one shared key).
+    pub adopt_legacy_key: Option<&'static str>,
     /// Unique per process: the lease holder name.
     pub holder: String,
     pub client: MetadataClient,
@@ -235,18 +238,12 @@ impl Controller {
         self.status.update(|s| s.leader = true);
         self.metrics.leader.set(1);
         tenure.begin().await;
-        // History an older version filed under the shared legacy key is this org's when its
-        // key is the username (the org id was unset then too, so nothing else keyed it).
-        if self.org_key.starts_with("user:") {
-            match self
-                .store
-                .adopt_legacy_key(&tenure.fence, crate::service::LEGACY_ORG_KEY)
-                .await
-            {
+        if let Some(legacy) = self.adopt_legacy_key {
+            match self.store.adopt_legacy_key(&tenure.fence, legacy).await {
                 Ok(0) => {}
                 Ok(runs) => tracing::info!(
                     runs,
-                    from = crate::service::LEGACY_ORG_KEY,
+                    from = legacy,
                     "filed the earlier run history under this org's key"
                 ),
                 Err(e) => tracing::warn!(error = %e, "could not move the earlier run history"),

@@ -37,7 +37,7 @@ impl Harness {
     async fn attribute(&self, profiles: &[ProfileName]) -> AttributionResult {
         let since = attribution::window_start(Utc::now(), attribution::DEFAULT_WINDOW);
         attribution::attribute(
-            &self.client,
+            &self.parts.client,
             profiles,
             since,
             &self.username(),
@@ -96,9 +96,9 @@ async fn ipguards_own_deploys_are_never_attributed() {
         trail.iter().all(|e| e.username == h.username()),
         "{trail:#?}"
     );
-    let result = h.attribute(&h.names).await;
+    let result = h.attribute(&h.parts.profiles).await;
     assert!(result.attributions.is_empty(), "{result:#?}");
-    assert_eq!(result.unattributed, h.names);
+    assert_eq!(result.unattributed, h.parts.profiles);
 
     // An admin loosens a profile, ipguard reverts it: only the admin is named, once.
     h.sim
@@ -125,7 +125,7 @@ async fn an_expired_rest_session_costs_exactly_one_re_login() {
     let h = start().await;
     h.sim.set_login_ip_ranges("Custom%3A Support", vec![]);
     // Warm the session with a SOAP call, then kill it on the REST call.
-    h.client.list_profiles().await.unwrap();
+    h.parts.client.list_profiles().await.unwrap();
     h.sim.set_faults(Faults {
         next_failures: vec![FailureKind::InvalidSession],
         ..Faults::default()
@@ -153,7 +153,11 @@ async fn an_expired_rest_session_costs_exactly_one_re_login() {
         ..Faults::default()
     });
     h.sim.clear_calls();
-    let error = h.client.query_json("SELECT Id FROM SetupAuditTrail").await;
+    let error = h
+        .parts
+        .client
+        .query_json("SELECT Id FROM SetupAuditTrail")
+        .await;
     assert!(
         matches!(&error, Err(e) if e.is_invalid_session()),
         "{error:?}"
@@ -205,6 +209,7 @@ async fn query_pages_are_followed_and_errors_are_typed() {
     }
     h.sim.set_query_page_size(2);
     let answer = h
+        .parts
         .client
         .query_json("SELECT Id, CreatedDate FROM SetupAuditTrail ORDER BY CreatedDate DESC")
         .await
@@ -227,7 +232,7 @@ async fn query_pages_are_followed_and_errors_are_typed() {
         .collect();
     assert_eq!(got, ids);
 
-    let bad = h.client.query_json("SELECT Id FROM Account").await;
+    let bad = h.parts.client.query_json("SELECT Id FROM Account").await;
     assert!(
         matches!(&bad, Err(SalesforceError::Rest { status: 400, code, .. }) if code == "INVALID_TYPE"),
         "{bad:?}"

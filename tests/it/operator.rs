@@ -15,7 +15,7 @@ use crate::service::{ADMIN_TOKEN, Org, desired, fast_timing, http, range};
 
 /// A client that shows redirects instead of following them, like a test of a browser's view.
 fn browser_like() -> reqwest::Client {
-    ipguard::wiring::install_crypto_provider();
+    ipguard::app::parts::install_crypto_provider();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

@@ -5,13 +5,12 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use ipguard::app::Parts;
 use ipguard::config::{Config, Needs};
 use ipguard::ranges::LoginIpRange;
-use ipguard::reconcile::run::{Outcome, Run, RunReport, RunSettings, Sources};
-use ipguard::salesforce::client::{MetadataClient, RetryPolicy};
-use ipguard::salesforce::profile::ProfileName;
+use ipguard::reconcile::run::{Outcome, Run, RunReport, RunSettings};
+use ipguard::salesforce::client::RetryPolicy;
 use ipguard::sim::{DeployOutcome, FailureKind, Faults, SimConfig, SimOrg};
-use ipguard::wiring;
 use secrecy::ExposeSecret;
 
 fn keys() -> &'static ipguard::keygen::KeyMaterial {
@@ -33,9 +32,8 @@ fn desired() -> Vec<LoginIpRange> {
 pub(crate) struct Harness {
     pub(crate) sim: SimOrg,
     pub(crate) config: Config,
-    pub(crate) client: MetadataClient,
-    pub(crate) sources: Sources,
-    pub(crate) names: Vec<ProfileName>,
+    /// What `ipguard serve` and `apply` build from the same configuration.
+    pub(crate) parts: Parts,
 }
 
 impl Harness {
@@ -66,30 +64,21 @@ impl Harness {
         }
         let config =
             Config::from_lookup(|k| vars.get(k).cloned(), Needs::salesforce()).expect("config");
-        let http = wiring::http_client().unwrap();
         let retry = RetryPolicy {
             min_delay: Duration::from_millis(20),
             max_delay: Duration::from_millis(100),
             max_attempts: 4,
         };
-        let client = wiring::metadata_client(&config, &http, retry).unwrap();
-        let mut sources = wiring::sources(&config, &http);
-        if let Some(h) = sources.heroku.take() {
-            sources.heroku =
+        let mut parts = Parts::build(&config, &[], retry).unwrap();
+        if let Some(h) = parts.sources.heroku.take() {
+            parts.sources.heroku =
                 Some(h.with_retry_delays(Duration::from_millis(10), Duration::from_millis(50)));
         }
-        let names = wiring::profile_names(&config, &[]).unwrap();
-        Self {
-            sim,
-            config,
-            client,
-            sources,
-            names,
-        }
+        Self { sim, config, parts }
     }
 
     fn settings(&self) -> RunSettings {
-        let mut s = wiring::run_settings(&self.config, false);
+        let mut s = self.parts.settings.clone();
         s.poll_first = Duration::from_millis(50);
         s.poll_max = Duration::from_millis(200);
         s
@@ -97,10 +86,10 @@ impl Harness {
 
     async fn run_with(&self, settings: &RunSettings) -> RunReport {
         Run {
-            client: &self.client,
-            sources: &self.sources,
+            client: &self.parts.client,
+            sources: &self.parts.sources,
             settings,
-            profiles: &self.names,
+            profiles: &self.parts.profiles,
             observe: &|_| {},
         }
         .execute()
@@ -201,7 +190,7 @@ async fn more_than_ten_profiles_are_read_in_batches_of_ten() {
         &[],
     )
     .await;
-    assert_eq!(h.names.len(), 25);
+    assert_eq!(h.parts.profiles.len(), 25);
     let report = h.run().await;
     assert_outcome(&report, Outcome::Remediated);
     // ⌈25/10⌉ reads to plan and again to verify; still one deploy
@@ -461,7 +450,7 @@ async fn api_call_budget_for_3_25_and_200_profiles() {
             &[],
         )
         .await;
-        let p = h.names.len();
+        let p = h.parts.profiles.len();
         let reads = p.div_ceil(10);
         let remediation = h.run().await;
         assert_outcome(&remediation, Outcome::Remediated);
@@ -505,10 +494,10 @@ async fn a_resumed_deploy_is_polled_and_verified_never_redeployed() {
     // the org finishes the deploy later; a new process picks it up from the journal
     h.sim.set_faults(Faults::default());
     let resumed = Run {
-        client: &h.client,
-        sources: &h.sources,
+        client: &h.parts.client,
+        sources: &h.parts.sources,
         settings: &h.settings(),
-        profiles: &h.names,
+        profiles: &h.parts.profiles,
         observe: &|_| {},
     }
     .resume(
@@ -544,10 +533,10 @@ async fn a_resumed_deploy_older_than_the_timeout_is_closed_after_one_look() {
     long.deploy_timeout = Duration::from_secs(60);
     let started = std::time::Instant::now();
     let resumed = Run {
-        client: &h.client,
-        sources: &h.sources,
+        client: &h.parts.client,
+        sources: &h.parts.sources,
         settings: &long,
-        profiles: &h.names,
+        profiles: &h.parts.profiles,
         observe: &|_| {},
     }
     .resume(

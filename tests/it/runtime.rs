@@ -236,7 +236,7 @@ async fn an_unknown_deploy_id_is_closed_and_a_fresh_run_follows() {
     let org = Org::start(&[("IPGUARD_DEPLOY_TIMEOUT", "10m")]).await;
     let config = org.config();
     let store = Store::connect(&config.database).await.unwrap();
-    let org_key = ipguard::service::org_key(&config);
+    let org_key = ipguard::app::org_key(&config);
     let fence = store
         .try_acquire_lease(&org_key, "serve@web.1-dead", Duration::from_millis(1))
         .await
@@ -294,7 +294,7 @@ async fn a_standby_takes_over_as_soon_as_the_dead_leaders_lease_expires() {
     } else {
         (b, a)
     };
-    let org_key = ipguard::service::org_key(&org.config());
+    let org_key = ipguard::app::org_key(&org.config());
     leader.service.crash().await;
     let expires_at = standby
         .service
@@ -541,8 +541,8 @@ async fn deployments_sharing_a_database_without_org_ids_each_guard_their_own_org
     )
     .await;
     assert_ne!(
-        ipguard::service::org_key(&first.config()),
-        ipguard::service::org_key(&second.config())
+        ipguard::app::org_key(&first.config()),
+        ipguard::app::org_key(&second.config())
     );
     a.service.stop().await;
     b.service.stop().await;
@@ -553,16 +553,16 @@ async fn deployments_sharing_a_database_without_org_ids_each_guard_their_own_org
 #[tokio::test]
 async fn an_org_key_without_an_org_id_is_the_username_within_its_instance_type() {
     let mut org = Org::start_as("Integration@Acme.example", &[]).await;
-    assert_eq!(ipguard::service::org_key(&org.config()), org.sim.org_id());
+    assert_eq!(ipguard::app::org_key(&org.config()), org.sim.org_id());
     org.vars.remove("SALESFORCE_ORG_ID");
     assert_eq!(
-        ipguard::service::org_key(&org.config()),
+        ipguard::app::org_key(&org.config()),
         "user:login.salesforce.com/integration@acme.example"
     );
     org.vars
         .insert("SALESFORCE_AUDIENCE", "https://test.salesforce.com".into());
     assert_eq!(
-        ipguard::service::org_key(&org.config()),
+        ipguard::app::org_key(&org.config()),
         "user:test.salesforce.com/integration@acme.example"
     );
 }

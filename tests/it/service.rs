@@ -4,11 +4,11 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use ipguard::app::{Application, Overrides};
 use ipguard::config::{Config, Needs};
 use ipguard::ranges::LoginIpRange;
 use ipguard::reconcile::controller::ControllerTiming;
 use ipguard::salesforce::client::RetryPolicy;
-use ipguard::service::Service;
 use ipguard::sim::{EventClaims, SendRetry, SimConfig, SimOrg};
 use secrecy::ExposeSecret;
 
@@ -122,14 +122,14 @@ impl Org {
 
     /// [`Org::serve`] with the controller on `timing`.
     pub async fn serve_with(&self, timing: ControllerTiming) -> App {
-        let service = ipguard::service::start(
-            &self.config(),
-            "127.0.0.1:0".parse().unwrap(),
-            Some(timing),
-            fast_retry(),
-        )
-        .await
-        .expect("service starts");
+        let overrides = Overrides {
+            bind: Some("127.0.0.1:0".parse().unwrap()),
+            timing: Some(timing),
+            retry: Some(fast_retry()),
+        };
+        let service = Application::build_with(&self.config(), overrides)
+            .await
+            .expect("service starts");
         App {
             base: format!("http://127.0.0.1:{}", service.port),
             service,
@@ -169,7 +169,7 @@ impl Org {
 
 pub struct App {
     pub base: String,
-    pub service: Service,
+    pub service: Application,
 }
 
 impl App {
@@ -224,7 +224,7 @@ pub async fn wait_until(what: &str, timeout: Duration, mut check: impl AsyncFnMu
 }
 
 pub fn http() -> reqwest::Client {
-    ipguard::wiring::install_crypto_provider();
+    ipguard::app::parts::install_crypto_provider();
     reqwest::Client::new()
 }
 

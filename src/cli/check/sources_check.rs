@@ -2,10 +2,10 @@
 //! assert.
 
 use super::{CheckLine, LISTED_RANGES, range_text};
+use crate::app::parts;
 use crate::config::Config;
 use crate::heroku::{HerokuError, NatUnusable};
 use crate::ranges::{LoginIpRange, Source, desired_ranges};
-use crate::wiring;
 
 /// The heroku line and, when known, every source (static ones and the NAT's).
 pub(super) async fn heroku(
@@ -20,7 +20,7 @@ pub(super) async fn heroku(
             label: "IPGUARD_SOURCE_IPS".into(),
         })
         .collect();
-    let Some(heroku) = wiring::sources(config, http).heroku else {
+    let Some(heroku) = parts::sources(config, http).heroku else {
         return (
             CheckLine::skipped("heroku", "static sources only (no HEROKU_SPACE)"),
             Some(sources),

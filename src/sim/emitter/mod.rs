@@ -353,7 +353,7 @@ impl SimOrg {
 }
 
 fn http_client() -> reqwest::Client {
-    crate::wiring::install_crypto_provider();
+    crate::app::parts::install_crypto_provider();
     reqwest::Client::builder()
         .timeout(SEND_TIMEOUT)
         .build()
