@@ -28,8 +28,15 @@ step() { printf '\n== salesforce-metadata: %s (%ss)\n' "$1" "$((SECONDS - start)
 scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
 
-step "npm ci"
-npm ci --prefer-offline --no-audit --no-fund --loglevel=error
+# `install`: only fetch the pinned tools (.ci/run does this while Rust compiles); `checks`:
+# only check, with the tools already installed; no argument: both.
+mode="${1:-all}"
+case "$mode" in all | install | checks) ;; *) echo "usage: $0 [install|checks]" >&2; exit 2 ;; esac
+if [ "$mode" != checks ]; then
+  step "npm ci"
+  npm ci --prefer-offline --no-audit --no-fund --loglevel=error
+fi
+[ "$mode" = install ] && exit 0
 sf=(node node_modules/@salesforce/cli/bin/run.js)
 "${sf[@]}" --version
 

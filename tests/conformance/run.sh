@@ -7,6 +7,22 @@
 # Usage: tests/conformance/run.sh [path/to/ipguard]   (default: target/debug/ipguard)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
+# `run.sh install`: only fetch the pinned clients (.ci/run does this while Rust compiles);
+# `run.sh [--installed] [BIN]`: run both suites against BIN (--installed: skip the fetch).
+fetch=yes
+case "${1:-}" in
+  install) fetch=only ;;
+  --installed) fetch=no; shift ;;
+esac
+install_clients() {
+  (cd "$here/jsforce" && npm ci --no-audit --no-fund --loglevel=error)
+  if [ ! -x "$here/simple-salesforce/.venv/bin/python" ]; then
+    python3 -m venv "$here/simple-salesforce/.venv"
+  fi
+  "$here/simple-salesforce/.venv/bin/pip" install --quiet --disable-pip-version-check \
+    -r "$here/simple-salesforce/requirements.txt"
+}
+if [ "$fetch" = only ]; then install_clients; exit 0; fi
 bin="${1:-$here/../../target/debug/ipguard}"
 [ -x "$bin" ] || { echo "conformance: no ipguard binary at $bin (cargo build first)" >&2; exit 2; }
 bin="$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")"
@@ -45,12 +61,7 @@ start_sim() {
 started=$SECONDS
 status=0
 
-(cd "$here/jsforce" && npm ci --no-audit --no-fund --loglevel=error)
-if [ ! -x "$here/simple-salesforce/.venv/bin/python" ]; then
-  python3 -m venv "$here/simple-salesforce/.venv"
-fi
-"$here/simple-salesforce/.venv/bin/pip" install --quiet --disable-pip-version-check \
-  -r "$here/simple-salesforce/requirements.txt"
+[ "$fetch" = yes ] && install_clients
 
 start_sim jsforce
 (cd "$here/jsforce" && NODE_EXTRA_CA_CERTS="$SIM_CA_CERT" node suite.mjs) || status=1
