@@ -16,6 +16,8 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::OrgId;
+use crate::salesforce::auth::SigningKey;
+use crate::salesforce::profile::ProfileName;
 
 /// Names of the environment variables, so callers (e.g. `check`) can refer to them.
 pub mod vars {
@@ -55,8 +57,8 @@ use vars::*;
 mod values;
 use values::{
     check_token_length, constant_url, default_audience, is_api_version, parse_base_url,
-    parse_database_url, parse_http_url, parse_login_url, parse_source_ip, unescape_newlines,
-    validate_public_keys, validate_rsa_private_key,
+    parse_database_url, parse_http_url, parse_login_url, parse_rsa_private_key, parse_source_ip,
+    unescape_newlines, validate_public_keys,
 };
 
 const DEFAULT_PORT: u16 = 8080;
@@ -157,12 +159,28 @@ pub struct SalesforceSettings {
     pub login_url: Url,
     /// The JWT bearer `aud`.
     pub audience: String,
-    pub client_id: Option<String>,
-    pub username: Option<String>,
-    /// PEM with real newlines, validated as an RSA private key.
-    pub private_key_pem: Option<SecretString>,
+    /// Present only when all three are set and well-formed: nothing downstream checks again.
+    pub credentials: Option<Credentials>,
     pub org_id: Option<OrgId>,
     pub api_version: String,
+}
+
+impl SalesforceSettings {
+    /// The integration user's username, when the credentials are complete.
+    pub fn username(&self) -> Option<&str> {
+        self.credentials.as_ref().map(|c| c.username.as_str())
+    }
+}
+
+/// What the JWT bearer flow signs in with (docs/contract.md §2).
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// The External Client App's consumer key.
+    pub client_id: String,
+    /// The integration user's username, in email form.
+    pub username: String,
+    /// The RSA private key, parsed.
+    pub key: SigningKey,
 }
 
 #[derive(Debug, Clone)]
@@ -277,12 +295,12 @@ pub struct Config {
     pub database: DatabaseUrl,
     pub salesforce: SalesforceSettings,
     /// Profile full names exactly as `listMetadata` returns them (still percent-encoded).
-    pub profiles: Vec<String>,
+    pub profiles: Vec<ProfileName>,
     pub source_ips: Vec<IpNet>,
     pub heroku: Option<HerokuSettings>,
     pub policy: Policy,
     /// Profiles that always use `exact`, whatever `policy` says.
-    pub exact_profiles: Vec<String>,
+    pub exact_profiles: Vec<ProfileName>,
     /// Under `merge`, foreign ranges survive only inside these; `None` keeps them all.
     pub keep_within: Option<Vec<IpNet>>,
     pub mode: Mode,
@@ -501,7 +519,7 @@ impl Loader<'_> {
                 ))
             }
         });
-        let private_key_pem = self.load_private_key();
+        let key = self.load_private_key();
         let org_id = self.parse_with(SALESFORCE_ORG_ID, |v| {
             OrgId::parse(v).map_err(|e| e.to_string())
         });
@@ -542,18 +560,24 @@ impl Loader<'_> {
             );
         }
 
+        let credentials = match (client_id, username, key) {
+            (Some(client_id), Some(username), Some(key)) => Some(Credentials {
+                client_id,
+                username,
+                key,
+            }),
+            _ => None,
+        };
         SalesforceSettings {
             login_url,
             audience,
-            client_id,
-            username,
-            private_key_pem,
+            credentials,
             org_id,
             api_version,
         }
     }
 
-    fn load_private_key(&mut self) -> Option<SecretString> {
+    fn load_private_key(&mut self) -> Option<SigningKey> {
         let inline = self.get(SALESFORCE_PRIVATE_KEY);
         let file = self.get(SALESFORCE_PRIVATE_KEY_FILE);
         match (inline, file) {
@@ -566,8 +590,8 @@ impl Loader<'_> {
             }
             (Some(text), None) => {
                 let pem = unescape_newlines(&text);
-                match validate_rsa_private_key(&pem) {
-                    Ok(()) => Some(SecretString::from(pem)),
+                match parse_rsa_private_key(&pem) {
+                    Ok(key) => Some(key),
                     Err(message) => {
                         self.problem(SALESFORCE_PRIVATE_KEY, message);
                         None
@@ -585,8 +609,8 @@ impl Loader<'_> {
                         return None;
                     }
                 };
-                match validate_rsa_private_key(&pem) {
-                    Ok(()) => Some(SecretString::from(pem)),
+                match parse_rsa_private_key(&pem) {
+                    Ok(key) => Some(key),
                     Err(message) => {
                         self.problem(SALESFORCE_PRIVATE_KEY_FILE, format!("`{path}`: {message}"));
                         None
@@ -597,11 +621,13 @@ impl Loader<'_> {
         }
     }
 
-    fn load_profiles(&mut self, needs: Needs) -> Vec<String> {
-        let mut profiles: Vec<String> = Vec::new();
+    fn load_profiles(&mut self, needs: Needs) -> Vec<ProfileName> {
+        let mut profiles: Vec<ProfileName> = Vec::new();
         let mut reported = HashSet::new();
+        let mut listed = false;
         if let Some(raw) = self.get(IPGUARD_PROFILES) {
             for name in raw.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                listed = true;
                 if profiles.iter().any(|p| p == name) {
                     if reported.insert(name.to_owned()) {
                         self.problem(
@@ -609,15 +635,18 @@ impl Loader<'_> {
                             format!("`{name}` is listed more than once"),
                         );
                     }
-                } else {
-                    profiles.push(name.to_owned());
+                    continue;
+                }
+                match ProfileName::parse(name) {
+                    Ok(profile) => profiles.push(profile),
+                    Err(e) => self.problem(IPGUARD_PROFILES, e.to_string()),
                 }
             }
         }
         if needs.salesforce {
             self.require(
                 IPGUARD_PROFILES,
-                !profiles.is_empty(),
+                listed,
                 "to call Salesforce: comma-separated profile full names as listMetadata returns them, e.g. `Admin,Custom%3A Integration`",
             );
         }
@@ -626,11 +655,11 @@ impl Loader<'_> {
 
     /// Profiles forced to `exact`: each must be a managed one, or the setting would silently
     /// guard nothing.
-    fn load_exact_profiles(&mut self, managed: &[String]) -> Vec<String> {
+    fn load_exact_profiles(&mut self, managed: &[ProfileName]) -> Vec<ProfileName> {
         let Some(raw) = self.get(IPGUARD_EXACT_PROFILES) else {
             return Vec::new();
         };
-        let mut names: Vec<String> = Vec::new();
+        let mut names: Vec<ProfileName> = Vec::new();
         for name in raw.split(',').map(str::trim).filter(|n| !n.is_empty()) {
             if !managed.is_empty() && !managed.iter().any(|m| m == name) {
                 self.problem(
@@ -641,7 +670,10 @@ impl Loader<'_> {
                     ),
                 );
             } else if !names.iter().any(|n| n == name) {
-                names.push(name.to_owned());
+                match ProfileName::parse(name) {
+                    Ok(profile) => names.push(profile),
+                    Err(e) => self.problem(IPGUARD_EXACT_PROFILES, e.to_string()),
+                }
             }
         }
         names

@@ -10,18 +10,18 @@ use crate::reconcile::attribution::{self, Matchers};
 use crate::reconcile::run::{AttributionSettings, Run, RunEvent, RunSettings, Sources};
 use crate::salesforce::auth::{AuthError, JwtBearer};
 use crate::salesforce::client::{MetadataClient, RetryPolicy};
-use crate::salesforce::profile::{ProfileName, ProfileNameError};
+use crate::salesforce::profile::ProfileName;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PartsError {
     #[error("cannot build the HTTP client: {0}")]
     Http(String),
-    #[error("{0} is required for Salesforce calls")]
-    Missing(&'static str),
+    #[error(
+        "SALESFORCE_CLIENT_ID, SALESFORCE_USERNAME and SALESFORCE_PRIVATE_KEY are required for Salesforce calls"
+    )]
+    NoCredentials,
     #[error(transparent)]
     Auth(#[from] AuthError),
-    #[error("IPGUARD_PROFILES: {0}")]
-    Profile(#[from] ProfileNameError),
 }
 
 /// Everything one run reads and calls, for the org this deployment guards.
@@ -44,7 +44,7 @@ impl Parts {
             client: metadata_client(config, &http, retry)?,
             sources: sources(config, &http),
             settings: run_settings(config),
-            profiles: profile_names(config, only)?,
+            profiles: profile_names(config, only),
             org_key: org_key(config),
             http,
         })
@@ -97,25 +97,14 @@ fn metadata_client(
     retry: RetryPolicy,
 ) -> Result<MetadataClient, PartsError> {
     let sf = &config.salesforce;
-    let client_id = sf
-        .client_id
-        .as_deref()
-        .ok_or(PartsError::Missing("SALESFORCE_CLIENT_ID"))?;
-    let username = sf
-        .username
-        .as_deref()
-        .ok_or(PartsError::Missing("SALESFORCE_USERNAME"))?;
-    let key = sf
-        .private_key_pem
-        .as_ref()
-        .ok_or(PartsError::Missing("SALESFORCE_PRIVATE_KEY"))?;
+    let credentials = sf.credentials.as_ref().ok_or(PartsError::NoCredentials)?;
     let auth = JwtBearer::new(
         http.clone(),
         &sf.login_url,
         &sf.audience,
-        client_id,
-        username,
-        key,
+        &credentials.client_id,
+        &credentials.username,
+        &credentials.key,
     )?;
     Ok(MetadataClient::new(
         http.clone(),
@@ -126,14 +115,13 @@ fn metadata_client(
 }
 
 /// The managed profiles, optionally narrowed to `only` (which must be managed ones).
-fn profile_names(config: &Config, only: &[String]) -> Result<Vec<ProfileName>, PartsError> {
-    let names = config
+fn profile_names(config: &Config, only: &[String]) -> Vec<ProfileName> {
+    config
         .profiles
         .iter()
-        .filter(|p| only.is_empty() || only.contains(p))
-        .map(|p| ProfileName::parse(p))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(names)
+        .filter(|p| only.is_empty() || only.iter().any(|o| *p == o.as_str()))
+        .cloned()
+        .collect()
 }
 
 fn run_settings(config: &Config) -> RunSettings {
@@ -142,17 +130,15 @@ fn run_settings(config: &Config) -> RunSettings {
         config.mode == Mode::DryRun,
         config.deploy_timeout,
     );
-    settings.integration_username = config.salesforce.username.clone();
-    settings.attribution =
-        config
-            .salesforce
-            .username
-            .as_ref()
-            .map(|username| AttributionSettings {
-                integration_username: username.clone(),
-                matchers: Matchers::default(),
-                window: attribution::DEFAULT_WINDOW,
-            });
+    settings.integration_username = config.salesforce.username().map(str::to_owned);
+    settings.attribution = config
+        .salesforce
+        .username()
+        .map(|username| AttributionSettings {
+            integration_username: username.to_owned(),
+            matchers: Matchers::default(),
+            window: attribution::DEFAULT_WINDOW,
+        });
     settings
 }
 
@@ -171,7 +157,7 @@ pub fn org_key(config: &Config) -> String {
     if let Some(org_id) = &sf.org_id {
         return org_id.as_str().to_owned();
     }
-    match &sf.username {
+    match sf.username() {
         Some(username) => {
             let instance = sf
                 .audience

@@ -12,7 +12,6 @@ use crate::app::{Application, Overrides};
 use crate::config::{Config, Needs};
 use crate::ranges::LoginIpRange;
 use crate::reconcile::plan::{Owned, plan_profile};
-use crate::salesforce::profile::ProfileName;
 use crate::sim::{EventClaims, SendRetry, SimConfig, SimOrg};
 use crate::store::RunRecord;
 
@@ -121,7 +120,12 @@ async fn run_demo() -> Result<bool, String> {
     n.detail(&format!(
         "Guarded profiles: {} — policy merge (the default): the Private Space's IPs, plus \
          others' ranges inside IPGUARD_KEEP_WITHIN={DEMO_KEEP_WITHIN} (the head office).",
-        demo.config.profiles.join(", ")
+        demo.config
+            .profiles
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
     ));
 
     let overrides = Overrides {
@@ -198,10 +202,9 @@ async fn run_demo() -> Result<bool, String> {
         .map_err(|e| e.to_string())?;
     let mut held: Vec<(String, String, bool)> = Vec::new();
     for p in &demo.config.profiles {
-        let ranges = demo.sim.login_ip_ranges(p).unwrap_or_default();
-        let name = ProfileName::parse(p).map_err(|e| e.to_string())?;
+        let ranges = demo.sim.login_ip_ranges(p.as_str()).unwrap_or_default();
         let plan = plan_profile(
-            name,
+            p.clone(),
             &ranges,
             std::slice::from_ref(&space),
             &rules,
@@ -220,7 +223,7 @@ async fn run_demo() -> Result<bool, String> {
                 kept.join(", ")
             )
         };
-        held.push((p.clone(), what, plan.in_sync));
+        held.push((p.to_string(), what, plan.in_sync));
     }
     for (profile, what, ok) in &held {
         n.detail(&format!(

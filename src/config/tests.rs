@@ -69,9 +69,7 @@ fn defaults_when_nothing_is_set() {
     );
     assert_eq!(config.salesforce.audience, "https://login.salesforce.com");
     assert_eq!(config.salesforce.api_version, "66.0");
-    assert!(config.salesforce.client_id.is_none());
-    assert!(config.salesforce.username.is_none());
-    assert!(config.salesforce.private_key_pem.is_none());
+    assert!(config.salesforce.credentials.is_none());
     assert!(config.salesforce.org_id.is_none());
     assert!(config.profiles.is_empty());
     assert!(config.source_ips.is_empty());
@@ -377,8 +375,14 @@ fn private_key_with_escaped_newlines_is_accepted() {
     vars.retain(|(k, _)| *k != SALESFORCE_PRIVATE_KEY);
     vars.push((SALESFORCE_PRIVATE_KEY, &escaped));
     let config = ok(&vars, Needs::salesforce());
-    let stored = config.salesforce.private_key_pem.expect("key");
-    assert_eq!(stored.expose_secret(), key_pem());
+    let stored = config.salesforce.credentials.expect("credentials").key;
+    // RS256 signatures are deterministic: the same claims signed alike mean the same key.
+    let claims = serde_json::json!({ "sub": "integration@example.com" });
+    let expected = crate::salesforce::auth::SigningKey::from_rsa_pem(key_pem()).unwrap();
+    assert_eq!(
+        stored.sign(&claims).unwrap().expose_secret(),
+        expected.sign(&claims).unwrap().expose_secret()
+    );
 }
 
 #[test]
@@ -394,14 +398,16 @@ fn private_key_from_file_and_pkcs1_form() {
     std::fs::write(&path, pkcs1.as_bytes()).expect("write");
     let path = path.to_str().expect("utf8 path");
 
-    let config = ok(&[(SALESFORCE_PRIVATE_KEY_FILE, path)], Needs::default());
+    let mut vars = salesforce_vars();
+    vars.retain(|(k, _)| *k != SALESFORCE_PRIVATE_KEY);
+    vars.push((SALESFORCE_PRIVATE_KEY_FILE, path));
+    let config = ok(&vars, Needs::salesforce());
+    let stored = config.salesforce.credentials.expect("credentials").key;
+    let claims = serde_json::json!({ "sub": "integration@example.com" });
+    let expected = crate::salesforce::auth::SigningKey::from_rsa_pem(&pkcs1).unwrap();
     assert_eq!(
-        config
-            .salesforce
-            .private_key_pem
-            .as_ref()
-            .map(|k| k.expose_secret()),
-        Some(pkcs1.as_str())
+        stored.sign(&claims).unwrap().expose_secret(),
+        expected.sign(&claims).unwrap().expose_secret()
     );
 
     let e = err(
@@ -501,6 +507,24 @@ fn login_url_forms_and_audience_defaults() {
         Needs::default(),
     );
     assert_eq!(config.salesforce.audience, LOGIN_AUDIENCE);
+}
+
+/// A name Salesforce could never return (it would become a zip path outside `profiles/`) is
+/// in the start-up report beside every other problem, not found later by the first run.
+#[test]
+fn a_bad_profile_name_is_reported_with_the_other_problems() {
+    let mut vars = salesforce_vars();
+    vars.retain(|(k, _)| *k != IPGUARD_PROFILES && *k != SALESFORCE_USERNAME);
+    vars.push((IPGUARD_PROFILES, "Admin, ../Sales/Ops"));
+    vars.push((SALESFORCE_USERNAME, "Integration User"));
+    let e = err(&vars, Needs::salesforce());
+    assert_eq!(variables(&e), [SALESFORCE_USERNAME, IPGUARD_PROFILES]);
+    assert!(message_for(&e, IPGUARD_PROFILES).contains("`../Sales/Ops` contains `/`"));
+
+    let mut vars = salesforce_vars();
+    vars.push((IPGUARD_EXACT_PROFILES, "Admin"));
+    let config = ok(&vars, Needs::salesforce());
+    assert_eq!(config.exact_profiles, ["Admin"]);
 }
 
 #[test]
@@ -638,14 +662,9 @@ fn needs_decide_what_is_required() {
     );
     assert!(message_for(&e, SALESFORCE_PRIVATE_KEY).contains("SALESFORCE_PRIVATE_KEY_FILE"));
     let config = ok(&salesforce_vars(), Needs::salesforce());
-    assert_eq!(
-        config.salesforce.client_id.as_deref(),
-        Some("3MVG9consumerkey")
-    );
-    assert_eq!(
-        config.salesforce.username.as_deref(),
-        Some("integration@example.com")
-    );
+    let credentials = config.salesforce.credentials.expect("credentials");
+    assert_eq!(credentials.client_id, "3MVG9consumerkey");
+    assert_eq!(credentials.username, "integration@example.com");
 
     let e = err(
         &[],

@@ -8,6 +8,8 @@ use ipnet::IpNet;
 use reqwest::Url;
 use secrecy::SecretString;
 
+use crate::salesforce::auth::SigningKey;
+
 use super::{
     DatabaseUrl, HTTPS_ONLY, LOGIN_AUDIENCE, MIN_TOKEN_CHARS, RSA_KEY_EXPECTED, TEST_AUDIENCE,
 };
@@ -158,7 +160,7 @@ pub(super) fn parse_source_ip(entry: &str) -> Result<IpNet, String> {
 /// Must parse as an RSA private key both for jsonwebtoken (which signs the assertion)
 /// and for the `rsa` crate (which checks the key's structure, not just its armour).
 /// Messages never include any part of the key.
-pub(super) fn validate_rsa_private_key(pem_text: &str) -> Result<(), String> {
+pub(super) fn parse_rsa_private_key(pem_text: &str) -> Result<SigningKey, String> {
     use rsa::PrivateKey as RsaPrivateKey;
     use rsa::pkcs1::DecodeRsaPrivateKey;
     use rsa::pkcs8::DecodePrivateKey;
@@ -175,13 +177,11 @@ pub(super) fn validate_rsa_private_key(pem_text: &str) -> Result<(), String> {
         }
         other => return Err(format!("found a `{other}` PEM block; {RSA_KEY_EXPECTED}")),
     };
-    if !structurally_valid || jsonwebtoken::EncodingKey::from_rsa_pem(pem_text.as_bytes()).is_err()
-    {
-        return Err(format!(
-            "the key does not parse as an RSA key; {RSA_KEY_EXPECTED}"
-        ));
+    let unusable = || format!("the key does not parse as an RSA key; {RSA_KEY_EXPECTED}");
+    if !structurally_valid {
+        return Err(unusable());
     }
-    Ok(())
+    SigningKey::from_rsa_pem(pem_text).map_err(|_| unusable())
 }
 
 /// At least one CERTIFICATE or PUBLIC KEY block, each of which parses; nothing else

@@ -21,7 +21,7 @@ pub struct PolicyRules {
     /// `IPGUARD_POLICY`.
     pub default: Policy,
     /// `IPGUARD_EXACT_PROFILES`: always `exact`.
-    pub exact_profiles: Vec<String>,
+    pub exact_profiles: Vec<ProfileName>,
     /// `IPGUARD_KEEP_WITHIN`: under `merge`, a foreign range survives only inside one of
     /// these. `None` keeps every foreign range.
     pub keep_within: Option<Vec<IpNet>>,
@@ -37,7 +37,7 @@ impl PolicyRules {
 
     /// The policy for `profile` and the variable that chose it.
     pub fn for_profile(&self, profile: &ProfileName) -> (Policy, PolicyFrom) {
-        if self.exact_profiles.iter().any(|p| p == profile.as_str()) {
+        if self.exact_profiles.contains(profile) {
             (Policy::Exact, PolicyFrom::ExactProfiles)
         } else {
             (self.default, PolicyFrom::Policy)
@@ -413,7 +413,7 @@ mod tests {
         let office = r("1.1.1.1", "1.1.1.1", Some("office"));
         let desired = [r("54.0.0.9", "54.0.0.9", None)];
         let rules = PolicyRules {
-            exact_profiles: vec!["Custom%3A Integration".into()],
+            exact_profiles: vec![ProfileName::parse("Custom%3A Integration").unwrap()],
             ..merge()
         };
         let p = plan_profile(

@@ -15,6 +15,33 @@ pub const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 /// Salesforce accepts assertions that expire within 3 minutes; stay well inside it.
 const ASSERTION_LIFETIME_SECS: i64 = 150;
 
+/// The integration's RSA private key, parsed once (by the configuration) and used to sign
+/// every JWT bearer assertion. Its `Debug` never shows the key.
+#[derive(Clone)]
+pub struct SigningKey(EncodingKey);
+
+impl SigningKey {
+    /// Any RSA private key PEM jsonwebtoken can sign RS256 with (PKCS#8 or PKCS#1).
+    pub fn from_rsa_pem(pem: &str) -> Result<Self, AuthError> {
+        EncodingKey::from_rsa_pem(pem.as_bytes())
+            .map(Self)
+            .map_err(|e| AuthError::Signing(e.to_string()))
+    }
+
+    /// `claims` signed RS256 (PKCS#1 v1.5: the same claims always give the same token).
+    pub fn sign<T: Serialize>(&self, claims: &T) -> Result<SecretString, AuthError> {
+        jsonwebtoken::encode(&Header::new(Algorithm::RS256), claims, &self.0)
+            .map(SecretString::from)
+            .map_err(|e| AuthError::Signing(e.to_string()))
+    }
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SigningKey(<redacted>)")
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     #[error("Salesforce refused the token request: {error}: {description}. {hint}")]
@@ -135,7 +162,7 @@ pub struct JwtBearer {
     audience: String,
     client_id: String,
     username: String,
-    key: EncodingKey,
+    key: SigningKey,
 }
 
 impl std::fmt::Debug for JwtBearer {
@@ -156,10 +183,8 @@ impl JwtBearer {
         audience: &str,
         client_id: &str,
         username: &str,
-        private_key_pem: &SecretString,
+        key: &SigningKey,
     ) -> Result<Self, AuthError> {
-        let key = EncodingKey::from_rsa_pem(private_key_pem.expose_secret().as_bytes())
-            .map_err(|e| AuthError::Signing(e.to_string()))?;
         let token_url = login_url
             .join("/services/oauth2/token")
             .map_err(|e| AuthError::Signing(e.to_string()))?;
@@ -169,7 +194,7 @@ impl JwtBearer {
             audience: audience.to_owned(),
             client_id: client_id.to_owned(),
             username: username.to_owned(),
-            key,
+            key: key.clone(),
         })
     }
 
@@ -181,9 +206,7 @@ impl JwtBearer {
             aud: &self.audience,
             exp: now + ASSERTION_LIFETIME_SECS,
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &self.key)
-            .map(SecretString::from)
-            .map_err(|e| AuthError::Signing(e.to_string()))
+        self.key.sign(&claims)
     }
 
     /// Requests a new session with a freshly signed assertion.

@@ -30,7 +30,7 @@ async fn start() -> Harness {
 
 impl Harness {
     fn username(&self) -> String {
-        self.config.salesforce.username.clone().unwrap()
+        self.config.salesforce.username().unwrap().to_owned()
     }
 
     /// What the lead's two lines do after a drifted plan.

@@ -23,8 +23,7 @@ pub(super) async fn interlock_check(
     let nat = sources
         .map(|s| interlock::nat_ips(s, space))
         .unwrap_or_default();
-    let way_in =
-        interlock::own_way_in(client, config.salesforce.username.as_deref(), managed, nat).await;
+    let way_in = interlock::own_way_in(client, config.salesforce.username(), managed, nat).await;
     let seen = interlock::describe(&way_in);
     match &way_in.login {
         LoginSeen::Unreadable(_) if way_in.nat.is_empty() => CheckLine::warn(

@@ -8,7 +8,7 @@ use crate::salesforce::auth::AuthError;
 use crate::salesforce::client::{MetadataClient, SalesforceError};
 
 pub(super) async fn token(config: &Config, client: &MetadataClient) -> CheckLine {
-    let username = config.salesforce.username.as_deref().unwrap_or_default();
+    let username = config.salesforce.username().unwrap_or_default();
     match client.session().await {
         Ok(session) => CheckLine::ok(
             "token",
@@ -56,7 +56,7 @@ pub(super) async fn token(config: &Config, client: &MetadataClient) -> CheckLine
 /// sandbox carry its name as a suffix (`user@acme.com.uat`).
 fn unapproved_cause(config: &Config) -> String {
     let sf = &config.salesforce;
-    let username = sf.username.as_deref().unwrap_or_default();
+    let username = sf.username().unwrap_or_default();
     let host = sf.login_url.host_str().unwrap_or_default();
     let sandbox_name = host
         .strip_suffix(".sandbox.my.salesforce.com")
