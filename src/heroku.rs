@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
+use backon::{ExponentialBuilder, Retryable};
 use reqwest::Url;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -124,20 +124,11 @@ impl HerokuClient {
             .map_err(|_| HerokuError::Transport("HEROKU_API_URL cannot be a base".into()))?
             .pop_if_empty()
             .extend(["spaces", &self.space, "nat"]);
-        let mut delays = self.retry_delays.build();
-        loop {
-            let result = self.fetch(&url).await;
-            match result {
-                Err(e) if is_transient(&e) => match delays.next() {
-                    Some(delay) => {
-                        tracing::warn!(error = %e, ?delay, "Heroku API failure; retrying");
-                        tokio::time::sleep(delay).await;
-                    }
-                    None => return Err(e),
-                },
-                other => return other,
-            }
-        }
+        (|| self.fetch(&url))
+            .retry(self.retry_delays)
+            .when(is_transient)
+            .notify(|e, delay| tracing::warn!(error = %e, ?delay, "Heroku API failure; retrying"))
+            .await
     }
 
     async fn fetch(&self, url: &Url) -> Result<SpaceNat, HerokuError> {

@@ -15,7 +15,9 @@ use crate::app::Parts;
 use crate::config::{Config, Needs, Policy};
 use crate::ranges::LoginIpRange;
 use crate::reconcile::plan::{Owned, plan_profile};
+use crate::reconcile::run::RunSettings;
 use crate::salesforce::client::{MetadataClient, RetryPolicy, SalesforceError};
+use crate::salesforce::deploy_poll::{self, PollStop};
 use crate::salesforce::metadata::{DeployStatus, ProfileRecord};
 use crate::salesforce::package::deploy_zip;
 use crate::salesforce::profile::ProfileName;
@@ -178,8 +180,8 @@ async fn run_checks(config: &Config, app: &str, report: &mut Report) {
         max_delay: Duration::from_secs(3),
         max_attempts: 3,
     };
-    let (http, client, names) = match Parts::build(config, &[], retry) {
-        Ok(parts) => (parts.http, parts.client, parts.profiles),
+    let (http, client, names, settings) = match Parts::build(config, &[], retry) {
+        Ok(parts) => (parts.http, parts.client, parts.profiles, parts.settings),
         Err(e) => {
             report.emit(CheckLine::fail(
                 "config",
@@ -286,7 +288,7 @@ async fn run_checks(config: &Config, app: &str, report: &mut Report) {
     // 9. deploy permission
     match (&records, &desired) {
         (Some(records), Some(desired)) if !records.is_empty() => {
-            report.emit(deploy_check(config, &client, records, desired).await)
+            report.emit(deploy_check(config, &client, &settings, records, desired).await)
         }
         (_, None) => report.emit(CheckLine::skipped(
             "deploy permission",
@@ -571,6 +573,7 @@ fn integration_check(records: &[ProfileRecord], desired: &[LoginIpRange]) -> Che
 async fn deploy_check(
     config: &Config,
     client: &MetadataClient,
+    settings: &RunSettings,
     records: &[ProfileRecord],
     desired: &[LoginIpRange],
 ) -> CheckLine {
@@ -616,57 +619,58 @@ async fn deploy_check(
             );
         }
     };
-    let deadline = Instant::now() + config.deploy_timeout.min(DEPLOY_WAIT);
-    let mut delay = Duration::from_millis(200);
-    let mut last_status = "Queued".to_owned();
-    while Instant::now() < deadline {
-        tokio::time::sleep(delay).await;
-        delay = (delay * 3 / 2).min(Duration::from_secs(5));
-        let result = match client.check_deploy_status(&id).await {
-            Ok(result) => result,
-            Err(e) if e.is_transient() => continue,
-            Err(e) => {
-                return CheckLine::fail(
-                    name,
-                    format!("checkDeployStatus {id}: {e}"),
-                    permission_fix(&e),
-                );
-            }
-        };
-        last_status = result.status.to_string();
-        if !result.done {
-            continue;
-        }
-        if result.status == DeployStatus::Succeeded {
-            return CheckLine::ok(
+    let window = config.deploy_timeout.min(DEPLOY_WAIT);
+    let polled = deploy_poll::until_done(
+        client,
+        &id,
+        settings.poll_delays(),
+        settings.poll_max,
+        Instant::now() + window,
+        |_| {},
+    )
+    .await;
+    let result = match polled {
+        Ok(result) => result,
+        Err(PollStop::IpRestricted(e) | PollStop::Refused(e)) => {
+            return CheckLine::fail(
                 name,
-                format!("checkOnly deploy {id} of {what} Succeeded (nothing was changed)"),
+                format!("checkDeployStatus {id}: {e}"),
+                permission_fix(&e),
             );
         }
-        let failures = result.failure_messages();
-        let failures = if failures.is_empty() {
-            "no componentFailures given".to_owned()
-        } else {
-            failures.join("; ")
-        };
-        return CheckLine::fail(
+        Err(PollStop::StillRunning(last)) => {
+            let last = last.map_or_else(|| "Queued".to_owned(), |s| s.to_string());
+            return CheckLine::fail(
+                name,
+                format!(
+                    "checkOnly deploy {id} was still {last} after {}",
+                    humantime::format_duration(window)
+                ),
+                "Salesforce's deploy queue is busy: see Setup › Deployment Status, then run check again",
+            );
+        }
+    };
+    if result.status == DeployStatus::Succeeded {
+        return CheckLine::ok(
             name,
-            format!(
-                "checkOnly deploy {id} of {what} ended {}: {failures}",
-                result.status
-            ),
-            "give the integration user Modify Metadata Through Metadata API Functions and \
-             Manage Profiles and Permission Sets (the IPGuard_Integration permission set), or \
-             correct the ranges named",
+            format!("checkOnly deploy {id} of {what} Succeeded (nothing was changed)"),
         );
     }
+    let failures = result.failure_messages();
+    let failures = if failures.is_empty() {
+        "no componentFailures given".to_owned()
+    } else {
+        failures.join("; ")
+    };
     CheckLine::fail(
         name,
         format!(
-            "checkOnly deploy {id} was still {last_status} after {}",
-            humantime::format_duration(config.deploy_timeout.min(DEPLOY_WAIT))
+            "checkOnly deploy {id} of {what} ended {}: {failures}",
+            result.status
         ),
-        "Salesforce's deploy queue is busy: see Setup › Deployment Status, then run check again",
+        "give the integration user Modify Metadata Through Metadata API Functions and \
+         Manage Profiles and Permission Sets (the IPGuard_Integration permission set), or \
+         correct the ranges named",
     )
 }
 

@@ -13,6 +13,7 @@ use crate::heroku::HerokuClient;
 pub use crate::outcome::Outcome;
 use crate::ranges::{LoginIpRange, Source, desired_ranges};
 use crate::salesforce::client::{MetadataClient, SalesforceError};
+use crate::salesforce::deploy_poll::{self, PollStop};
 use crate::salesforce::metadata::{DeployId, DeployResult, DeployStatus, ProfileRecord};
 use crate::salesforce::package::deploy_zip;
 use crate::salesforce::profile::ProfileName;
@@ -112,7 +113,7 @@ impl RunSettings {
     }
 
     /// Poll delays: start fast (most profile deploys finish in seconds), grow to `poll_max`.
-    fn poll_delays(&self) -> impl Iterator<Item = Duration> {
+    pub fn poll_delays(&self) -> impl Iterator<Item = Duration> + use<> {
         ExponentialBuilder::default()
             .with_min_delay(self.poll_first)
             .with_max_delay(self.poll_max)
@@ -525,33 +526,30 @@ impl Run<'_> {
         deadline: Instant,
         resumed: bool,
     ) -> Result<DeployResult, Failure> {
-        let mut delays = self.settings.poll_delays();
-        loop {
-            let delay = delays.next().unwrap_or(self.settings.poll_max);
-            let wait = delay.min(deadline.saturating_duration_since(Instant::now()));
-            tokio::time::sleep(wait).await;
-            match self.client.check_deploy_status(id).await {
-                Ok(result) => {
-                    (self.observe)(&RunEvent::DeployProgress(&result));
-                    if result.done {
-                        return Ok(result);
-                    }
-                }
-                Err(e) if e.is_ip_restricted() => return Err(Failure::salesforce(e)),
-                Err(e) if e.is_refusal() => {
-                    return Err(Failure {
-                        outcome: Outcome::Unknown,
-                        message: format!(
-                            "Salesforce cannot report on deploy {id} ({e}); closed without a result, a fresh run follows"
-                        ),
-                        closes_deploy: true,
-                    });
-                }
-                Err(e) => tracing::warn!(deploy_id = %id, error = %e, "checkDeployStatus failed"),
-            }
-            if Instant::now() >= deadline {
+        let progress = |result: &DeployResult| (self.observe)(&RunEvent::DeployProgress(result));
+        let poll_delays = self.settings.poll_delays();
+        match deploy_poll::until_done(
+            self.client,
+            id,
+            poll_delays,
+            self.settings.poll_max,
+            deadline,
+            progress,
+        )
+        .await
+        {
+            Ok(result) => Ok(result),
+            Err(PollStop::IpRestricted(e)) => Err(Failure::salesforce(e)),
+            Err(PollStop::Refused(e)) => Err(Failure {
+                outcome: Outcome::Unknown,
+                message: format!(
+                    "Salesforce cannot report on deploy {id} ({e}); closed without a result, a fresh run follows"
+                ),
+                closes_deploy: true,
+            }),
+            Err(PollStop::StillRunning(_)) => {
                 let window = humantime::format_duration(self.settings.deploy_timeout);
-                return Err(if resumed {
+                Err(if resumed {
                     Failure {
                         outcome: Outcome::Unknown,
                         message: format!(
@@ -567,7 +565,7 @@ impl Run<'_> {
                         ),
                         closes_deploy: false,
                     }
-                });
+                })
             }
         }
     }

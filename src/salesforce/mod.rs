@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod deploy_poll;
 pub mod metadata;
 pub mod package;
 pub mod profile;
