@@ -2,6 +2,7 @@
 //! check, `[ok]`/`[warn]`/`[FAIL]`/`[skip]` off a terminal, each failure with its fix.
 
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use ipguard::sim::{Faults, SimHeroku};
 
@@ -101,6 +102,21 @@ async fn all_good_exits_0_with_every_check_ok() {
     let deploys = org.sim.deploys();
     assert_eq!(deploys.len(), 1);
     assert!(deploys[0].check_only);
+}
+
+/// The checkOnly deploy waits the way a run's deploy does (one poll loop), and a deploy
+/// still going when the window closes is a failure naming its last status, not a hang.
+#[tokio::test]
+async fn a_check_only_deploy_outlasting_the_window_names_its_last_status() {
+    let org = Org::start(&[]).await;
+    org.sim
+        .set_deploy_timing(Duration::from_millis(100), Duration::from_secs(60));
+    let out = check(&org, &[], &[("IPGUARD_DEPLOY_TIMEOUT", "2s")]).await;
+    let text = stdout(&out);
+    let deploy = line(&text, "deploy permission");
+    assert!(deploy.starts_with("[FAIL]"), "{text}");
+    assert!(deploy.contains("was still InProgress after 2s"), "{deploy}");
+    assert!(org.sim.deploys().iter().all(|d| d.check_only));
 }
 
 #[tokio::test]
