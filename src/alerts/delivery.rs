@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use backon::{ExponentialBuilder, Retryable};
 use prometheus_client::metrics::counter::Counter;
 use reqwest::StatusCode;
 use reqwest::header::RETRY_AFTER;
@@ -52,8 +54,8 @@ pub enum Delivered {
     },
 }
 
-enum Attempt {
-    Ok,
+/// Why the webhook did not take an alert.
+enum NotAccepted {
     Permanent(StatusCode),
     Retry {
         why: String,
@@ -61,7 +63,11 @@ enum Attempt {
     },
 }
 
-async fn attempt(http: &reqwest::Client, url: &SecretString, alert: &Alert) -> Attempt {
+async fn attempt(
+    http: &reqwest::Client,
+    url: &SecretString,
+    alert: &Alert,
+) -> Result<(), NotAccepted> {
     let sent = http
         .post(url.expose_secret())
         .timeout(REQUEST_TIMEOUT)
@@ -71,15 +77,15 @@ async fn attempt(http: &reqwest::Client, url: &SecretString, alert: &Alert) -> A
     let response = match sent {
         Ok(r) => r,
         Err(e) => {
-            return Attempt::Retry {
+            return Err(NotAccepted::Retry {
                 why: e.without_url().to_string(),
                 retry_after: None,
-            };
+            });
         }
     };
     let status = response.status();
     if status.is_success() {
-        Attempt::Ok
+        Ok(())
     } else if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
         let retry_after = response
             .headers()
@@ -87,12 +93,12 @@ async fn attempt(http: &reqwest::Client, url: &SecretString, alert: &Alert) -> A
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        Attempt::Retry {
+        Err(NotAccepted::Retry {
             why: format!("HTTP {status}"),
             retry_after,
-        }
+        })
     } else {
-        Attempt::Permanent(status)
+        Err(NotAccepted::Permanent(status))
     }
 }
 
@@ -118,42 +124,49 @@ pub async fn deliver_counted(
     retried: &Counter,
 ) -> Delivered {
     let attempts = retry.attempts.max(1);
-    let mut delays = ExponentialBuilder::default()
+    let backoff = ExponentialBuilder::default()
         .with_min_delay(retry.min_delay)
         .with_max_delay(retry.max_delay)
         .with_jitter()
-        .without_max_times()
-        .build();
-    let mut made = 0;
-    loop {
-        made += 1;
-        match attempt(http, url, alert).await {
-            Attempt::Ok => return Delivered::Ok { attempts: made },
-            Attempt::Permanent(status) => {
-                return Delivered::Refused {
-                    status: status.as_u16(),
-                };
-            }
-            Attempt::Retry { why, retry_after } => {
-                if made >= attempts {
-                    return Delivered::GaveUp {
-                        attempts: made,
-                        last: why,
-                    };
-                }
-                let backoff = delays.next().unwrap_or(retry.max_delay);
-                // Jitter may push past max_delay; Retry-After replaces the backoff when given.
-                let delay = retry_after.unwrap_or(backoff).min(retry.max_delay);
-                tracing::warn!(
-                    kind = ?alert.kind,
-                    attempt = made,
-                    error = %why,
-                    retry_in_ms = delay.as_millis() as u64,
-                    "alert webhook did not accept the alert; retrying"
-                );
-                tokio::time::sleep(delay).await;
-                retried.inc();
-            }
+        .with_max_times(attempts as usize - 1);
+    let made = AtomicU32::new(0);
+    let delivered = (|| {
+        made.fetch_add(1, Ordering::Relaxed);
+        attempt(http, url, alert)
+    })
+    .retry(backoff)
+    .when(|failed| matches!(failed, NotAccepted::Retry { .. }))
+    // Jitter may push past max_delay; Retry-After replaces the backoff when given. `None`
+    // (attempts used up) stays `None`.
+    .adjust(|failed, backoff| {
+        let retry_after = match failed {
+            NotAccepted::Retry { retry_after, .. } => *retry_after,
+            NotAccepted::Permanent(_) => None,
+        };
+        backoff.map(|b| retry_after.unwrap_or(b).min(retry.max_delay))
+    })
+    .notify(|failed, delay| {
+        if let NotAccepted::Retry { why, .. } = failed {
+            tracing::warn!(
+                kind = ?alert.kind,
+                attempt = made.load(Ordering::Relaxed),
+                error = %why,
+                retry_in_ms = delay.as_millis() as u64,
+                "alert webhook did not accept the alert; retrying"
+            );
         }
+        retried.inc();
+    })
+    .await;
+    let made = made.load(Ordering::Relaxed);
+    match delivered {
+        Ok(()) => Delivered::Ok { attempts: made },
+        Err(NotAccepted::Permanent(status)) => Delivered::Refused {
+            status: status.as_u16(),
+        },
+        Err(NotAccepted::Retry { why, .. }) => Delivered::GaveUp {
+            attempts: made,
+            last: why,
+        },
     }
 }
