@@ -37,12 +37,18 @@ fn message_for<'e>(err: &'e ConfigError, variable: &str) -> &'e str {
         .unwrap_or_else(|| panic!("no problem for {variable} in:\n{err}"))
 }
 
+/// One key for the whole test binary: RSA generation is slow in debug builds.
+fn test_material() -> &'static keygen::KeyMaterial {
+    static MATERIAL: std::sync::OnceLock<keygen::KeyMaterial> = std::sync::OnceLock::new();
+    MATERIAL.get_or_init(|| keygen::generate("ipguard-test", 30).expect("test key generation"))
+}
+
 fn key_pem() -> &'static str {
-    keygen::test_material().private_key_pem.expose_secret()
+    test_material().private_key_pem.expose_secret()
 }
 
 fn cert_pem() -> &'static str {
-    &keygen::test_material().certificate_pem
+    &test_material().certificate_pem
 }
 
 /// A valid set for `Needs::salesforce()` with the key inline.
