@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 use ipguard::config::{Config, Needs};
 use ipguard::keygen::KeyMaterial;
 use ipguard::ranges::LoginIpRange;
-use ipguard::sim::{SimConfig, SimOrg};
 use ipguard::store::Store;
+use ipguard_sim::{SimConfig, SimOrg};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use secrecy::ExposeSecret;
 

@@ -14,7 +14,6 @@ pub mod reconcile;
 pub mod salesforce;
 pub mod server;
 pub mod service;
-pub mod sim;
 pub mod store;
 pub mod wiring;
 

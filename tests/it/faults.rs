@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use ipguard::reconcile::controller::ControllerTiming;
 use ipguard::reconcile::run::Outcome;
-use ipguard::sim::{DeployOutcome, EventClaims, FailureKind, Faults, Outage, SendRetry};
 use ipguard::store::{Delivery, DeliverySource, RunRecord};
+use ipguard_sim::{DeployOutcome, EventClaims, FailureKind, Faults, Outage, SendRetry};
 
 use crate::reconcile::{Harness, assert_outcome};
 use crate::service::{

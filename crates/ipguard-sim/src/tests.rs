@@ -10,10 +10,10 @@ use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::keygen::{self, KeyMaterial};
-use crate::salesforce::package::deploy_zip;
-use crate::salesforce::profile::{self, ProfileName};
-use crate::xml::{self, Element, METADATA_NS, SOAP_ENV_NS, XSI_NS};
+use ipguard_wire::keygen::{self, KeyMaterial};
+use ipguard_wire::package::deploy_zip;
+use ipguard_wire::profile::{self, ProfileName};
+use ipguard_wire::xml::{self, Element, METADATA_NS, SOAP_ENV_NS, XSI_NS};
 
 // ---------------------------------------------------------------------------------------
 // Helpers
