@@ -1,8 +1,8 @@
-//! The `ipguard` commands (docs/contract.md §4). Each returns its process exit code; `main.rs` only parses
-//! arguments and dispatches.
+//! The `ipguard` commands (docs/contract.md §4). Each returns its process exit code; the binary
+//! (src/bin/ipguard/) parses arguments and dispatches, and holds `sim` and `demo` itself: they
+//! run the simulated org (crates/ipguard-sim), which the service library does not depend on.
 
 pub mod check;
-pub mod demo;
 pub mod render;
 
 use std::io::IsTerminal;

@@ -291,6 +291,22 @@ mod tests {
         )
     }
 
+    /// The simulated org's query parser is tested on exactly these strings
+    /// (crates/ipguard-sim/src/users.rs): a change here must be made there too.
+    #[test]
+    fn interlock_queries_are_the_text_the_sim_parses() {
+        assert_eq!(
+            user_query("integration@ipguard.example"),
+            "SELECT Id, Profile.Name FROM User WHERE Username = 'integration@ipguard.example' LIMIT 1"
+        );
+        let since = soql::parse_datetime("2024-05-01T12:00:00Z").unwrap();
+        assert_eq!(
+            login_query("005x", since),
+            "SELECT SourceIp, LoginTime FROM LoginHistory WHERE UserId = '005x' \
+             AND Status = 'Success' AND LoginTime >= 2024-05-01T12:00:00Z ORDER BY LoginTime DESC LIMIT 1"
+        );
+    }
+
     #[test]
     fn a_target_without_the_login_ip_is_refused() {
         let plan = exact_plan(

@@ -4,7 +4,7 @@ pub mod auth;
 pub mod client;
 pub mod deploy_poll;
 pub mod metadata;
-pub mod package;
-pub mod profile;
 pub mod soap;
-pub mod soql;
+
+// The wire pieces the simulated org shares (crates/ipguard-wire), kept at their old paths.
+pub use ipguard_wire::{package, profile, soql};

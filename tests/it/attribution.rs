@@ -8,7 +8,7 @@ use ipguard::reconcile::attribution::{self, AttributionResult, Matchers};
 use ipguard::reconcile::run::Outcome;
 use ipguard::salesforce::client::SalesforceError;
 use ipguard::salesforce::profile::ProfileName;
-use ipguard::sim::{ADMIN_USERNAME, FailureKind, Faults};
+use ipguard_sim::{ADMIN_USERNAME, FailureKind, Faults};
 
 use crate::reconcile::{Harness, range};
 

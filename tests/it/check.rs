@@ -4,7 +4,7 @@
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use ipguard::sim::{Faults, SimHeroku};
+use ipguard_sim::{Faults, SimHeroku};
 
 use crate::service::{Org, desired, range};
 
@@ -240,7 +240,7 @@ async fn a_nat_not_enabled_fails_heroku_and_skips_what_needs_it() {
     in_sync(&org);
     org.sim.set_heroku(SimHeroku {
         state: "disabled".into(),
-        ..ipguard::sim::SimConfig::new(String::new()).heroku
+        ..ipguard_sim::SimConfig::new(String::new()).heroku
     });
     let out = check(&org, &[], &[]).await;
     let text = stdout(&out);

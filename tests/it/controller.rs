@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use ipguard::sim::{DeployOutcome, Faults, SendRetry};
+use ipguard_sim::{DeployOutcome, Faults, SendRetry};
 
 use crate::service::{Org, desired, http, notification_id, range};
 

@@ -4,8 +4,8 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use ipguard::sim::SendRetry;
 use ipguard::store::testing::PgSchema;
+use ipguard_sim::SendRetry;
 use secrecy::ExposeSecret;
 
 use crate::service::{ADMIN_TOKEN, App, OM_TOKEN, Org, desired, http, keys, range, wait_until};

@@ -522,7 +522,7 @@ async fn the_doctor_names_both_causes_of_an_unapproved_consumer() {
     );
 
     // the right user, not pre-authorized: nothing in the configuration points either way
-    org.sim.set_faults(ipguard::sim::Faults {
+    org.sim.set_faults(ipguard_sim::Faults {
         user_approved: false,
         ..Default::default()
     });

@@ -9,7 +9,7 @@ use ipguard::cli::{ApplyOptions, apply_with};
 use ipguard::ranges::LoginIpRange;
 use ipguard::reconcile::plan::Reason;
 use ipguard::reconcile::run::{Outcome, RunReport};
-use ipguard::sim::SimHeroku;
+use ipguard_sim::SimHeroku;
 
 use crate::service::{Org, alert_receiver, desired, range};
 
@@ -302,7 +302,7 @@ async fn an_enabled_nat_without_ips_fails_the_run() {
     let org = Org::start(&[]).await;
     org.sim.set_heroku(SimHeroku {
         space: "acme-space".into(),
-        api_token: ipguard::sim::DEFAULT_HEROKU_TOKEN.into(),
+        api_token: ipguard_sim::DEFAULT_HEROKU_TOKEN.into(),
         state: "enabled".into(),
         sources: Vec::new(),
     });

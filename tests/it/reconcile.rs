@@ -10,7 +10,7 @@ use ipguard::config::{Config, Needs};
 use ipguard::ranges::LoginIpRange;
 use ipguard::reconcile::run::{Outcome, Run, RunReport, RunSettings};
 use ipguard::salesforce::client::RetryPolicy;
-use ipguard::sim::{DeployOutcome, FailureKind, Faults, SimConfig, SimOrg};
+use ipguard_sim::{DeployOutcome, FailureKind, Faults, SimConfig, SimOrg};
 use secrecy::ExposeSecret;
 
 fn keys() -> &'static ipguard::keygen::KeyMaterial {
@@ -374,17 +374,19 @@ async fn unknown_profile_name_fails_with_a_hint() {
 
 #[tokio::test]
 async fn demo_org_ends_in_sync() {
-    let demo = ipguard::cli::demo::start_demo_org().await.unwrap();
-    let first = ipguard::cli::apply_with(&demo.config, &[], Default::default())
+    let demo = ipguard_sim::demo::DemoOrg::start().await.unwrap();
+    // The configuration `ipguard demo` builds from the same vars.
+    let config = Config::from_lookup(|name| demo.var(name), Needs::serve()).unwrap();
+    let first = ipguard::cli::apply_with(&config, &[], Default::default())
         .await
         .unwrap();
     assert_eq!(first.report.outcome, Outcome::Remediated);
-    let again = ipguard::cli::apply_with(&demo.config, &[], Default::default())
+    let again = ipguard::cli::apply_with(&config, &[], Default::default())
         .await
         .unwrap();
     assert_eq!(again.report.outcome, Outcome::InSync);
     // issue 10, item 1: `apply` runs through the store, recorded with trigger `cli`
-    let store = ipguard::store::Store::open_existing(&demo.config.database)
+    let store = ipguard::store::Store::open_existing(&config.database)
         .await
         .unwrap();
     let runs = store.recent_runs(10).await.unwrap();

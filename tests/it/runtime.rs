@@ -6,8 +6,8 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ipguard::sim::Faults;
 use ipguard::store::Store;
+use ipguard_sim::Faults;
 use sqlx::Connection;
 
 use crate::service::{ADMIN_TOKEN, App, Org, desired, fast_timing, http, range, wait_until};
@@ -571,7 +571,7 @@ async fn an_org_key_without_an_org_id_is_the_username_within_its_instance_type()
 /// ran. A real org runs one deploy at a time and queues the rest as Pending (so does the sim):
 /// more than one means two writers raced.
 async fn most_unfinished_deploys_during<T>(
-    sim: &ipguard::sim::SimOrg,
+    sim: &ipguard_sim::SimOrg,
     work: impl std::future::Future<Output = T>,
 ) -> (usize, T) {
     let done = std::sync::atomic::AtomicBool::new(false);

@@ -2,7 +2,7 @@
 //! org:
 //!
 //! - every `*-meta.xml` file and `manifest/package.xml` validates against the Metadata API
-//!   v66.0 schema (`schema.rs`), with the root element its file suffix and folder call for;
+//!   v66.0 schema (`schema/`), with the root element its file suffix and folder call for;
 //! - the JSON the Apex callout builds (pinned by `test-fixtures/event-callout.json`, which must
 //!   equal `IPGuardEventCalloutTest.EXPECTED_BODY`) is accepted by ipguard's events parser, and a
 //!   JWT with the claims the External Credential is configured with passes ipguard's verifier;

@@ -9,7 +9,7 @@ use ipguard::config::{Config, Needs};
 use ipguard::ranges::LoginIpRange;
 use ipguard::reconcile::controller::ControllerTiming;
 use ipguard::salesforce::client::RetryPolicy;
-use ipguard::sim::{EventClaims, SendRetry, SimConfig, SimOrg};
+use ipguard_sim::{EventClaims, SendRetry, SimConfig, SimOrg};
 use secrecy::ExposeSecret;
 
 pub const ADMIN_TOKEN: &str = "admin-token-0123456789abcdef";
@@ -143,7 +143,7 @@ impl Org {
         app: &App,
         profile: &str,
         notification_id: &str,
-    ) -> ipguard::sim::SendReport {
+    ) -> ipguard_sim::SendReport {
         self.sim
             .set_login_ip_ranges(profile, vec![range("0.0.0.0", "255.255.255.255")]);
         self.sim
@@ -260,7 +260,7 @@ async fn outbound_message_after_an_admin_edit_is_remediated_and_verified() {
     // the run record says who loosened the profile — never ipguard itself
     let blamed = &run.plan.as_ref().unwrap()["attribution"]["attributions"];
     assert_eq!(blamed.as_array().map(Vec::len), Some(1), "{blamed:#}");
-    assert_eq!(blamed[0]["changed_by"], ipguard::sim::ADMIN_USERNAME);
+    assert_eq!(blamed[0]["changed_by"], ipguard_sim::ADMIN_USERNAME);
     assert_eq!(blamed[0]["profile"], "Admin");
     // merge policy: the broad range stays, the space's range is back
     assert!(
@@ -378,8 +378,8 @@ async fn alerts_tell_of_remediation_and_lock_out_once_per_incident() {
     let url = app.url("/salesforce/outbound-messages");
     for id in ["04l000000000010AAA", "04l000000000011AAA"] {
         // the cached session dies, so ipguard must log in again — and is refused
-        org.sim.set_faults(ipguard::sim::Faults {
-            next_failures: vec![ipguard::sim::FailureKind::InvalidSession],
+        org.sim.set_faults(ipguard_sim::Faults {
+            next_failures: vec![ipguard_sim::FailureKind::InvalidSession],
             ..Default::default()
         });
         org.sim

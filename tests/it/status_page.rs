@@ -109,15 +109,15 @@ async fn status_page_in_headless_chromium_sign_in_remediation_lock_out_and_recov
         "Custom%3A Integration",
         vec![range("192.0.2.1", "192.0.2.1")],
     );
-    org.sim.set_faults(ipguard::sim::Faults {
-        next_failures: vec![ipguard::sim::FailureKind::InvalidSession],
+    org.sim.set_faults(ipguard_sim::Faults {
+        next_failures: vec![ipguard_sim::FailureKind::InvalidSession],
         ..Default::default()
     });
     org.sim
         .send_outbound_message(
             &app.url("/salesforce/outbound-messages"),
             &["04l000000000010AAA".to_string()],
-            ipguard::sim::SendRetry::default(),
+            ipguard_sim::SendRetry::default(),
         )
         .await;
     app.wait_for_runs(Duration::from_secs(10), |r| {
@@ -164,7 +164,7 @@ async fn browser_checks(base: &str, phase: &'static str) {
             .arg(&base)
             .arg(&out)
             .env("IPGUARD_ADMIN_TOKEN", ADMIN_TOKEN)
-            .env("IPGUARD_EXPECT_CHANGED_BY", ipguard::sim::ADMIN_USERNAME)
+            .env("IPGUARD_EXPECT_CHANGED_BY", ipguard_sim::ADMIN_USERNAME)
             .env("CHROMIUM", chromium())
             .env("IPGUARD_PHASE", phase)
             .output()

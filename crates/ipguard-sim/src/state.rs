@@ -15,7 +15,7 @@ use super::deploy::{self, DeployOptions, Evaluation, Package};
 use super::{
     AuditEntry, Call, DeployOutcome, DeployRecord, FailureKind, Faults, SimConfig, SimHeroku, ids,
 };
-use crate::ranges::LoginIpRange;
+use ipguard_wire::ranges::LoginIpRange;
 
 pub(crate) struct Shared {
     state: Mutex<SimState>,
@@ -351,7 +351,7 @@ impl SimState {
                     .join(", ")
             }
         };
-        let label = crate::salesforce::profile::standard_label(full_name)
+        let label = ipguard_wire::profile::standard_label(full_name)
             .map(str::to_owned)
             .unwrap_or_else(|| {
                 percent_encoding::percent_decode_str(full_name)

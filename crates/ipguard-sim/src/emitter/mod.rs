@@ -15,8 +15,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::{SimOrg, ids};
-use crate::keygen::{self, KeyMaterial};
-use crate::xml::{self, SOAP_ENV_NS};
+use ipguard_wire::keygen::{self, KeyMaterial};
+use ipguard_wire::xml::{self, SOAP_ENV_NS};
 
 /// Namespace of `notifications` and of the `notificationsResponse` ACK.
 pub const OUTBOUND_NS: &str = "http://soap.sforce.com/2005/09/outbound";
@@ -353,7 +353,8 @@ impl SimOrg {
 }
 
 fn http_client() -> reqwest::Client {
-    crate::app::parts::install_crypto_provider();
+    // reqwest is built without a default rustls provider; ring is the one the service installs.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .timeout(SEND_TIMEOUT)
         .build()

@@ -1,85 +1,18 @@
 //! `ipguard demo` (the whole product against an embedded simulated org, narrated) and
 //! `ipguard sim` (a standalone simulated org).
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use secrecy::ExposeSecret;
+use ipguard::cli::{EXIT_ERROR, EXIT_OK};
+use ipguard::config::{Config, Needs};
+use ipguard::keygen;
+use ipguard::ranges::LoginIpRange;
+use ipguard::reconcile::plan::{Owned, Reason, plan_profile};
+use ipguard::app::{Application, Overrides};
+use ipguard::store::RunRecord;
+use ipguard_sim::demo::{DemoOrg, EVENTS_AUDIENCE, EVENTS_ISSUER, KEEP_WITHIN};
+use ipguard_sim::{EventClaims, SendRetry, SimConfig, TlsMaterial};
 use serde_json::Value;
-
-use super::{EXIT_ERROR, EXIT_OK};
-use crate::app::{Application, Overrides};
-use crate::config::{Config, Needs};
-use crate::ranges::LoginIpRange;
-use crate::reconcile::plan::{Owned, plan_profile};
-use crate::sim::{EventClaims, SendRetry, SimConfig, SimOrg};
-use crate::store::RunRecord;
-
-const DEMO_CN: &str = "ipguard-demo";
-const EVENTS_ISSUER: &str = "https://acme.my.salesforce.com";
-const EVENTS_AUDIENCE: &str = "https://ipguard.acme.example";
-
-/// A running simulated org and the configuration an operator would set to guard it.
-pub struct DemoOrg {
-    pub sim: SimOrg,
-    pub config: Config,
-    /// Holds the demo's SQLite file; removed on drop.
-    pub dir: tempfile::TempDir,
-}
-
-/// The head office's block: under `merge`, someone else's range survives only inside it.
-const DEMO_KEEP_WITHIN: &str = "198.51.100.0/24";
-
-/// Starts a simulated org with a freshly generated key pair and builds the configuration an
-/// operator would set as config vars: the default policy `merge`, narrowed with
-/// `IPGUARD_KEEP_WITHIN` to the head office's block (any other loosening is reverted), event
-/// callouts verified with the org's signing certificate, a throw-away SQLite store.
-pub async fn start_demo_org() -> Result<DemoOrg, String> {
-    let keys = crate::keygen::generate(DEMO_CN, 1).map_err(|e| e.to_string())?;
-    let sim_config = SimConfig::new(keys.certificate_pem.clone());
-    let profiles: Vec<String> = sim_config.profiles.iter().map(|(n, _)| n.clone()).collect();
-    let (client_id, username) = (sim_config.client_id.clone(), sim_config.username.clone());
-    let (space, token) = (
-        sim_config.heroku.space.clone(),
-        sim_config.heroku.api_token.clone(),
-    );
-    let sim = SimOrg::start(sim_config, 0)
-        .await
-        .map_err(|e| format!("cannot start the simulated org: {e}"))?;
-    let dir = tempfile::Builder::new()
-        .prefix("ipguard-demo-")
-        .tempdir()
-        .map_err(|e| format!("cannot create a temp dir: {e}"))?;
-    let base = sim.base_url();
-    let variables: HashMap<&'static str, String> = HashMap::from([
-        ("SALESFORCE_LOGIN_URL", base.clone()),
-        ("SALESFORCE_CLIENT_ID", client_id),
-        ("SALESFORCE_USERNAME", username),
-        (
-            "SALESFORCE_PRIVATE_KEY",
-            keys.private_key_pem.expose_secret().to_owned(),
-        ),
-        ("SALESFORCE_ORG_ID", sim.org_id()),
-        ("IPGUARD_PROFILES", profiles.join(",")),
-        ("HEROKU_SPACE", space),
-        ("HEROKU_API_TOKEN", token),
-        ("HEROKU_API_URL", base),
-        ("IPGUARD_KEEP_WITHIN", DEMO_KEEP_WITHIN.into()),
-        ("IPGUARD_DEPLOY_TIMEOUT", "30s".into()),
-        ("IPGUARD_DEBOUNCE", "300ms".into()),
-        ("IPGUARD_RESYNC_INTERVAL", "1h".into()),
-        ("EVENTS_JWT_CERTS", sim.event_signing_certificate()),
-        ("EVENTS_JWT_ISSUER", EVENTS_ISSUER.into()),
-        ("EVENTS_JWT_AUDIENCE", EVENTS_AUDIENCE.into()),
-        (
-            "DATABASE_URL",
-            format!("sqlite://{}", dir.path().join("demo.db").display()),
-        ),
-    ]);
-    let lookup = |name: &str| variables.get(name).cloned();
-    let config = Config::from_lookup(lookup, Needs::serve()).map_err(|e| e.to_string())?;
-    Ok(DemoOrg { sim, config, dir })
-}
 
 /// `ipguard demo`: exit 0 when the org ends in sync.
 pub async fn demo() -> u8 {
@@ -110,7 +43,9 @@ async fn run_demo() -> Result<bool, String> {
     println!(
         "ipguard demo — the whole product against a simulated Salesforce org (no account needed)\n"
     );
-    let demo = start_demo_org().await?;
+    let demo = DemoOrg::start().await.map_err(|e| e.to_string())?;
+    let config =
+        Config::from_lookup(|name| demo.var(name), Needs::serve()).map_err(|e| e.to_string())?;
     n.say(&format!(
         "A simulated Salesforce org {} is up at {}: OAuth, Metadata API, Heroku Platform API.",
         demo.sim.org_id(),
@@ -119,8 +54,8 @@ async fn run_demo() -> Result<bool, String> {
     n.detail("ipguard's certificate (what `ipguard keygen` writes) is registered with its External Client App.");
     n.detail(&format!(
         "Guarded profiles: {} — policy merge (the default): the Private Space's IPs, plus \
-         others' ranges inside IPGUARD_KEEP_WITHIN={DEMO_KEEP_WITHIN} (the head office).",
-        demo.config
+         others' ranges inside IPGUARD_KEEP_WITHIN={KEEP_WITHIN} (the head office).",
+        config
             .profiles
             .iter()
             .map(ToString::to_string)
@@ -132,7 +67,7 @@ async fn run_demo() -> Result<bool, String> {
         bind: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
         ..Overrides::default()
     };
-    let service = Application::build_with(&demo.config, overrides)
+    let service = Application::build_with(&config, overrides)
         .await
         .map_err(|e| e.to_string())?;
     let base = format!("http://127.0.0.1:{}", service.port);
@@ -197,11 +132,11 @@ async fn run_demo() -> Result<bool, String> {
 
     println!();
     // Judged by the planner a run uses: in sync means the policy wants nothing changed.
-    let rules = demo.config.policy_rules();
+    let rules = config.policy_rules();
     let space = LoginIpRange::parse_existing("203.0.113.10", "203.0.113.11", None)
         .map_err(|e| e.to_string())?;
     let mut held: Vec<(String, String, bool)> = Vec::new();
-    for p in &demo.config.profiles {
+    for p in &config.profiles {
         let ranges = demo.sim.login_ip_ranges(p.as_str()).unwrap_or_default();
         let plan = plan_profile(
             p.clone(),
@@ -295,10 +230,9 @@ fn removal_reasons(run: &RunRecord) -> Vec<String> {
             if w["action"].as_str() != Some("remove") {
                 continue;
             }
-            let reason =
-                serde_json::from_value::<crate::reconcile::plan::Reason>(w["reason"].clone())
-                    .map(|r| r.text())
-                    .unwrap_or("drift");
+            let reason = serde_json::from_value::<Reason>(w["reason"].clone())
+                .map(|r| r.text())
+                .unwrap_or("drift");
             lines.push(format!(
                 "Removed {} – {} from {}: {} (policy {} via {}).",
                 w["start"].as_str().unwrap_or_default(),
@@ -363,7 +297,7 @@ fn span(range: &Value) -> String {
 /// `ipguard sim --port N [--tls]`: a standalone simulated org with a generated key pair
 /// (and, with `--tls`, a generated HTTPS certificate whose CA is written beside the key).
 pub async fn sim(port: u16, tls: bool) -> u8 {
-    let keys = match crate::keygen::generate("ipguard-sim", 30) {
+    let keys = match keygen::generate("ipguard-sim", 30) {
         Ok(k) => k,
         Err(e) => {
             eprintln!("ipguard sim: {e}");
@@ -371,14 +305,14 @@ pub async fn sim(port: u16, tls: bool) -> u8 {
         }
     };
     let dir = std::env::temp_dir().join(format!("ipguard-sim-{}", std::process::id()));
-    let key_path = match crate::keygen::write(&dir, &keys) {
+    let key_path = match keygen::write(&dir, &keys) {
         Ok((key, _)) => key,
         Err(e) => {
             eprintln!("ipguard sim: {e}");
             return EXIT_ERROR;
         }
     };
-    let tls = match tls.then(crate::sim::TlsMaterial::generate).transpose() {
+    let tls = match tls.then(TlsMaterial::generate).transpose() {
         Ok(material) => material.map(|m| (m, dir.join("sim-ca.pem"))),
         Err(e) => {
             eprintln!("ipguard sim: {e}");
@@ -401,7 +335,7 @@ pub async fn sim(port: u16, tls: bool) -> u8 {
     println!("export HEROKU_API_TOKEN='{}'", config.heroku.api_token);
     let profiles: Vec<&str> = config.profiles.iter().map(|(n, _)| n.as_str()).collect();
     println!("export IPGUARD_PROFILES='{}'", profiles.join(","));
-    match crate::sim::run_standalone(config, port, tls).await {
+    match ipguard_sim::run_standalone(config, port, tls).await {
         Ok(()) => EXIT_OK,
         Err(e) => {
             eprintln!("ipguard sim: {e}");

@@ -1,4 +1,7 @@
-//! `ipguard` command line: parses arguments and dispatches to the library.
+//! `ipguard` command line: parses arguments and dispatches to the library; `sim` and `demo`
+//! run the simulated org (crates/ipguard-sim), which only the binary links.
+
+mod demo;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -116,8 +119,8 @@ fn main() -> ExitCode {
                 days,
             } => ipguard::cli::keygen(&out, &common_name, days),
             Command::Check { app } => ipguard::cli::check::check(&app).await,
-            Command::Sim { port, tls } => ipguard::cli::demo::sim(port, tls).await,
-            Command::Demo => ipguard::cli::demo::demo().await,
+            Command::Sim { port, tls } => demo::sim(port, tls).await,
+            Command::Demo => demo::demo().await,
         }
     });
     ExitCode::from(code)

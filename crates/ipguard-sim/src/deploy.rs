@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use std::io::{Cursor, Read};
 
 use super::DeployOutcome;
-use crate::ranges::{LoginIpRange, RangeError};
-use crate::salesforce::profile::{self, ProfileParseError};
-use crate::xml::{self, METADATA_NS};
+use ipguard_wire::profile::{self, ProfileParseError};
+use ipguard_wire::ranges::{LoginIpRange, RangeError};
+use ipguard_wire::xml::{self, METADATA_NS};
 
 /// Salesforce's documented limits: 10,000 files, ~600 MB unzipped (the sim is stricter).
 const MAX_FILES: usize = 10_000;

@@ -9,8 +9,8 @@ use jsonwebtoken::{DecodingKey, Validation};
 use x509_parser::public_key::PublicKey;
 
 use super::*;
-use crate::sim::SimConfig;
-use crate::xml::{Element, XSI_NS};
+use crate::SimConfig;
+use ipguard_wire::xml::{Element, XSI_NS};
 
 fn key() -> &'static KeyMaterial {
     static KEY: OnceLock<KeyMaterial> = OnceLock::new();
@@ -29,9 +29,10 @@ async fn sim() -> SimOrg {
     sim_with(Some(key().clone())).await
 }
 
+/// The repository's real samples (tests/fixtures/salesforce/), two levels above this crate.
 fn fixture(name: &str) -> String {
     let path = format!(
-        "{}/tests/fixtures/salesforce/outbound-messages/aspnet-webhooks/{name}",
+        "{}/../../tests/fixtures/salesforce/outbound-messages/aspnet-webhooks/{name}",
         env!("CARGO_MANIFEST_DIR")
     );
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::state::{Actor, Shared};
 use super::{AuditEntry, Call, DeployRecord, Faults, SimHeroku};
-use crate::ranges::LoginIpRange;
+use ipguard_wire::ranges::LoginIpRange;
 
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/sim/state", web::get().to(state))

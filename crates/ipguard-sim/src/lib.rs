@@ -21,6 +21,7 @@
 //! `tests/conformance/` drives it with jsforce and simple-salesforce (issue 13).
 
 mod admin;
+pub mod demo;
 mod deploy;
 mod emitter;
 mod heroku;
@@ -43,11 +44,11 @@ use std::time::Duration;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use serde::{Deserialize, Serialize};
 
-use crate::keygen::KeyMaterial;
-use crate::ranges::LoginIpRange;
 pub use emitter::{
     EVENT_CHANNEL, EVENT_SIGNING_CERT_NAME, EventClaims, OUTBOUND_NS, SendReport, SendRetry,
 };
+use ipguard_wire::keygen::KeyMaterial;
+use ipguard_wire::ranges::LoginIpRange;
 pub use state::{ADMIN_USERNAME, AUDIT_ACTION, AUDIT_SECTION};
 use state::{Actor, Shared, SimState};
 pub use tls::{TlsError, TlsMaterial};

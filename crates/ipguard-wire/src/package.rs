@@ -5,7 +5,7 @@ use std::io::{Cursor, Write};
 
 use zip::write::SimpleFileOptions;
 
-use super::profile::{ProfileName, profile_file};
+use crate::profile::{ProfileName, profile_file};
 use crate::ranges::LoginIpRange;
 use crate::xml::{self, METADATA_NS};
 

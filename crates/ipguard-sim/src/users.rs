@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
 use super::state::SimState;
-use crate::salesforce::profile::{ProfileName, standard_label};
+use ipguard_wire::profile::{ProfileName, standard_label};
 
 /// A REST error: status, `errorCode`, message.
 pub(crate) type QueryError = (StatusCode, &'static str, String);
@@ -199,7 +199,7 @@ fn holds(row: &Row, field: &str, op: &str, literal: &Literal) -> bool {
         Literal::Text(text) => value.and_then(Value::as_str).map(|v| v.cmp(text.as_str())),
         Literal::Time(at) => value
             .and_then(Value::as_str)
-            .and_then(crate::salesforce::soql::parse_datetime)
+            .and_then(ipguard_wire::soql::parse_datetime)
             .map(|v| v.cmp(at)),
     };
     let Some(ordering) = ordering else {
@@ -360,16 +360,23 @@ fn record(row: &Row, query: &Query, version: &str) -> Value {
 mod tests {
     use super::*;
 
+    /// The exact text of ipguard's interlock queries (`user_query`, `login_query` in
+    /// src/reconcile/interlock.rs, whose tests pin the same strings): the sim must parse them.
+    const USER_QUERY: &str =
+        "SELECT Id, Profile.Name FROM User WHERE Username = 'integration@ipguard.example' LIMIT 1";
+    const LOGIN_QUERY: &str = "SELECT SourceIp, LoginTime FROM LoginHistory WHERE UserId = '005x' \
+        AND Status = 'Success' AND LoginTime >= 2024-05-01T12:00:00Z ORDER BY LoginTime DESC LIMIT 1";
+
     #[test]
     fn interlock_queries_parse() {
-        let user = crate::reconcile::interlock::user_query("integration@ipguard.example");
-        assert_eq!(object_of(&user), Some("User"));
-        let q = parse(&user, "User", &["Id", "Username", "Profile.Name"]).unwrap();
+        let user = USER_QUERY;
+        assert_eq!(object_of(user), Some("User"));
+        let q = parse(user, "User", &["Id", "Username", "Profile.Name"]).unwrap();
         assert_eq!(q.fields, ["Id", "Profile.Name"]);
-        let login = crate::reconcile::interlock::login_query("005x", Utc::now());
-        assert_eq!(object_of(&login), Some("LoginHistory"));
+        let login = LOGIN_QUERY;
+        assert_eq!(object_of(login), Some("LoginHistory"));
         let q = parse(
-            &login,
+            login,
             "LoginHistory",
             &["Id", "UserId", "SourceIp", "LoginTime", "Status"],
         )

@@ -14,7 +14,7 @@ use super::FailureKind;
 use super::deploy::{self, DeployOptions, Message};
 use super::oauth::failure_outcome;
 use super::state::{Actor, DeployJob, Phase, Shared, SimState};
-use crate::xml::{self, Element, METADATA_NS, SOAP_ENV_NS, XSI_NS};
+use ipguard_wire::xml::{self, Element, METADATA_NS, SOAP_ENV_NS, XSI_NS};
 
 /// The Metadata API's limit on CRUD-style calls such as readMetadata.
 pub(crate) const MAX_READ_NAMES: usize = 10;

@@ -1,0 +1,95 @@
+//! The org `ipguard demo` runs against: a simulated org with a freshly generated key pair, and
+//! the config vars (docs/contract.md §2) an operator would set to guard it. Here rather than
+//! in the binary so that tests/it can check the demo's very configuration ends in sync.
+
+use std::collections::HashMap;
+use std::io;
+
+use ipguard_wire::keygen::{self, KeygenError};
+use secrecy::ExposeSecret;
+
+use crate::{SimConfig, SimOrg};
+
+const DEMO_CN: &str = "ipguard-demo";
+/// `EVENTS_JWT_ISSUER`: the `iss` of the org's event callouts.
+pub const EVENTS_ISSUER: &str = "https://acme.my.salesforce.com";
+/// `EVENTS_JWT_AUDIENCE`: the `aud` of the org's event callouts.
+pub const EVENTS_AUDIENCE: &str = "https://ipguard.acme.example";
+/// `IPGUARD_KEEP_WITHIN`, the head office's block: under `merge`, someone else's range
+/// survives only inside it.
+pub const KEEP_WITHIN: &str = "198.51.100.0/24";
+
+/// A running demo org and the configuration that guards it.
+pub struct DemoOrg {
+    pub sim: SimOrg,
+    /// Config var → value, as an operator would set them.
+    pub vars: HashMap<&'static str, String>,
+    /// Holds the demo's SQLite file (`DATABASE_URL` points into it); removed on drop.
+    pub dir: tempfile::TempDir,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error(transparent)]
+    Keygen(#[from] KeygenError),
+    #[error("cannot start the simulated org: {0}")]
+    Start(io::Error),
+    #[error("cannot create a temp dir: {0}")]
+    TempDir(io::Error),
+}
+
+impl DemoOrg {
+    /// Starts the org with a freshly generated key pair. The configuration: the default policy
+    /// `merge`, narrowed with `IPGUARD_KEEP_WITHIN` to the head office's block (any other
+    /// loosening is reverted), event callouts verified with the org's signing certificate, a
+    /// throw-away SQLite store.
+    pub async fn start() -> Result<Self, DemoError> {
+        let keys = keygen::generate(DEMO_CN, 1)?;
+        let sim_config = SimConfig::new(keys.certificate_pem.clone());
+        let profiles: Vec<String> = sim_config.profiles.iter().map(|(n, _)| n.clone()).collect();
+        let (client_id, username) = (sim_config.client_id.clone(), sim_config.username.clone());
+        let (space, token) = (
+            sim_config.heroku.space.clone(),
+            sim_config.heroku.api_token.clone(),
+        );
+        let sim = SimOrg::start(sim_config, 0)
+            .await
+            .map_err(DemoError::Start)?;
+        let dir = tempfile::Builder::new()
+            .prefix("ipguard-demo-")
+            .tempdir()
+            .map_err(DemoError::TempDir)?;
+        let base = sim.base_url();
+        let vars = HashMap::from([
+            ("SALESFORCE_LOGIN_URL", base.clone()),
+            ("SALESFORCE_CLIENT_ID", client_id),
+            ("SALESFORCE_USERNAME", username),
+            (
+                "SALESFORCE_PRIVATE_KEY",
+                keys.private_key_pem.expose_secret().to_owned(),
+            ),
+            ("SALESFORCE_ORG_ID", sim.org_id()),
+            ("IPGUARD_PROFILES", profiles.join(",")),
+            ("HEROKU_SPACE", space),
+            ("HEROKU_API_TOKEN", token),
+            ("HEROKU_API_URL", base),
+            ("IPGUARD_KEEP_WITHIN", KEEP_WITHIN.into()),
+            ("IPGUARD_DEPLOY_TIMEOUT", "30s".into()),
+            ("IPGUARD_DEBOUNCE", "300ms".into()),
+            ("IPGUARD_RESYNC_INTERVAL", "1h".into()),
+            ("EVENTS_JWT_CERTS", sim.event_signing_certificate()),
+            ("EVENTS_JWT_ISSUER", EVENTS_ISSUER.into()),
+            ("EVENTS_JWT_AUDIENCE", EVENTS_AUDIENCE.into()),
+            (
+                "DATABASE_URL",
+                format!("sqlite://{}", dir.path().join("demo.db").display()),
+            ),
+        ]);
+        Ok(Self { sim, vars, dir })
+    }
+
+    /// One config var, for `Config::from_lookup`.
+    pub fn var(&self, name: &str) -> Option<String> {
+        self.vars.get(name).cloned()
+    }
+}
