@@ -3,12 +3,12 @@
 
 use std::time::{Duration, Instant};
 
+use ipguard::app::{Application, Overrides};
 use ipguard::cli::{EXIT_ERROR, EXIT_OK};
 use ipguard::config::{Config, Needs};
 use ipguard::keygen;
 use ipguard::ranges::LoginIpRange;
 use ipguard::reconcile::plan::{Owned, Reason, plan_profile};
-use ipguard::app::{Application, Overrides};
 use ipguard::store::RunRecord;
 use ipguard_sim::demo::{DemoOrg, EVENTS_AUDIENCE, EVENTS_ISSUER, KEEP_WITHIN};
 use ipguard_sim::{EventClaims, SendRetry, SimConfig, TlsMaterial};
