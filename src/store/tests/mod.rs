@@ -118,6 +118,7 @@ macro_rules! both_backends {
 }
 
 mod deliveries;
+mod dialect;
 mod expiry;
 mod health;
 mod hints;
