@@ -17,6 +17,7 @@ use crate::reconcile::plan::Ownership;
 use crate::reconcile::run::{Outcome, Run, RunEvent, RunReport};
 use crate::salesforce::client::RetryPolicy;
 use crate::store::{NewHint, RunId, Store, StoreError};
+use crate::trigger::Trigger;
 
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_ERROR: u8 = 1;
@@ -255,7 +256,7 @@ async fn apply_under(run: &Run<'_>, tenure: &Tenure<'_>, store: &Store) -> Resul
             Driven::LeaseLost(e) => return Err(fail(e)),
         }
     }
-    match drive::run_recorded(run, tenure, "cli", &[]).await {
+    match drive::run_recorded(run, tenure, &Trigger::Cli.into(), &[]).await {
         Driven::Recorded(id, report) => Ok(Applied {
             run: Some(id),
             report: *report,
@@ -276,7 +277,7 @@ async fn hand_to_service(
 ) -> Result<Applied, u8> {
     let hint = NewHint {
         org_id: org.to_owned(),
-        trigger: "cli".into(),
+        trigger: Trigger::Cli,
         detail: None,
     };
     let hint_id = store.enqueue_hint(&hint).await.map_err(fail)?;

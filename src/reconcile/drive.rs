@@ -15,6 +15,7 @@ use super::run::{Outcome, Run, RunReport};
 use crate::ranges::LoginIpRange;
 use crate::salesforce::metadata::DeployId;
 use crate::store::{Fence, InFlightDeploy, OwnedRange, RunId, Store, StoreError};
+use crate::trigger::Triggers;
 
 /// The right to run an org: a held lease and the fence its records are written under.
 pub struct Tenure<'a> {
@@ -181,7 +182,7 @@ fn owned_rows(profiles: &[String], desired: &[LoginIpRange]) -> Vec<OwnedRange> 
 pub async fn run_recorded(
     run: &Run<'_>,
     tenure: &Tenure<'_>,
-    trigger: &str,
+    trigger: &Triggers,
     hint_ids: &[i64],
 ) -> Driven {
     let names: Vec<String> = run.profiles.iter().map(|p| p.to_string()).collect();

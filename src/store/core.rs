@@ -162,7 +162,7 @@ impl<D: Dialect> Core<D> {
                 Ok(Hint {
                     id: row.int("id")?,
                     org_id: row.text("org_id")?,
-                    trigger: row.text("trigger_kind")?,
+                    trigger: row.parsed("trigger_kind")?,
                     detail: row.opt_text("detail")?,
                     created_at: row.stamp("created_at")?,
                 })
@@ -311,7 +311,7 @@ async fn insert_hint<D: Dialect>(conn: &mut D::Conn, hint: &NewHint) -> Result<i
          VALUES ($1, $2, $3, " now ") RETURNING id"
     ))
     .bind(&hint.org_id)
-    .bind(&hint.trigger)
+    .bind(hint.trigger.as_str())
     .bind(hint.detail.as_deref())
     .fetch_one(conn)
     .await?

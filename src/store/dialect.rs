@@ -9,6 +9,7 @@
 
 use std::future::Future;
 use std::ops::DerefMut;
+use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -237,6 +238,22 @@ pub(crate) trait Row: Send {
 
     fn json<T: DeserializeOwned>(&self, column: &str) -> Result<T, StoreError> {
         not_null(column, self.opt_json(column)?)
+    }
+
+    /// A text column read as `T` (an outcome, a trigger): a value this version does not know
+    /// is a [`StoreError::Data`].
+    fn opt_parsed<T: FromStr<Err = String>>(&self, column: &str) -> Result<Option<T>, StoreError> {
+        self.opt_text(column)?
+            .map(|text| {
+                text.parse().map_err(|e| {
+                    StoreError::Data(format!("{e} in column {column} of the database"))
+                })
+            })
+            .transpose()
+    }
+
+    fn parsed<T: FromStr<Err = String>>(&self, column: &str) -> Result<T, StoreError> {
+        not_null(column, self.opt_parsed(column)?)
     }
 }
 

@@ -62,6 +62,7 @@ use chrono::{DateTime, Utc};
 
 use crate::config::DatabaseUrl;
 use crate::outcome::Outcome;
+use crate::trigger::{Trigger, Triggers};
 
 pub type RunId = i64;
 
@@ -93,8 +94,7 @@ pub struct Delivery {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewHint {
     pub org_id: String,
-    /// e.g. `outbound_message`, `platform_event`, `admin`, `resync`, `startup`.
-    pub trigger: String,
+    pub trigger: Trigger,
     pub detail: Option<String>,
 }
 
@@ -111,7 +111,7 @@ pub struct DeliveryOutcome {
 pub struct Hint {
     pub id: i64,
     pub org_id: String,
-    pub trigger: String,
+    pub trigger: Trigger,
     pub detail: Option<String>,
     pub created_at: DateTime<Utc>,
 }
@@ -128,7 +128,7 @@ pub struct InFlightDeploy {
 pub struct RunRecord {
     pub id: RunId,
     pub org_id: String,
-    pub trigger: String,
+    pub trigger: Triggers,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
     pub outcome: Option<String>,
@@ -457,7 +457,7 @@ impl Store {
     pub async fn start_run(
         &self,
         fence: &Fence,
-        trigger: &str,
+        trigger: &Triggers,
         hint_ids: &[i64],
         profiles: &[String],
     ) -> Result<RunId, StoreError> {

@@ -146,6 +146,10 @@ async fn hints_during_a_run_cause_exactly_one_follow_up() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let settled = app.runs().await;
     assert_eq!(settled.len(), 2, "exactly one follow-up: {settled:#?}");
-    assert!(settled[0].trigger.contains("outbound_message"));
+    assert!(
+        settled[0]
+            .trigger
+            .contains(ipguard::trigger::Trigger::OutboundMessage)
+    );
     app.service.stop().await;
 }

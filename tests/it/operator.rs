@@ -140,7 +140,11 @@ async fn a_runs_trigger_list_is_a_set_in_first_seen_order() {
         })
         .await;
     let run = runs.iter().find(|x| Some(x.id) == first).unwrap();
-    assert_eq!(run.trigger, "admin,outbound_message", "{run:#?}");
+    assert_eq!(
+        run.trigger.to_string(),
+        "admin,outbound_message",
+        "{run:#?}"
+    );
     // and the same through the public surface
     let status = app.status_json().await;
     let shown = status["runs"]

@@ -247,13 +247,19 @@ async fn outbound_message_after_an_admin_edit_is_remediated_and_verified() {
     assert!(report.delivered && report.attempts == 1, "{report:?}");
     let runs = app
         .wait_for_runs(Duration::from_secs(10), |r| {
-            r.iter()
-                .any(|run| run.trigger.contains("outbound_message") && run.outcome.is_some())
+            r.iter().any(|run| {
+                run.trigger
+                    .contains(ipguard::trigger::Trigger::OutboundMessage)
+                    && run.outcome.is_some()
+            })
         })
         .await;
     let run = runs
         .iter()
-        .find(|r| r.trigger.contains("outbound_message"))
+        .find(|r| {
+            r.trigger
+                .contains(ipguard::trigger::Trigger::OutboundMessage)
+        })
         .unwrap();
     assert_eq!(run.outcome.as_deref(), Some("remediated"), "{run:#?}");
     assert!(run.deploy_id.is_some());
@@ -293,8 +299,11 @@ async fn signed_platform_event_is_remediated() {
         .await;
     assert!(report.delivered, "{report:?}");
     app.wait_for_runs(Duration::from_secs(10), |r| {
-        r.iter()
-            .any(|run| run.trigger.contains("platform_event") && run.outcome.is_some())
+        r.iter().any(|run| {
+            run.trigger
+                .contains(ipguard::trigger::Trigger::PlatformEvent)
+                && run.outcome.is_some()
+        })
     })
     .await;
     assert_eq!(

@@ -96,8 +96,11 @@ async fn status_page_in_headless_chromium_sign_in_remediation_lock_out_and_recov
         .await;
     assert!(report.delivered, "{report:?}");
     app.wait_for_runs(Duration::from_secs(10), |r| {
-        r.iter()
-            .any(|run| run.trigger.contains("outbound_message") && run.outcome.is_some())
+        r.iter().any(|run| {
+            run.trigger
+                .contains(ipguard::trigger::Trigger::OutboundMessage)
+                && run.outcome.is_some()
+        })
     })
     .await;
 
@@ -137,7 +140,11 @@ async fn status_page_in_headless_chromium_sign_in_remediation_lock_out_and_recov
         matches!(runs[0].outcome.as_deref(), Some("in_sync" | "remediated")),
         "{runs:#?}"
     );
-    assert_eq!(runs[0].trigger, "admin", "the page's button ran it");
+    assert_eq!(
+        runs[0].trigger,
+        ipguard::trigger::Trigger::Admin,
+        "the page's button ran it"
+    );
     app.service.stop().await;
 }
 

@@ -5,6 +5,7 @@ use super::super::dialect::{Arg, Dialect, Row, query, sql};
 use super::super::{Fence, InFlightDeploy, RunId, RunRecord, StoreError};
 use super::{Core, consume};
 use crate::outcome::Outcome;
+use crate::trigger::Triggers;
 
 /// The columns [`run_record`] reads.
 macro_rules! select_runs {
@@ -21,19 +22,20 @@ impl<D: Dialect> Core<D> {
     pub(crate) async fn start_run(
         &self,
         fence: &Fence,
-        trigger: &str,
+        trigger: &Triggers,
         hint_ids: &[i64],
         profiles: &[String],
     ) -> Result<RunId, StoreError> {
         self.check_open()?;
         let profiles = Arg::json(profiles)?;
+        let trigger = trigger.to_string();
         self.fenced(fence, async |tx| {
             let id = query(sql!(
                 "INSERT INTO runs (org_id, trigger_kind, started_at, profiles) \
                  VALUES ($1, $2, " now ", $3) RETURNING id"
             ))
             .bind(&fence.org_id)
-            .bind(trigger)
+            .bind(&trigger)
             .bind(profiles)
             .fetch_one(&mut *tx)
             .await?
@@ -227,7 +229,7 @@ fn run_record(row: &impl Row) -> Result<RunRecord, StoreError> {
     Ok(RunRecord {
         id: row.int("id")?,
         org_id: row.text("org_id")?,
-        trigger: row.text("trigger_kind")?,
+        trigger: row.parsed("trigger_kind")?,
         started_at: row.stamp("started_at")?,
         finished_at: row.opt_stamp("finished_at")?,
         outcome: row.opt_text("outcome")?,

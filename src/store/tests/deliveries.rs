@@ -12,7 +12,7 @@ both_backends!(
 async fn dedupe(db: &TestDb) {
     let store = db.connect().await;
     let org = new_org();
-    let h = hint(&org, "outbound_message");
+    let h = hint(&org, Trigger::OutboundMessage);
 
     let first = store.record_deliveries(&[om("n1")], &h).await.unwrap();
     assert_eq!((first.new, first.duplicates), (1, 0));
@@ -32,7 +32,7 @@ async fn dedupe(db: &TestDb) {
 
     // The source is part of the key.
     let other = store
-        .record_deliveries(&[event_n1()], &hint(&org, "platform_event"))
+        .record_deliveries(&[event_n1()], &hint(&org, Trigger::PlatformEvent))
         .await
         .unwrap();
     assert_eq!((other.new, other.duplicates), (1, 0));
@@ -47,12 +47,12 @@ async fn dedupe(db: &TestDb) {
             other.hint_id.unwrap()
         ]
     );
-    assert_eq!(pending[0].trigger, "outbound_message");
+    assert_eq!(pending[0].trigger, Trigger::OutboundMessage);
     assert_eq!(
         pending[0].detail.as_deref(),
         Some("outbound_message detail")
     );
-    assert_eq!(pending[2].trigger, "platform_event");
+    assert_eq!(pending[2].trigger, Trigger::PlatformEvent);
     assert_eq!(db.count("deliveries").await, 3);
     assert_eq!(store.stats().delivery_calls, 4);
     let asked = [om("n9"), om("n2"), event_n1(), om("n1"), om("n8")];
@@ -74,7 +74,7 @@ async fn concurrent_deliveries(db: &TestDb) {
             let (store, barrier, h) = (
                 store.clone(),
                 barrier.clone(),
-                hint(&org, "outbound_message"),
+                hint(&org, Trigger::OutboundMessage),
             );
             tokio::spawn(async move {
                 barrier.wait().await;
@@ -136,7 +136,7 @@ async fn group_commit_isolates_a_failing_call(db: &TestDb) {
             let (store, barrier, h) = (
                 store.clone(),
                 barrier.clone(),
-                hint(&org, "outbound_message"),
+                hint(&org, Trigger::OutboundMessage),
             );
             tokio::spawn(async move {
                 barrier.wait().await;
@@ -175,7 +175,7 @@ async fn throughput(db: &TestDb) {
     let started = Instant::now();
     let tasks: Vec<_> = (0..TASKS)
         .map(|t| {
-            let (store, h) = (store.clone(), hint(&org, "outbound_message"));
+            let (store, h) = (store.clone(), hint(&org, Trigger::OutboundMessage));
             tokio::spawn(async move {
                 for c in 0..CALLS {
                     store

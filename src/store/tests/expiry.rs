@@ -23,7 +23,7 @@ async fn jti(db: &TestDb) {
 async fn prune(db: &TestDb) {
     let store = db.connect().await;
     let org = new_org();
-    let h = hint(&org, "outbound_message");
+    let h = hint(&org, Trigger::OutboundMessage);
     store
         .record_deliveries(&[om("ancient"), om("two-hours"), om("fresh")], &h)
         .await
@@ -95,7 +95,7 @@ async fn extreme_times_saturate(db: &TestDb) {
             .unwrap()
     );
     store
-        .record_deliveries(&[om("kept")], &hint(&org, "outbound_message"))
+        .record_deliveries(&[om("kept")], &hint(&org, Trigger::OutboundMessage))
         .await
         .unwrap();
     // Only the jti that expired at the dawn of time goes.

@@ -42,19 +42,21 @@ async fn close_makes_everything_unavailable(db: &TestDb) {
     unavailable(
         "record_deliveries",
         clone
-            .record_deliveries(&[om("x")], &hint(&org, "outbound_message"))
+            .record_deliveries(&[om("x")], &hint(&org, Trigger::OutboundMessage))
             .await,
     );
     unavailable("consume_jti", clone.consume_jti("j", Utc::now()).await);
     unavailable(
         "enqueue_hint",
-        clone.enqueue_hint(&hint(&org, "admin")).await,
+        clone.enqueue_hint(&hint(&org, Trigger::Admin)).await,
     );
     unavailable("pending_hints", clone.pending_hints(&org).await);
     unavailable("consume_hints", clone.consume_hints(&[1], 1).await);
     unavailable(
         "start_run",
-        clone.start_run(&fence, "admin", &[], &[]).await,
+        clone
+            .start_run(&fence, &Trigger::Admin.into(), &[], &[])
+            .await,
     );
     unavailable(
         "record_deploy",
@@ -85,7 +87,7 @@ async fn migrations_are_idempotent(db: &TestDb) {
     let org = new_org();
     let first = db.connect().await;
     first
-        .record_deliveries(&[om("m1")], &hint(&org, "outbound_message"))
+        .record_deliveries(&[om("m1")], &hint(&org, Trigger::OutboundMessage))
         .await
         .unwrap();
     first.close().await;
@@ -94,7 +96,7 @@ async fn migrations_are_idempotent(db: &TestDb) {
     let second = db.connect().await;
     let third = db.connect().await;
     let again = second
-        .record_deliveries(&[om("m1")], &hint(&org, "outbound_message"))
+        .record_deliveries(&[om("m1")], &hint(&org, Trigger::OutboundMessage))
         .await
         .unwrap();
     assert_eq!(again.duplicates, 1);
@@ -250,7 +252,7 @@ async fn sqlite_recovers_from_a_full_disk_without_a_restart() {
                         store
                             .record_deliveries(
                                 &[om(&format!("{round}-{i}-{}", "k".repeat(200)))],
-                                &hint(&org, "outbound_message"),
+                                &hint(&org, Trigger::OutboundMessage),
                             )
                             .await
                     })
@@ -281,7 +283,12 @@ async fn sqlite_recovers_from_a_full_disk_without_a_restart() {
             .await
             .is_err()
     );
-    assert!(store.start_run(&fence, "admin", &[], &[]).await.is_err());
+    assert!(
+        store
+            .start_run(&fence, &Trigger::Admin.into(), &[], &[])
+            .await
+            .is_err()
+    );
 
     std::fs::remove_file(filler).unwrap();
     let recovered = burst(2).await;
@@ -291,7 +298,10 @@ async fn sqlite_recovers_from_a_full_disk_without_a_restart() {
         recovered.iter().find(|r| r.is_err())
     );
     store.ready().await.expect("ready again");
-    let run = store.start_run(&fence, "admin", &[], &[]).await.unwrap();
+    let run = store
+        .start_run(&fence, &Trigger::Admin.into(), &[], &[])
+        .await
+        .unwrap();
     store
         .finish_run(&fence, run, Outcome::InSync, None, &[], None)
         .await

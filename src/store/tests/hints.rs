@@ -11,15 +11,21 @@ both_backends!(
 async fn hints(db: &TestDb) {
     let store = db.connect().await;
     let (a, b) = (new_org(), new_org());
-    let h1 = store.enqueue_hint(&hint(&a, "admin")).await.unwrap();
-    let h2 = store.enqueue_hint(&hint(&a, "resync")).await.unwrap();
-    let hb = store.enqueue_hint(&hint(&b, "startup")).await.unwrap();
+    let h1 = store.enqueue_hint(&hint(&a, Trigger::Admin)).await.unwrap();
+    let h2 = store
+        .enqueue_hint(&hint(&a, Trigger::Resync))
+        .await
+        .unwrap();
+    let hb = store
+        .enqueue_hint(&hint(&b, Trigger::Startup))
+        .await
+        .unwrap();
     assert!(h1 < h2);
 
     let pending = store.pending_hints(&a).await.unwrap();
     assert_eq!(pending.iter().map(|h| h.id).collect::<Vec<_>>(), [h1, h2]);
     assert_eq!(pending[0].org_id, a);
-    assert_eq!(pending[0].trigger, "admin");
+    assert_eq!(pending[0].trigger, Trigger::Admin);
     assert!(pending[0].created_at <= pending[1].created_at);
     assert!((Utc::now() - pending[0].created_at).num_seconds().abs() < 60);
 
@@ -27,7 +33,7 @@ async fn hints(db: &TestDb) {
     let run = store
         .start_run(
             &fence_of(&store, &a).await,
-            "admin",
+            &Trigger::Admin.into(),
             &[h1],
             &["Admin".to_owned()],
         )
@@ -55,11 +61,11 @@ async fn wait_for_hint_wakes_across_stores(db: &TestDb) {
         let send = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(300)).await;
             if via_deliveries {
-                w.record_deliveries(&[om(&o)], &hint(&o, "outbound_message"))
+                w.record_deliveries(&[om(&o)], &hint(&o, Trigger::OutboundMessage))
                     .await
                     .map(|_| ())
             } else {
-                w.enqueue_hint(&hint(&o, "admin")).await.map(|_| ())
+                w.enqueue_hint(&hint(&o, Trigger::Admin)).await.map(|_| ())
             }
         });
         let started = Instant::now();
@@ -80,7 +86,10 @@ async fn wait_for_hint_wakes_across_stores(db: &TestDb) {
 
     // A hint recorded before the wait starts is not missed.
     let org = new_org();
-    writer.enqueue_hint(&hint(&org, "admin")).await.unwrap();
+    writer
+        .enqueue_hint(&hint(&org, Trigger::Admin))
+        .await
+        .unwrap();
     // (PostgreSQL: the NOTIFY travels through the server; give it a moment.)
     tokio::time::sleep(Duration::from_millis(200)).await;
     let started = Instant::now();
@@ -93,7 +102,7 @@ async fn wait_for_hint_times_out(db: &TestDb) {
     let quiet = new_org();
     // Hints for other orgs do not wake it.
     store
-        .enqueue_hint(&hint(&new_org(), "admin"))
+        .enqueue_hint(&hint(&new_org(), Trigger::Admin))
         .await
         .unwrap();
     let started = Instant::now();
@@ -140,7 +149,7 @@ async fn postgres_listener_survives_a_killed_connection() {
     let (w, o) = (writer.clone(), org.clone());
     let send = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        w.enqueue_hint(&hint(&o, "admin")).await
+        w.enqueue_hint(&hint(&o, Trigger::Admin)).await
     });
     let started = Instant::now();
     waiter.wait_for_hint(&org, Duration::from_secs(20)).await;

@@ -111,7 +111,10 @@ async fn fenced_writes_refuse_a_finished_tenure(db: &TestDb) {
         .unwrap()
         .expect("free lease")
         .fence();
-    let run = store.start_run(&a, "admin", &[], &[]).await.unwrap();
+    let run = store
+        .start_run(&a, &Trigger::Admin.into(), &[], &[])
+        .await
+        .unwrap();
 
     // a's lease lapses and b takes over: everything a writes from now on is refused.
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -134,7 +137,12 @@ async fn fenced_writes_refuse_a_finished_tenure(db: &TestDb) {
             .await,
     );
     stale(store.close_deploy(&a, run, "gone").await);
-    stale(store.start_run(&a, "admin", &[], &[]).await.map(|_| ()));
+    stale(
+        store
+            .start_run(&a, &Trigger::Admin.into(), &[], &[])
+            .await
+            .map(|_| ()),
+    );
     stale(store.close_abandoned_runs(&a, "x").await.map(|_| ()));
     let record = store.run(run).await.unwrap().unwrap();
     assert_eq!((record.deploy_id, record.outcome), (None, None));

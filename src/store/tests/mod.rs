@@ -13,6 +13,7 @@ use sqlx::{AssertSqlSafe, Connection};
 use super::testing::PgSchema;
 use super::*;
 use crate::outcome::Outcome;
+use crate::trigger::Trigger;
 
 /// A database for one test.
 enum TestDb {
@@ -153,10 +154,10 @@ async fn fence_of(store: &Store, org: &str) -> Fence {
         .fence()
 }
 
-fn hint(org_id: &str, trigger: &str) -> NewHint {
+fn hint(org_id: &str, trigger: Trigger) -> NewHint {
     NewHint {
         org_id: org_id.to_owned(),
-        trigger: trigger.to_owned(),
+        trigger,
         detail: Some(format!("{trigger} detail")),
     }
 }

@@ -9,6 +9,7 @@ both_backends!(
     abandoned_runs_are_closed_by_the_next_tenure,
     legacy_history_moves_to_the_orgs_key_once_nobody_holds_it,
     owned_ranges_are_claimed_settled_and_fenced,
+    values_this_version_does_not_know_are_data_errors,
 );
 
 async fn run_lifecycle(db: &TestDb) {
@@ -19,7 +20,7 @@ async fn run_lifecycle(db: &TestDb) {
     assert_eq!(store.in_flight_deploy(&org).await.unwrap(), None);
 
     let run = store
-        .start_run(&fence, "outbound_message", &[], &profiles)
+        .start_run(&fence, &Trigger::OutboundMessage.into(), &[], &profiles)
         .await
         .unwrap();
     assert_eq!(
@@ -75,7 +76,7 @@ async fn run_lifecycle(db: &TestDb) {
     ));
 
     let failed = store
-        .start_run(&fence, "admin", &[], &profiles[..1])
+        .start_run(&fence, &Trigger::Admin.into(), &[], &profiles[..1])
         .await
         .unwrap();
     store
@@ -103,7 +104,7 @@ async fn run_lifecycle(db: &TestDb) {
         .await
         .unwrap();
     let no_deploy = store
-        .start_run(&fence, "resync", &[], &profiles)
+        .start_run(&fence, &Trigger::Resync.into(), &[], &profiles)
         .await
         .unwrap();
     store
@@ -124,7 +125,7 @@ async fn run_lifecycle(db: &TestDb) {
     assert_eq!(newest.plan, None);
     assert!(newest.failures.is_empty());
     assert_eq!(second.org_id, org);
-    assert_eq!(second.trigger, "admin");
+    assert_eq!(second.trigger, Trigger::Admin);
     assert_eq!(second.outcome.as_deref(), Some("failed"));
     assert_eq!(second.profiles, ["Admin"]);
     assert_eq!(second.deploy_id.as_deref(), Some("0Af000000000002"));
@@ -138,7 +139,7 @@ async fn run_lifecycle(db: &TestDb) {
 
     // An unfinished run is listed with no outcome.
     let open = store
-        .start_run(&fence, "startup", &[], &profiles)
+        .start_run(&fence, &Trigger::Startup.into(), &[], &profiles)
         .await
         .unwrap();
     let top = &store.recent_runs(1).await.unwrap()[0];
@@ -156,7 +157,7 @@ async fn unknown_outcome_stays_in_flight_until_resolved(db: &TestDb) {
 
     // Poll window closed: `unknown`, still in flight; resumed and finished on the same run.
     let run = store
-        .start_run(&fence, "admin", &[], &profiles)
+        .start_run(&fence, &Trigger::Admin.into(), &[], &profiles)
         .await
         .unwrap();
     store
@@ -198,7 +199,7 @@ async fn unknown_outcome_stays_in_flight_until_resolved(db: &TestDb) {
 
     // Or a later run adopts the deploy and records its final outcome.
     let stale = store
-        .start_run(&fence, "admin", &[], &profiles)
+        .start_run(&fence, &Trigger::Admin.into(), &[], &profiles)
         .await
         .unwrap();
     store
@@ -210,7 +211,7 @@ async fn unknown_outcome_stays_in_flight_until_resolved(db: &TestDb) {
         .await
         .unwrap();
     let adopter = store
-        .start_run(&fence, "startup", &[], &profiles)
+        .start_run(&fence, &Trigger::Startup.into(), &[], &profiles)
         .await
         .unwrap();
     store
@@ -243,7 +244,10 @@ async fn a_closed_deploy_is_never_in_flight_again(db: &TestDb) {
     let store = db.connect().await;
     let org = new_org();
     let fence = fence_of(&store, &org).await;
-    let run = store.start_run(&fence, "admin", &[], &[]).await.unwrap();
+    let run = store
+        .start_run(&fence, &Trigger::Admin.into(), &[], &[])
+        .await
+        .unwrap();
     store
         .record_deploy(&fence, run, "0Af00000000000C", false)
         .await
@@ -288,7 +292,10 @@ async fn a_closed_deploy_is_never_in_flight_again(db: &TestDb) {
         Err(StoreError::Data(_))
     ));
     // a deploy with no outcome at all can be closed directly
-    let open = store.start_run(&fence, "admin", &[], &[]).await.unwrap();
+    let open = store
+        .start_run(&fence, &Trigger::Admin.into(), &[], &[])
+        .await
+        .unwrap();
     store
         .record_deploy(&fence, open, "0Af00000000000D", false)
         .await
@@ -301,20 +308,29 @@ async fn abandoned_runs_are_closed_by_the_next_tenure(db: &TestDb) {
     let store = db.connect().await;
     let org = new_org();
     let fence = fence_of(&store, &org).await;
-    let abandoned = store.start_run(&fence, "admin", &[], &[]).await.unwrap();
-    let deploying = store.start_run(&fence, "admin", &[], &[]).await.unwrap();
+    let abandoned = store
+        .start_run(&fence, &Trigger::Admin.into(), &[], &[])
+        .await
+        .unwrap();
+    let deploying = store
+        .start_run(&fence, &Trigger::Admin.into(), &[], &[])
+        .await
+        .unwrap();
     store
         .record_deploy(&fence, deploying, "0Af00000000000E", false)
         .await
         .unwrap();
-    let finished = store.start_run(&fence, "admin", &[], &[]).await.unwrap();
+    let finished = store
+        .start_run(&fence, &Trigger::Admin.into(), &[], &[])
+        .await
+        .unwrap();
     store
         .finish_run(&fence, finished, Outcome::InSync, None, &[], None)
         .await
         .unwrap();
     let other_org = fence_of(&store, &org_other(&org)).await;
     let elsewhere = store
-        .start_run(&other_org, "admin", &[], &[])
+        .start_run(&other_org, &Trigger::Admin.into(), &[], &[])
         .await
         .unwrap();
 
@@ -359,12 +375,18 @@ async fn legacy_history_moves_to_the_orgs_key_once_nobody_holds_it(db: &TestDb) 
         .unwrap()
         .unwrap()
         .fence();
-    let old_run = store.start_run(&old, "resync", &[], &[]).await.unwrap();
+    let old_run = store
+        .start_run(&old, &Trigger::Resync.into(), &[], &[])
+        .await
+        .unwrap();
     store
         .finish_run(&old, old_run, Outcome::Remediated, None, &[], None)
         .await
         .unwrap();
-    store.enqueue_hint(&hint(&legacy, "admin")).await.unwrap();
+    store
+        .enqueue_hint(&hint(&legacy, Trigger::Admin))
+        .await
+        .unwrap();
     let ours = crate::store::OwnedRange {
         profile: "Admin".to_owned(),
         start: "203.0.113.7".to_owned(),
@@ -471,4 +493,39 @@ async fn owned_ranges_are_claimed_settled_and_fenced(db: &TestDb) {
         .await
         .unwrap();
     assert_eq!(store.owned_ranges(&org).await.unwrap().len(), 1);
+}
+
+/// A value read back that this version does not know (a newer version's, a hand edit) is a
+/// data error naming it, never a panic nor a guess.
+async fn values_this_version_does_not_know_are_data_errors(db: &TestDb) {
+    let store = db.connect().await;
+    let org = new_org();
+    let fence = fence_of(&store, &org).await;
+    let run = store
+        .start_run(&fence, &Trigger::Admin.into(), &[], &[])
+        .await
+        .unwrap();
+    let hint_id = store
+        .enqueue_hint(&hint(&org, Trigger::Admin))
+        .await
+        .unwrap();
+    fn data_error<T: std::fmt::Debug>(r: Result<T, StoreError>, what: &str) {
+        match r {
+            Err(StoreError::Data(m)) => assert!(m.contains(what), "{m}"),
+            other => panic!("expected a data error naming {what:?}, got {other:?}"),
+        }
+    }
+
+    db.exec(format!(
+        "UPDATE runs SET trigger_kind = 'admin,webhook' WHERE id = {run}"
+    ))
+    .await;
+    data_error(store.run(run).await, "\"webhook\"");
+    data_error(store.recent_runs(5).await, "\"webhook\"");
+    data_error(store.recent_runs_of(&org, 5).await, "\"webhook\"");
+    db.exec(format!(
+        "UPDATE hints SET trigger_kind = 'webhook' WHERE id = {hint_id}"
+    ))
+    .await;
+    data_error(store.pending_hints(&org).await, "\"webhook\"");
 }
