@@ -295,9 +295,8 @@ async fn hand_to_service(
         }
         if let Some(id) = run_id
             && let Some(record) = store.run(id).await.map_err(fail)?
-            && let Some(outcome) = record.outcome.as_deref()
+            && let Some(outcome) = record.outcome
         {
-            let outcome = outcome.parse::<Outcome>().map_err(fail)?;
             let mut report = RunReport::empty();
             report.outcome = outcome;
             report.error = record.error;
@@ -442,7 +441,7 @@ pub async fn history(limit: u32, json: bool) -> u8 {
                 "#{:<5} {}  {:<11} trigger {:<18} deploy {}{}",
                 r.id,
                 r.started_at.format("%Y-%m-%d %H:%M:%S"),
-                r.outcome.as_deref().unwrap_or("running"),
+                r.outcome.map_or("running", Outcome::as_str),
                 r.trigger,
                 r.deploy_id.as_deref().unwrap_or("—"),
                 r.error

@@ -251,10 +251,7 @@ impl Controller {
             .await
         {
             Ok(runs) => {
-                let outcomes = runs
-                    .iter()
-                    .rev()
-                    .filter_map(|r| r.outcome.as_deref()?.parse::<Outcome>().ok());
+                let outcomes = runs.iter().rev().filter_map(|r| r.outcome);
                 self.alerts
                     .seed(&self.org_key, IncidentState::replay(outcomes));
             }

@@ -131,7 +131,7 @@ pub struct RunRecord {
     pub trigger: Triggers,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
-    pub outcome: Option<String>,
+    pub outcome: Option<Outcome>,
     pub profiles: Vec<String>,
     pub deploy_id: Option<String>,
     pub error: Option<String>,

@@ -392,7 +392,11 @@ async fn demo_org_ends_in_sync() {
     let runs = store.recent_runs(10).await.unwrap();
     assert_eq!(
         runs.iter()
-            .map(|r| (Some(r.id), r.trigger.to_string(), r.outcome.as_deref()))
+            .map(|r| (
+                Some(r.id),
+                r.trigger.to_string(),
+                r.outcome.map(Outcome::as_str)
+            ))
             .collect::<Vec<_>>(),
         [
             (again.run, "cli".to_owned(), Some("in_sync")),

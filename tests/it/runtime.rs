@@ -263,11 +263,11 @@ async fn an_unknown_deploy_id_is_closed_and_a_fresh_run_follows() {
     let runs = app
         .wait_for_runs(Duration::from_secs(10), |r| {
             r.iter()
-                .any(|x| x.id != stale && x.outcome.as_deref() == Some("remediated"))
+                .any(|x| x.id != stale && x.outcome == Some(ipguard::outcome::Outcome::Remediated))
         })
         .await;
     let closed = runs.iter().find(|r| r.id == stale).unwrap();
-    assert_eq!(closed.outcome.as_deref(), Some("unknown"));
+    assert_eq!(closed.outcome, Some(ipguard::outcome::Outcome::Unknown));
     let reason = closed.error.as_deref().unwrap_or_default();
     assert!(reason.contains("0Af000000000999AAA"), "{reason}");
     assert!(reason.contains("INVALID_CROSS_REFERENCE_KEY"), "{reason}");
@@ -352,7 +352,7 @@ async fn a_restart_mid_incident_pages_once_and_still_says_recovered() {
     );
     let locked = |runs: &[ipguard::store::RunRecord]| {
         runs.iter()
-            .filter(|r| r.outcome.as_deref() == Some("locked_out"))
+            .filter(|r| r.outcome == Some(ipguard::outcome::Outcome::LockedOut))
             .count()
     };
     let first = org.serve().await;

@@ -261,7 +261,11 @@ async fn outbound_message_after_an_admin_edit_is_remediated_and_verified() {
                 .contains(ipguard::trigger::Trigger::OutboundMessage)
         })
         .unwrap();
-    assert_eq!(run.outcome.as_deref(), Some("remediated"), "{run:#?}");
+    assert_eq!(
+        run.outcome,
+        Some(ipguard::outcome::Outcome::Remediated),
+        "{run:#?}"
+    );
     assert!(run.deploy_id.is_some());
     // the run record says who loosened the profile — never ipguard itself
     let blamed = &run.plan.as_ref().unwrap()["attribution"]["attributions"];
@@ -396,7 +400,7 @@ async fn alerts_tell_of_remediation_and_lock_out_once_per_incident() {
             .await;
         app.wait_for_runs(Duration::from_secs(10), |r| {
             r.iter()
-                .filter(|run| run.outcome.as_deref() == Some("locked_out"))
+                .filter(|run| run.outcome == Some(ipguard::outcome::Outcome::LockedOut))
                 .count()
                 >= 1
         })
@@ -406,7 +410,7 @@ async fn alerts_tell_of_remediation_and_lock_out_once_per_incident() {
     let locked_runs = app
         .wait_for_runs(Duration::from_secs(10), |r| {
             r.iter()
-                .filter(|run| run.outcome.as_deref() == Some("locked_out"))
+                .filter(|run| run.outcome == Some(ipguard::outcome::Outcome::LockedOut))
                 .count()
                 >= 2
         })

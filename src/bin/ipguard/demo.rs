@@ -271,7 +271,8 @@ fn narrate_run(n: &Narrator, run: &RunRecord) {
         "Run #{} (trigger {}): {}{} in {took} ms.",
         run.id,
         run.trigger,
-        run.outcome.as_deref().unwrap_or("running"),
+        run.outcome
+            .map_or("running", ipguard::outcome::Outcome::as_str),
         run.deploy_id
             .as_deref()
             .map(|d| format!(" — deploy {d} polled to Succeeded and verified by reading back"))

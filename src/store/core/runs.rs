@@ -232,7 +232,7 @@ fn run_record(row: &impl Row) -> Result<RunRecord, StoreError> {
         trigger: row.parsed("trigger_kind")?,
         started_at: row.stamp("started_at")?,
         finished_at: row.opt_stamp("finished_at")?,
-        outcome: row.opt_text("outcome")?,
+        outcome: row.opt_parsed("outcome")?,
         profiles: row.json("profiles")?,
         deploy_id: row.opt_text("deploy_id")?,
         error: row.opt_text("error")?,

@@ -120,20 +120,20 @@ async fn run_lifecycle(db: &TestDb) {
     let [newest, second, oldest] = &runs[..] else {
         unreachable!()
     };
-    assert_eq!(newest.outcome.as_deref(), Some("in_sync"));
+    assert_eq!(newest.outcome, Some(Outcome::InSync));
     assert_eq!(newest.deploy_id, None);
     assert_eq!(newest.plan, None);
     assert!(newest.failures.is_empty());
     assert_eq!(second.org_id, org);
     assert_eq!(second.trigger, Trigger::Admin);
-    assert_eq!(second.outcome.as_deref(), Some("failed"));
+    assert_eq!(second.outcome, Some(Outcome::Failed));
     assert_eq!(second.profiles, ["Admin"]);
     assert_eq!(second.deploy_id.as_deref(), Some("0Af000000000002"));
     assert_eq!(second.failures, failures);
     assert_eq!(second.error.as_deref(), Some("deploy failed"));
     assert_eq!(second.plan.as_ref(), Some(&plan));
     assert_eq!(oldest.profiles, profiles);
-    assert_eq!(oldest.outcome.as_deref(), Some("remediated"));
+    assert_eq!(oldest.outcome, Some(Outcome::Remediated));
     assert!(oldest.finished_at.unwrap() >= oldest.started_at);
     assert_eq!(store.recent_runs(1).await.unwrap()[0].id, no_deploy);
 
@@ -143,10 +143,7 @@ async fn run_lifecycle(db: &TestDb) {
         .await
         .unwrap();
     let top = &store.recent_runs(1).await.unwrap()[0];
-    assert_eq!(
-        (top.id, top.outcome.clone(), top.finished_at),
-        (open, None, None)
-    );
+    assert_eq!((top.id, top.outcome, top.finished_at), (open, None, None));
 }
 
 async fn unknown_outcome_stays_in_flight_until_resolved(db: &TestDb) {
@@ -190,7 +187,7 @@ async fn unknown_outcome_stays_in_flight_until_resolved(db: &TestDb) {
         .unwrap();
     assert_eq!(store.in_flight_deploy(&org).await.unwrap(), None);
     let record = &store.recent_runs(1).await.unwrap()[0];
-    assert_eq!(record.outcome.as_deref(), Some("remediated"));
+    assert_eq!(record.outcome, Some(Outcome::Remediated));
     assert_eq!(
         record.plan.as_ref(),
         Some(&plan),
@@ -275,7 +272,7 @@ async fn a_closed_deploy_is_never_in_flight_again(db: &TestDb) {
         .unwrap();
     assert_eq!(store.in_flight_deploy(&org).await.unwrap(), None);
     let record = store.run(run).await.unwrap().unwrap();
-    assert_eq!(record.outcome.as_deref(), Some("unknown"));
+    assert_eq!(record.outcome, Some(Outcome::Unknown));
     assert_eq!(
         record.error.as_deref(),
         Some("Salesforce no longer knows deploy 0Af00000000000C")
@@ -345,7 +342,7 @@ async fn abandoned_runs_are_closed_by_the_next_tenure(db: &TestDb) {
         let store = store.clone();
         async move { store.run(id).await.unwrap().unwrap().outcome }
     };
-    assert_eq!(outcome(abandoned).await.as_deref(), Some("failed"));
+    assert_eq!(outcome(abandoned).await, Some(Outcome::Failed));
     assert_eq!(
         store
             .run(abandoned)
@@ -361,7 +358,7 @@ async fn abandoned_runs_are_closed_by_the_next_tenure(db: &TestDb) {
         None,
         "in flight: resumed, not closed"
     );
-    assert_eq!(outcome(finished).await.as_deref(), Some("in_sync"));
+    assert_eq!(outcome(finished).await, Some(Outcome::InSync));
     assert_eq!(outcome(elsewhere).await, None, "another org's run");
 }
 
@@ -410,7 +407,7 @@ async fn legacy_history_moves_to_the_orgs_key_once_nobody_holds_it(db: &TestDb) 
     assert_eq!(store.adopt_legacy_key(&fence, &legacy).await.unwrap(), 1);
     let runs = store.recent_runs_of(&org, 10).await.unwrap();
     assert_eq!(runs.len(), 1);
-    assert_eq!(runs[0].outcome.as_deref(), Some("remediated"));
+    assert_eq!(runs[0].outcome, Some(Outcome::Remediated));
     assert_eq!(store.pending_hints(&org).await.unwrap().len(), 1);
     assert!(store.recent_runs_of(&legacy, 10).await.unwrap().is_empty());
     assert_eq!(store.owned_ranges(&org).await.unwrap(), vec![ours]);
@@ -523,6 +520,12 @@ async fn values_this_version_does_not_know_are_data_errors(db: &TestDb) {
     data_error(store.run(run).await, "\"webhook\"");
     data_error(store.recent_runs(5).await, "\"webhook\"");
     data_error(store.recent_runs_of(&org, 5).await, "\"webhook\"");
+    db.exec(format!(
+        "UPDATE runs SET trigger_kind = 'admin', outcome = 'exploded' WHERE id = {run}"
+    ))
+    .await;
+    data_error(store.run(run).await, "\"exploded\"");
+    data_error(store.recent_runs(5).await, "\"exploded\"");
     db.exec(format!(
         "UPDATE hints SET trigger_kind = 'webhook' WHERE id = {hint_id}"
     ))
