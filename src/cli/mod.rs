@@ -410,7 +410,7 @@ pub async fn history(limit: u32, json: bool) -> u8 {
                     "id": r.id, "trigger": r.trigger, "started_at": r.started_at,
                     "finished_at": r.finished_at, "outcome": r.outcome, "profiles": r.profiles,
                     "deploy_id": r.deploy_id, "error": r.error,
-                    "attribution": r.plan.as_ref().and_then(|p| p.get("attribution")),
+                    "attribution": r.plan.as_ref().and_then(|p| p.attribution.as_ref()),
                 })
             })
             .collect();
@@ -424,16 +424,17 @@ pub async fn history(limit: u32, json: bool) -> u8 {
         for r in &runs {
             let blamed: Vec<String> = r
                 .plan
-                .as_ref()
-                .and_then(|p| p["attribution"]["attributions"].as_array().cloned())
-                .unwrap_or_default()
                 .iter()
+                .flat_map(|p| &p.attribution)
+                .flat_map(|a| &a.attributions)
                 .map(|a| {
                     format!(
                         "        {} changed by {} at {}",
-                        a["profile"].as_str().unwrap_or_default(),
-                        a["changed_by"].as_str().unwrap_or_default(),
-                        a["changed_at"].as_str().unwrap_or_default()
+                        a.profile,
+                        a.changed_by,
+                        // as in `history --json` (chrono's serde form)
+                        a.changed_at
+                            .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
                     )
                 })
                 .collect();

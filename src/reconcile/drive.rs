@@ -10,7 +10,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use super::plan::Ownership;
+use super::plan::{Ownership, PlanRecord};
 use super::run::{Outcome, Run, RunReport};
 use crate::ranges::LoginIpRange;
 use crate::salesforce::metadata::DeployId;
@@ -350,13 +350,10 @@ async fn settle_ownership(tenure: &Tenure<'_>, profiles: &[String], report: &Run
 /// Records the outcome (closing the deploy when the report says so).
 async fn record(tenure: &Tenure<'_>, run_id: RunId, report: RunReport) -> Driven {
     // The plan record carries the attribution: what drifted and who changed it.
-    let plan = report.plan.as_ref().and_then(|p| {
-        let mut value = serde_json::to_value(p).ok()?;
-        if let (Some(a), Some(map)) = (&report.attribution, value.as_object_mut()) {
-            map.insert("attribution".into(), serde_json::to_value(a).ok()?);
-        }
-        Some(value)
-    });
+    let plan = report
+        .plan
+        .as_ref()
+        .map(|p| PlanRecord::new(p, report.attribution.clone()));
     let store = tenure.store;
     let written = if report.deploy_closed {
         let reason = report.error.as_deref().unwrap_or("closed without a result");

@@ -62,6 +62,7 @@ use chrono::{DateTime, Utc};
 
 use crate::config::DatabaseUrl;
 use crate::outcome::Outcome;
+use crate::reconcile::plan::PlanRecord;
 use crate::trigger::{Trigger, Triggers};
 
 pub type RunId = i64;
@@ -136,7 +137,8 @@ pub struct RunRecord {
     pub deploy_id: Option<String>,
     pub error: Option<String>,
     pub failures: Vec<String>,
-    pub plan: Option<serde_json::Value>,
+    /// With the attribution, when the run planned (docs/contract.md §5 rules 3 and 9).
+    pub plan: Option<PlanRecord>,
 }
 
 /// One login IP range ipguard asserted on a profile (docs/contract.md §1 Owned ranges); addresses in
@@ -484,7 +486,7 @@ impl Store {
         fence: &Fence,
         run: RunId,
         outcome: Outcome,
-        plan: Option<&serde_json::Value>,
+        plan: Option<&PlanRecord>,
         failures: &[String],
         error: Option<&str>,
     ) -> Result<(), StoreError> {

@@ -161,8 +161,14 @@ async fn a_nat_change_moves_every_guarded_profile_in_one_deploy_leaving_no_stale
         keys(&[range("198.51.100.0", "198.51.100.255"), new.clone()])
     );
     let runs = app.runs().await;
-    let why = runs[0].plan.as_ref().unwrap().to_string();
-    assert!(why.contains("owned_no_longer_desired"), "{why}");
+    let plan = runs[0].plan.as_ref().unwrap();
+    let why: Vec<Reason> = plan
+        .profiles
+        .iter()
+        .flat_map(|p| &p.why)
+        .map(|w| w.reason)
+        .collect();
+    assert!(why.contains(&Reason::OwnedNoLongerDesired), "{why:?}");
     app.service.stop().await;
     // and a fresh process gets in from the space's new egress
     assert_eq!(apply(&org).await.outcome, Outcome::InSync);

@@ -268,10 +268,11 @@ async fn outbound_message_after_an_admin_edit_is_remediated_and_verified() {
     );
     assert!(run.deploy_id.is_some());
     // the run record says who loosened the profile — never ipguard itself
-    let blamed = &run.plan.as_ref().unwrap()["attribution"]["attributions"];
-    assert_eq!(blamed.as_array().map(Vec::len), Some(1), "{blamed:#}");
-    assert_eq!(blamed[0]["changed_by"], ipguard_sim::ADMIN_USERNAME);
-    assert_eq!(blamed[0]["profile"], "Admin");
+    let plan = run.plan.as_ref().unwrap();
+    let blamed = &plan.attribution.as_ref().unwrap().attributions;
+    assert_eq!(blamed.len(), 1, "{blamed:#?}");
+    assert_eq!(blamed[0].changed_by, ipguard_sim::ADMIN_USERNAME);
+    assert_eq!(blamed[0].profile.as_str(), "Admin");
     // merge policy: the broad range stays, the space's range is back
     assert!(
         org.sim

@@ -5,6 +5,7 @@ use super::super::dialect::{Arg, Dialect, Row, query, sql};
 use super::super::{Fence, InFlightDeploy, RunId, RunRecord, StoreError};
 use super::{Core, consume};
 use crate::outcome::Outcome;
+use crate::reconcile::plan::PlanRecord;
 use crate::trigger::Triggers;
 
 /// The columns [`run_record`] reads.
@@ -83,7 +84,7 @@ impl<D: Dialect> Core<D> {
         fence: &Fence,
         run: RunId,
         outcome: Outcome,
-        plan: Option<&serde_json::Value>,
+        plan: Option<&PlanRecord>,
         failures: &[String],
         error: Option<&str>,
     ) -> Result<(), StoreError> {

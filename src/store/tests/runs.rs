@@ -1,6 +1,11 @@
 //! Run records: deploys in flight, outcomes, abandoned runs, legacy keys, owned ranges.
 
 use super::*;
+use crate::config::Policy;
+use crate::ranges::LoginIpRange;
+use crate::reconcile::attribution::{Attribution, AttributionResult};
+use crate::reconcile::plan::{PlanRecord, PolicyFrom, ProfileRecord, RangeWhy, Reason};
+use crate::salesforce::profile::ProfileName;
 
 both_backends!(
     run_lifecycle,
@@ -11,6 +16,44 @@ both_backends!(
     owned_ranges_are_claimed_settled_and_fenced,
     values_this_version_does_not_know_are_data_errors,
 );
+
+/// A plan as a run records it: one drifted profile, and who changed it.
+fn plan_record() -> PlanRecord {
+    let name = ProfileName::parse("Custom%3A Integration").unwrap();
+    let added = LoginIpRange::parse_existing("203.0.113.7", "203.0.113.7", Some("ipguard: space"));
+    let kept = LoginIpRange::parse_existing("10.0.0.0", "10.0.0.255", None);
+    PlanRecord {
+        drift: true,
+        policy: Policy::Merge,
+        profiles: vec![ProfileRecord {
+            name: name.clone(),
+            policy: Policy::Exact,
+            policy_from: PolicyFrom::ExactProfiles,
+            in_sync: false,
+            add: vec![added.unwrap()],
+            remove: vec![],
+            keep: vec![kept.unwrap()],
+            why: vec![RangeWhy {
+                start: "203.0.113.7".to_owned(),
+                end: "203.0.113.7".to_owned(),
+                action: "add".to_owned(),
+                reason: Reason::Desired,
+            }],
+        }],
+        attribution: Some(AttributionResult {
+            attributions: vec![Attribution {
+                profile: name,
+                changed_by: "admin@example.com".to_owned(),
+                changed_at: "2026-11-01T10:00:00.123Z".parse().unwrap(),
+                action: "profileLoginIpRangeChanged".to_owned(),
+                display: "Changed login IP ranges".to_owned(),
+                delegate_user: None,
+            }],
+            unattributed: vec![],
+            notes: vec!["a note".to_owned()],
+        }),
+    }
+}
 
 async fn run_lifecycle(db: &TestDb) {
     let store = db.connect().await;
@@ -48,7 +91,7 @@ async fn run_lifecycle(db: &TestDb) {
         "other org"
     );
 
-    let plan = serde_json::json!({"profiles": [{"name": "Admin", "add": ["1.2.3.4"]}]});
+    let plan = plan_record();
     store
         .finish_run(&fence, run, Outcome::Remediated, Some(&plan), &[], None)
         .await
@@ -132,6 +175,11 @@ async fn run_lifecycle(db: &TestDb) {
     assert_eq!(second.failures, failures);
     assert_eq!(second.error.as_deref(), Some("deploy failed"));
     assert_eq!(second.plan.as_ref(), Some(&plan));
+    assert_eq!(
+        serde_json::to_value(&second.plan).unwrap(),
+        serde_json::to_value(&plan).unwrap(),
+        "read back as written, descriptions and attribution too"
+    );
     assert_eq!(oldest.profiles, profiles);
     assert_eq!(oldest.outcome, Some(Outcome::Remediated));
     assert!(oldest.finished_at.unwrap() >= oldest.started_at);
@@ -161,7 +209,7 @@ async fn unknown_outcome_stays_in_flight_until_resolved(db: &TestDb) {
         .record_deploy(&fence, run, "0Af00000000000A", false)
         .await
         .unwrap();
-    let plan = serde_json::json!({"drift": true});
+    let plan = plan_record();
     store
         .finish_run(
             &fence,
@@ -526,6 +574,11 @@ async fn values_this_version_does_not_know_are_data_errors(db: &TestDb) {
     .await;
     data_error(store.run(run).await, "\"exploded\"");
     data_error(store.recent_runs(5).await, "\"exploded\"");
+    db.exec(format!(
+        "UPDATE runs SET outcome = 'failed', plan = '{{\"drift\": \"yes\"}}' WHERE id = {run}"
+    ))
+    .await;
+    data_error(store.run(run).await, "plan");
     db.exec(format!(
         "UPDATE hints SET trigger_kind = 'webhook' WHERE id = {hint_id}"
     ))
