@@ -15,6 +15,7 @@ pub mod reconcile;
 pub mod salesforce;
 pub mod server;
 pub mod store;
+pub mod trigger;
 
 // The wire pieces the simulated org shares (crates/ipguard-wire), kept at their old paths.
 pub use ipguard_wire::{keygen, ranges, xml};

@@ -17,6 +17,7 @@ use crate::reconcile::plan::Ownership;
 use crate::reconcile::run::{Outcome, Run, RunEvent, RunReport};
 use crate::salesforce::client::RetryPolicy;
 use crate::store::{NewHint, RunId, Store, StoreError};
+use crate::trigger::Trigger;
 
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_ERROR: u8 = 1;
@@ -255,7 +256,7 @@ async fn apply_under(run: &Run<'_>, tenure: &Tenure<'_>, store: &Store) -> Resul
             Driven::LeaseLost(e) => return Err(fail(e)),
         }
     }
-    match drive::run_recorded(run, tenure, "cli", &[]).await {
+    match drive::run_recorded(run, tenure, &Trigger::Cli.into(), &[]).await {
         Driven::Recorded(id, report) => Ok(Applied {
             run: Some(id),
             report: *report,
@@ -276,7 +277,7 @@ async fn hand_to_service(
 ) -> Result<Applied, u8> {
     let hint = NewHint {
         org_id: org.to_owned(),
-        trigger: "cli".into(),
+        trigger: Trigger::Cli,
         detail: None,
     };
     let hint_id = store.enqueue_hint(&hint).await.map_err(fail)?;
@@ -294,9 +295,8 @@ async fn hand_to_service(
         }
         if let Some(id) = run_id
             && let Some(record) = store.run(id).await.map_err(fail)?
-            && let Some(outcome) = record.outcome.as_deref()
+            && let Some(outcome) = record.outcome
         {
-            let outcome = outcome.parse::<Outcome>().map_err(fail)?;
             let mut report = RunReport::empty();
             report.outcome = outcome;
             report.error = record.error;
@@ -410,7 +410,7 @@ pub async fn history(limit: u32, json: bool) -> u8 {
                     "id": r.id, "trigger": r.trigger, "started_at": r.started_at,
                     "finished_at": r.finished_at, "outcome": r.outcome, "profiles": r.profiles,
                     "deploy_id": r.deploy_id, "error": r.error,
-                    "attribution": r.plan.as_ref().and_then(|p| p.get("attribution")),
+                    "attribution": r.plan.as_ref().and_then(|p| p.attribution.as_ref()),
                 })
             })
             .collect();
@@ -424,16 +424,17 @@ pub async fn history(limit: u32, json: bool) -> u8 {
         for r in &runs {
             let blamed: Vec<String> = r
                 .plan
-                .as_ref()
-                .and_then(|p| p["attribution"]["attributions"].as_array().cloned())
-                .unwrap_or_default()
                 .iter()
+                .flat_map(|p| &p.attribution)
+                .flat_map(|a| &a.attributions)
                 .map(|a| {
                     format!(
                         "        {} changed by {} at {}",
-                        a["profile"].as_str().unwrap_or_default(),
-                        a["changed_by"].as_str().unwrap_or_default(),
-                        a["changed_at"].as_str().unwrap_or_default()
+                        a.profile,
+                        a.changed_by,
+                        // as in `history --json` (chrono's serde form)
+                        a.changed_at
+                            .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
                     )
                 })
                 .collect();
@@ -441,7 +442,7 @@ pub async fn history(limit: u32, json: bool) -> u8 {
                 "#{:<5} {}  {:<11} trigger {:<18} deploy {}{}",
                 r.id,
                 r.started_at.format("%Y-%m-%d %H:%M:%S"),
-                r.outcome.as_deref().unwrap_or("running"),
+                r.outcome.map_or("running", Outcome::as_str),
                 r.trigger,
                 r.deploy_id.as_deref().unwrap_or("—"),
                 r.error

@@ -88,7 +88,7 @@ impl Matchers {
 }
 
 /// One change to a drifted profile, made by someone other than ipguard.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attribution {
     pub profile: ProfileName,
     /// `CreatedBy.Username` of the audit entry.
@@ -103,7 +103,7 @@ pub struct Attribution {
 
 /// What attribution found: changes newest first, the drifted profiles no entry names, and
 /// notes on anything that limited the answer (an error, a truncated window).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AttributionResult {
     pub attributions: Vec<Attribution>,
     pub unattributed: Vec<ProfileName>,

@@ -25,7 +25,8 @@ use crate::alerts::IncidentState;
 use crate::metrics::{Metrics, OutcomeLabels, ProfileLabels};
 use crate::salesforce::client::MetadataClient;
 use crate::salesforce::profile::ProfileName;
-use crate::store::{Hint, MIN_DELIVERY_RETENTION, NewHint, Store};
+use crate::store::{MIN_DELIVERY_RETENTION, NewHint, Store};
+use crate::trigger::{Trigger, Triggers};
 
 /// Timing of the loop.
 #[derive(Debug, Clone)]
@@ -69,10 +70,6 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// How many of an org's latest runs are replayed to learn where its incident stands.
 const INCIDENT_HISTORY: u32 = 200;
 
-/// The trigger of a hint an operator sent (`POST /reconcile`, `ipguard apply`): it runs at
-/// once, whatever backoff the last failure set.
-const OPERATOR_TRIGGERS: &[&str] = &["admin", "cli"];
-
 pub struct Controller {
     pub store: Store,
     pub org_key: String,
@@ -111,7 +108,7 @@ impl Controller {
             .store
             .enqueue_hint(&NewHint {
                 org_id: self.org_key.clone(),
-                trigger: "startup".into(),
+                trigger: Trigger::Startup,
                 detail: None,
             })
             .await
@@ -205,9 +202,7 @@ impl Controller {
             }
         };
         let now = Instant::now();
-        let operator_asked = hints
-            .iter()
-            .any(|h| OPERATOR_TRIGGERS.contains(&h.trigger.as_str()));
+        let operator_asked = hints.iter().any(|h| h.trigger.is_operator());
         let held_back = schedule.not_before.is_some_and(|t| now < t) && !operator_asked;
         let due = schedule.reconcile_now
             || schedule.not_before.is_some_and(|t| now >= t)
@@ -226,9 +221,9 @@ impl Controller {
             tokio::time::sleep(self.timing.debounce).await;
         }
         let timer = if schedule.not_before.is_some() {
-            "retry"
+            Trigger::Retry
         } else {
-            "resync"
+            Trigger::Resync
         };
         self.reconcile(tenure, timer, schedule).await;
     }
@@ -256,10 +251,7 @@ impl Controller {
             .await
         {
             Ok(runs) => {
-                let outcomes = runs
-                    .iter()
-                    .rev()
-                    .filter_map(|r| r.outcome.as_deref()?.parse::<Outcome>().ok());
+                let outcomes = runs.iter().rev().filter_map(|r| r.outcome);
                 self.alerts
                     .seed(&self.org_key, IncidentState::replay(outcomes));
             }
@@ -281,7 +273,7 @@ impl Controller {
 
     /// One full run for the pending hints, or for the timer (`resync`, or `retry` after a
     /// failure) when there are none.
-    async fn reconcile(&self, tenure: &Tenure<'_>, timer: &str, schedule: &mut Schedule) {
+    async fn reconcile(&self, tenure: &Tenure<'_>, timer: Trigger, schedule: &mut Schedule) {
         let hints = match self.store.pending_hints(&self.org_key).await {
             Ok(h) => h,
             Err(e) => {
@@ -289,7 +281,9 @@ impl Controller {
                 return;
             }
         };
-        let trigger = trigger_of(&hints, timer);
+        // A set in first-seen order (`admin`, `outbound_message`, `admin` is
+        // `admin,outbound_message`), or the timer's when there are no hints.
+        let trigger = Triggers::of_hints(hints.iter().map(|h| h.trigger), timer);
         let ids: Vec<i64> = hints.iter().map(|h| h.id).collect();
         let observe = self.observer();
         let run = self.run_with(&observe);
@@ -430,19 +424,4 @@ impl Controller {
         let factor = rand::rng().random_range(0.9..=1.1);
         base.mul_f64(factor)
     }
-}
-
-/// The run's trigger: the distinct triggers of its hints in first-seen order (a set: `admin`,
-/// `outbound_message`, `admin` is `admin,outbound_message`), or the timer's when none.
-fn trigger_of(hints: &[Hint], timer: &str) -> String {
-    if hints.is_empty() {
-        return timer.to_owned();
-    }
-    let mut triggers: Vec<&str> = Vec::new();
-    for hint in hints {
-        if !triggers.contains(&hint.trigger.as_str()) {
-            triggers.push(&hint.trigger);
-        }
-    }
-    triggers.join(",")
 }

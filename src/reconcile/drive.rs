@@ -10,11 +10,12 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use super::plan::Ownership;
+use super::plan::{Ownership, PlanRecord};
 use super::run::{Outcome, Run, RunReport};
 use crate::ranges::LoginIpRange;
 use crate::salesforce::metadata::DeployId;
 use crate::store::{Fence, InFlightDeploy, OwnedRange, RunId, Store, StoreError};
+use crate::trigger::Triggers;
 
 /// The right to run an org: a held lease and the fence its records are written under.
 pub struct Tenure<'a> {
@@ -181,7 +182,7 @@ fn owned_rows(profiles: &[String], desired: &[LoginIpRange]) -> Vec<OwnedRange> 
 pub async fn run_recorded(
     run: &Run<'_>,
     tenure: &Tenure<'_>,
-    trigger: &str,
+    trigger: &Triggers,
     hint_ids: &[i64],
 ) -> Driven {
     let names: Vec<String> = run.profiles.iter().map(|p| p.to_string()).collect();
@@ -349,13 +350,10 @@ async fn settle_ownership(tenure: &Tenure<'_>, profiles: &[String], report: &Run
 /// Records the outcome (closing the deploy when the report says so).
 async fn record(tenure: &Tenure<'_>, run_id: RunId, report: RunReport) -> Driven {
     // The plan record carries the attribution: what drifted and who changed it.
-    let plan = report.plan.as_ref().and_then(|p| {
-        let mut value = serde_json::to_value(p).ok()?;
-        if let (Some(a), Some(map)) = (&report.attribution, value.as_object_mut()) {
-            map.insert("attribution".into(), serde_json::to_value(a).ok()?);
-        }
-        Some(value)
-    });
+    let plan = report
+        .plan
+        .as_ref()
+        .map(|p| PlanRecord::new(p, report.attribution.clone()));
     let store = tenure.store;
     let written = if report.deploy_closed {
         let reason = report.error.as_deref().unwrap_or("closed without a result");

@@ -5,8 +5,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use super::attribution::AttributionResult;
 use crate::config::Policy;
 use crate::ranges::LoginIpRange;
 use crate::salesforce::profile::ProfileName;
@@ -190,6 +191,57 @@ impl Plan {
     }
 }
 
+/// A run's plan as the run's record keeps it (docs/contract.md §5 rules 3 and 9): each
+/// profile's diff and why, and who changed what drifted. `/status` shows it as a run's `plan`
+/// (`history --json` its `attribution`). A record to show, never to deploy from: the target
+/// lists are not kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanRecord {
+    pub drift: bool,
+    pub policy: Policy,
+    pub profiles: Vec<ProfileRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attribution: Option<AttributionResult>,
+}
+
+/// A [`ProfilePlan`] without its target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfileRecord {
+    pub name: ProfileName,
+    pub policy: Policy,
+    pub policy_from: PolicyFrom,
+    pub in_sync: bool,
+    pub add: Vec<LoginIpRange>,
+    pub remove: Vec<LoginIpRange>,
+    pub keep: Vec<LoginIpRange>,
+    pub why: Vec<RangeWhy>,
+}
+
+impl PlanRecord {
+    pub fn new(plan: &Plan, attribution: Option<AttributionResult>) -> PlanRecord {
+        let profiles = plan
+            .profiles
+            .iter()
+            .map(|p| ProfileRecord {
+                name: p.name.clone(),
+                policy: p.policy,
+                policy_from: p.policy_from,
+                in_sync: p.in_sync,
+                add: p.add.clone(),
+                remove: p.remove.clone(),
+                keep: p.keep.clone(),
+                why: p.why.clone(),
+            })
+            .collect();
+        PlanRecord {
+            drift: plan.drift,
+            policy: plan.policy,
+            profiles,
+            attribution,
+        }
+    }
+}
+
 fn inside_any(range: &LoginIpRange, nets: &[IpNet]) -> bool {
     nets.iter()
         .any(|net| net.contains(&range.start()) && net.contains(&range.end()))
@@ -294,6 +346,43 @@ mod tests {
 
     fn recorded(ranges: &[&LoginIpRange]) -> Owned {
         Owned::Recorded(ranges.iter().map(|r| r.key()).collect())
+    }
+
+    /// The record's JSON is what runs recorded before it was typed: the plan's own, with the
+    /// attribution beside its fields (what `/status` shows); and it reads back as written.
+    #[test]
+    fn a_plan_record_is_the_plan_and_its_attribution_in_one_document() {
+        let actual = [r("1.1.1.1", "1.1.1.1", Some("office"))];
+        let desired = [r("52.0.0.1", "52.0.0.1", Some("ipguard: space"))];
+        let drifted = plan_profile(name(), &actual, &desired, &merge(), &Owned::ByDescription);
+        let settled = plan_profile(
+            ProfileName::parse("Admin").unwrap(),
+            &desired,
+            &desired,
+            &merge(),
+            &Owned::ByDescription,
+        );
+        let plan = Plan::new(Policy::Merge, vec![drifted, settled]);
+        let attribution = AttributionResult {
+            attributions: vec![],
+            unattributed: vec![name()],
+            notes: vec!["SetupAuditTrail: nothing in the window".to_owned()],
+        };
+
+        let spliced = |attribution: Option<&AttributionResult>| {
+            let mut value = serde_json::to_value(&plan).unwrap();
+            if let Some(a) = attribution {
+                value["attribution"] = serde_json::to_value(a).unwrap();
+            }
+            value
+        };
+        for attribution in [None, Some(attribution)] {
+            let record = PlanRecord::new(&plan, attribution.clone());
+            let written = serde_json::to_value(&record).unwrap();
+            assert_eq!(written, spliced(attribution.as_ref()));
+            let read: PlanRecord = serde_json::from_value(written.clone()).unwrap();
+            assert_eq!(serde_json::to_value(&read).unwrap(), written);
+        }
     }
 
     #[test]

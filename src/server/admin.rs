@@ -12,6 +12,7 @@ use super::responses::json_error;
 use super::session;
 use super::webhooks::bearer_token;
 use crate::store::NewHint;
+use crate::trigger::Trigger;
 
 /// How an operator proved who they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,7 +102,7 @@ pub async fn reconcile(
     }
     let hint = NewHint {
         org_id: state.org_key.clone(),
-        trigger: "admin".into(),
+        trigger: Trigger::Admin,
         detail: None,
     };
     let hint_id = match state.store.enqueue_hint(&hint).await {

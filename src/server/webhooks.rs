@@ -17,9 +17,10 @@ use crate::ingress::jwt::{RejectReason, Rejection};
 use crate::ingress::outbound::{self, FaultKind};
 use crate::metrics::ReasonLabels;
 use crate::store::{Delivery, DeliverySource, NewHint, StoreError};
+use crate::trigger::Trigger;
 
-const OM: &str = "outbound_message";
-const PE: &str = "platform_event";
+const OM: &str = Trigger::OutboundMessage.as_str();
+const PE: &str = Trigger::PlatformEvent.as_str();
 
 /// `POST /salesforce/outbound-messages` (only when no path token is configured).
 pub async fn outbound_plain(
@@ -119,7 +120,7 @@ async fn outbound_message(req: &HttpRequest, body: &[u8], state: &AppState) -> H
     if !deliveries.is_empty() {
         let hint = NewHint {
             org_id: state.org_key.clone(),
-            trigger: OM.into(),
+            trigger: Trigger::OutboundMessage,
             detail: Some(format!("{} notification(s)", deliveries.len())),
         };
         match state.store.record_deliveries(&deliveries, &hint).await {
@@ -200,7 +201,7 @@ pub async fn platform_events(
         .collect();
     let hint = NewHint {
         org_id: state.org_key.clone(),
-        trigger: PE.into(),
+        trigger: Trigger::PlatformEvent,
         detail: events.first().map(|e| e.channel.clone()),
     };
     match state.store.record_deliveries(&deliveries, &hint).await {

@@ -3,10 +3,9 @@
 //! once, then answers each caller. Under load a commit covers many calls instead of each call
 //! paying its own.
 //!
-//! A backend writes the whole batch with one INSERT for every delivery and one hint per
-//! distinct (org, trigger, detail): statements per call, not rows, bound throughput. If that
-//! fails, the batch is written again with each call isolated (a savepoint or a transaction of
-//! its own), so one call's error does not fail the others.
+//! The batch is written with one INSERT for every delivery and one hint per distinct (org,
+//! trigger, detail): statements per call, not rows, bound throughput. If that fails, each call
+//! is written again in a transaction of its own, so one call's error does not fail the others.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -29,19 +28,13 @@ pub(crate) struct Call {
     pub(crate) hint: NewHint,
 }
 
-/// How a backend writes a batch of calls.
+/// How the store writes a batch of calls.
 pub(crate) trait BatchWriter: Send + Sync + 'static {
     /// Every call in one transaction; an error fails them all (nothing is committed).
     fn commit_together(
         &self,
         calls: &[&Call],
     ) -> impl Future<Output = Result<Vec<DeliveryOutcome>, StoreError>> + Send;
-
-    /// Each call isolated from the others' errors; one result per call, in order.
-    fn commit_isolated(
-        &self,
-        calls: &[&Call],
-    ) -> impl Future<Output = Vec<Result<DeliveryOutcome, StoreError>>> + Send;
 }
 
 type Reply = oneshot::Sender<Result<DeliveryOutcome, StoreError>>;
@@ -107,7 +100,12 @@ async fn writer(
             Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
             Err(e) => {
                 tracing::debug!(error = %e, "group commit failed; writing each call on its own");
-                backend.commit_isolated(&calls).await
+                let mut results = Vec::with_capacity(calls.len());
+                for call in &calls {
+                    let one = backend.commit_together(&[*call]).await;
+                    results.push(one.map(|mut one| one.remove(0)));
+                }
+                results
             }
         };
         let committed = results.iter().any(Result::is_ok);

@@ -1,15 +1,18 @@
 //! The durable store: delivery dedupe, the hint queue, JWT ids, run history and per-org leases.
 //!
 //! Two backends behind one [`Store`]: SQLite (an embedded file, for one dyno) and PostgreSQL
-//! (shared by any number of dynos). Schema migrations (`migrations/sqlite`,
+//! (shared by any number of dynos). Every statement and transaction is written once
+//! (`core.rs`); what differs between the two databases is a [`dialect::Dialect`]
+//! (`sqlite.rs`, `postgres.rs`). Schema migrations (`migrations/sqlite`,
 //! `migrations/postgres`) run in [`Store::connect`].
 //!
 //! # Clocks
-//! - **PostgreSQL**: every timestamp is stamped and every expiry compared with the database's
-//!   clock (`now()`), never an instance's, so instances with skewed clocks agree on who holds a
-//!   lease and what has expired.
-//! - **SQLite**: the database is embedded in this process, so the database's clock *is* the
-//!   process clock: `Utc::now()` is bound into every statement that stamps or compares time.
+//! Every timestamp is stamped and every expiry compared with the database's clock, never an
+//! instance's:
+//! - **PostgreSQL**: `now()`, so instances with skewed clocks agree on who holds a lease and
+//!   what has expired.
+//! - **SQLite**: the database is embedded in this process, so its clock (`'now'`, to the
+//!   millisecond) *is* the host's.
 //!
 //! JWT expiries (`consume_jti`) are absolute instants taken from the token; they are compared
 //! with the clock above.
@@ -43,6 +46,8 @@
 //! it too. A deploy closed with [`Store::close_deploy`] is never in flight again.
 
 mod batch;
+mod core;
+mod dialect;
 mod notify;
 mod postgres;
 mod sqlite;
@@ -57,6 +62,8 @@ use chrono::{DateTime, Utc};
 
 use crate::config::DatabaseUrl;
 use crate::outcome::Outcome;
+use crate::reconcile::plan::PlanRecord;
+use crate::trigger::{Trigger, Triggers};
 
 pub type RunId = i64;
 
@@ -88,8 +95,7 @@ pub struct Delivery {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewHint {
     pub org_id: String,
-    /// e.g. `outbound_message`, `platform_event`, `admin`, `resync`, `startup`.
-    pub trigger: String,
+    pub trigger: Trigger,
     pub detail: Option<String>,
 }
 
@@ -106,7 +112,7 @@ pub struct DeliveryOutcome {
 pub struct Hint {
     pub id: i64,
     pub org_id: String,
-    pub trigger: String,
+    pub trigger: Trigger,
     pub detail: Option<String>,
     pub created_at: DateTime<Utc>,
 }
@@ -123,15 +129,16 @@ pub struct InFlightDeploy {
 pub struct RunRecord {
     pub id: RunId,
     pub org_id: String,
-    pub trigger: String,
+    pub trigger: Triggers,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
-    pub outcome: Option<String>,
+    pub outcome: Option<Outcome>,
     pub profiles: Vec<String>,
     pub deploy_id: Option<String>,
     pub error: Option<String>,
     pub failures: Vec<String>,
-    pub plan: Option<serde_json::Value>,
+    /// With the attribution, when the run planned (docs/contract.md §5 rules 3 and 9).
+    pub plan: Option<PlanRecord>,
 }
 
 /// One login IP range ipguard asserted on a profile (docs/contract.md §1 Owned ranges); addresses in
@@ -282,8 +289,8 @@ pub struct Store {
 }
 
 enum Backend {
-    Sqlite(sqlite::SqliteStore),
-    Postgres(postgres::PgStore),
+    Sqlite(core::Core<sqlite::Sqlite>),
+    Postgres(core::Core<postgres::Postgres>),
 }
 
 impl std::fmt::Debug for Store {
@@ -322,10 +329,12 @@ impl Store {
     pub async fn connect(url: &DatabaseUrl) -> Result<Store, StoreError> {
         let backend = match url {
             DatabaseUrl::Sqlite { path } => {
-                Backend::Sqlite(sqlite::SqliteStore::connect(path).await?)
+                let (db, notifier) = sqlite::Sqlite::connect(path).await?;
+                Backend::Sqlite(core::Core::new(db, notifier))
             }
             DatabaseUrl::Postgres { url } => {
-                Backend::Postgres(postgres::PgStore::connect(url).await?)
+                let (db, notifier) = postgres::Postgres::connect(url).await?;
+                Backend::Postgres(core::Core::new(db, notifier))
             }
         };
         Ok(Store {
@@ -346,10 +355,10 @@ impl Store {
 
     /// `"sqlite"` or `"postgres"`.
     pub fn backend(&self) -> &'static str {
-        match &*self.inner {
-            Backend::Sqlite(_) => "sqlite",
-            Backend::Postgres(_) => "postgres",
+        fn name<D: dialect::Dialect>(_: &core::Core<D>) -> &'static str {
+            D::NAME
         }
+        dispatch!(self, b => name(b))
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
@@ -375,10 +384,9 @@ impl Store {
     /// `deliveries`, are ignored) and, when at least one is new, enqueues ONE hint — committed
     /// before this returns Ok, so the caller may ACK.
     ///
-    /// SQLite: concurrent calls are group-committed (one writer task drains everything queued
-    /// into one transaction, each call in its own savepoint). PostgreSQL: one transaction per
-    /// call on the pool (the server's WAL flush already combines concurrent commits); the hint's
-    /// NOTIFY is sent inside it.
+    /// Concurrent calls are group-committed (`batch.rs`): one writer task drains everything
+    /// queued into one transaction; should that fail, each call is written again in a
+    /// transaction of its own. PostgreSQL: the hint's NOTIFY is sent inside the transaction.
     pub async fn record_deliveries(
         &self,
         deliveries: &[Delivery],
@@ -451,7 +459,7 @@ impl Store {
     pub async fn start_run(
         &self,
         fence: &Fence,
-        trigger: &str,
+        trigger: &Triggers,
         hint_ids: &[i64],
         profiles: &[String],
     ) -> Result<RunId, StoreError> {
@@ -478,7 +486,7 @@ impl Store {
         fence: &Fence,
         run: RunId,
         outcome: Outcome,
-        plan: Option<&serde_json::Value>,
+        plan: Option<&PlanRecord>,
         failures: &[String],
         error: Option<&str>,
     ) -> Result<(), StoreError> {

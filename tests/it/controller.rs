@@ -15,7 +15,10 @@ async fn a_burst_of_1000_hints_costs_at_most_2_runs_and_1_deploy() {
             r.len() == 1 && r[0].outcome.is_some()
         })
         .await;
-    assert_eq!(startup[0].outcome.as_deref(), Some("remediated"));
+    assert_eq!(
+        startup[0].outcome,
+        Some(ipguard::outcome::Outcome::Remediated)
+    );
     org.sim
         .set_login_ip_ranges("Admin", vec![range("192.0.2.1", "192.0.2.1")]);
     let deploys_before = org.sim.count("deploy");
@@ -98,8 +101,10 @@ async fn a_restart_during_a_deploy_resumes_polling_without_a_second_deploy() {
     let app = org.serve().await;
     let runs = app
         .wait_for_runs(Duration::from_secs(10), |r| {
-            r.iter()
-                .any(|run| run.deploy_id.is_some() && run.outcome.as_deref() == Some("remediated"))
+            r.iter().any(|run| {
+                run.deploy_id.is_some()
+                    && run.outcome == Some(ipguard::outcome::Outcome::Remediated)
+            })
         })
         .await;
     assert_eq!(
@@ -146,6 +151,10 @@ async fn hints_during_a_run_cause_exactly_one_follow_up() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let settled = app.runs().await;
     assert_eq!(settled.len(), 2, "exactly one follow-up: {settled:#?}");
-    assert!(settled[0].trigger.contains("outbound_message"));
+    assert!(
+        settled[0]
+            .trigger
+            .contains(ipguard::trigger::Trigger::OutboundMessage)
+    );
     app.service.stop().await;
 }

@@ -54,7 +54,8 @@ async fn an_operators_reconcile_runs_at_once_after_a_lock_out_is_fixed() {
     lock_out(&org);
     let app = org.serve_with(real_lockout_backoff()).await;
     app.wait_for_runs(Duration::from_secs(10), |r| {
-        r.iter().any(|x| x.outcome.as_deref() == Some("locked_out"))
+        r.iter()
+            .any(|x| x.outcome == Some(ipguard::outcome::Outcome::LockedOut))
     })
     .await;
     let status = app.status_json().await;
@@ -140,7 +141,11 @@ async fn a_runs_trigger_list_is_a_set_in_first_seen_order() {
         })
         .await;
     let run = runs.iter().find(|x| Some(x.id) == first).unwrap();
-    assert_eq!(run.trigger, "admin,outbound_message", "{run:#?}");
+    assert_eq!(
+        run.trigger.to_string(),
+        "admin,outbound_message",
+        "{run:#?}"
+    );
     // and the same through the public surface
     let status = app.status_json().await;
     let shown = status["runs"]

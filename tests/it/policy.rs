@@ -127,7 +127,7 @@ async fn a_nat_change_moves_every_guarded_profile_in_one_deploy_leaving_no_stale
     let app = org.serve().await;
     app.wait_for_runs(Duration::from_secs(10), |r| {
         r.iter()
-            .any(|run| run.outcome.as_deref() == Some("remediated"))
+            .any(|run| run.outcome == Some(ipguard::outcome::Outcome::Remediated))
     })
     .await;
     let deploys_before = org.sim.deploys().len();
@@ -161,8 +161,14 @@ async fn a_nat_change_moves_every_guarded_profile_in_one_deploy_leaving_no_stale
         keys(&[range("198.51.100.0", "198.51.100.255"), new.clone()])
     );
     let runs = app.runs().await;
-    let why = runs[0].plan.as_ref().unwrap().to_string();
-    assert!(why.contains("owned_no_longer_desired"), "{why}");
+    let plan = runs[0].plan.as_ref().unwrap();
+    let why: Vec<Reason> = plan
+        .profiles
+        .iter()
+        .flat_map(|p| &p.why)
+        .map(|w| w.reason)
+        .collect();
+    assert!(why.contains(&Reason::OwnedNoLongerDesired), "{why:?}");
     app.service.stop().await;
     // and a fresh process gets in from the space's new egress
     assert_eq!(apply(&org).await.outcome, Outcome::InSync);
@@ -331,7 +337,7 @@ async fn dry_run_drift_alerts_once_per_incident_with_the_plan() {
     let app = org.serve().await;
     app.wait_for_runs(Duration::from_secs(10), |r| {
         r.iter()
-            .any(|run| run.outcome.as_deref() == Some("planned"))
+            .any(|run| run.outcome == Some(ipguard::outcome::Outcome::Planned))
     })
     .await;
     // a second hint: still drift, still planned — and silent
@@ -345,7 +351,7 @@ async fn dry_run_drift_alerts_once_per_incident_with_the_plan() {
     assert!(answer.status().is_success());
     app.wait_for_runs(Duration::from_secs(10), |r| {
         r.iter()
-            .filter(|run| run.outcome.as_deref() == Some("planned"))
+            .filter(|run| run.outcome == Some(ipguard::outcome::Outcome::Planned))
             .count()
             >= 2
     })
@@ -383,7 +389,7 @@ async fn status_says_each_profiles_policy_and_why_a_foreign_range_stays() {
     let app = org.serve().await;
     app.wait_for_runs(Duration::from_secs(20), |runs| {
         runs.iter()
-            .any(|r| r.outcome.as_deref() == Some("remediated"))
+            .any(|r| r.outcome == Some(ipguard::outcome::Outcome::Remediated))
     })
     .await;
     let client = crate::service::http();

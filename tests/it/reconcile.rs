@@ -392,11 +392,15 @@ async fn demo_org_ends_in_sync() {
     let runs = store.recent_runs(10).await.unwrap();
     assert_eq!(
         runs.iter()
-            .map(|r| (Some(r.id), r.trigger.as_str(), r.outcome.as_deref()))
+            .map(|r| (
+                Some(r.id),
+                r.trigger.to_string(),
+                r.outcome.map(Outcome::as_str)
+            ))
             .collect::<Vec<_>>(),
         [
-            (again.run, "cli", Some("in_sync")),
-            (first.run, "cli", Some("remediated")),
+            (again.run, "cli".to_owned(), Some("in_sync")),
+            (first.run, "cli".to_owned(), Some("remediated")),
         ]
     );
     assert!(runs[1].deploy_id.is_some(), "the deploy was journaled");

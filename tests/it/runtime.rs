@@ -219,7 +219,7 @@ async fn a_run_that_lost_its_lease_never_deploys() {
         "a run without the lease must not deploy"
     );
     let runs = app.runs().await;
-    assert_eq!(runs[0].trigger, "admin");
+    assert_eq!(runs[0].trigger, ipguard::trigger::Trigger::Admin);
     assert_eq!(
         runs[0].outcome, None,
         "its outcome is left to the new holder"
@@ -244,7 +244,12 @@ async fn an_unknown_deploy_id_is_closed_and_a_fresh_run_follows() {
         .unwrap()
         .fence();
     let stale = store
-        .start_run(&fence, "outbound_message", &[], &[])
+        .start_run(
+            &fence,
+            &ipguard::trigger::Trigger::OutboundMessage.into(),
+            &[],
+            &[],
+        )
         .await
         .unwrap();
     store
@@ -258,11 +263,11 @@ async fn an_unknown_deploy_id_is_closed_and_a_fresh_run_follows() {
     let runs = app
         .wait_for_runs(Duration::from_secs(10), |r| {
             r.iter()
-                .any(|x| x.id != stale && x.outcome.as_deref() == Some("remediated"))
+                .any(|x| x.id != stale && x.outcome == Some(ipguard::outcome::Outcome::Remediated))
         })
         .await;
     let closed = runs.iter().find(|r| r.id == stale).unwrap();
-    assert_eq!(closed.outcome.as_deref(), Some("unknown"));
+    assert_eq!(closed.outcome, Some(ipguard::outcome::Outcome::Unknown));
     let reason = closed.error.as_deref().unwrap_or_default();
     assert!(reason.contains("0Af000000000999AAA"), "{reason}");
     assert!(reason.contains("INVALID_CROSS_REFERENCE_KEY"), "{reason}");
@@ -347,7 +352,7 @@ async fn a_restart_mid_incident_pages_once_and_still_says_recovered() {
     );
     let locked = |runs: &[ipguard::store::RunRecord]| {
         runs.iter()
-            .filter(|r| r.outcome.as_deref() == Some("locked_out"))
+            .filter(|r| r.outcome == Some(ipguard::outcome::Outcome::LockedOut))
             .count()
     };
     let first = org.serve().await;
@@ -397,7 +402,7 @@ async fn the_service_prunes_old_delivery_keys_and_spent_jwt_ids() {
     let store = Store::connect(&config.database).await.unwrap();
     let hint = ipguard::store::NewHint {
         org_id: "00Dsomewhere".into(),
-        trigger: "outbound_message".into(),
+        trigger: ipguard::trigger::Trigger::OutboundMessage,
         detail: None,
     };
     let delivery = |key: &str| ipguard::store::Delivery {
@@ -641,7 +646,10 @@ async fn apply_during_a_service_deploy_hands_off_and_never_deploys_alongside() {
         .iter()
         .find(|r| Some(r.id) == applied.run)
         .expect("apply's run is in the service's history");
-    assert!(run.trigger.contains("cli"), "{run:?}");
+    assert!(
+        run.trigger.contains(ipguard::trigger::Trigger::Cli),
+        "{run:?}"
+    );
     let standard = org.sim.login_ip_ranges("Standard").unwrap();
     assert!(
         standard
@@ -684,5 +692,9 @@ async fn two_applies_at_once_take_turns_on_the_lease() {
     let store = Store::connect(&config.database).await.unwrap();
     let runs = store.recent_runs(10).await.unwrap();
     assert_eq!(runs.len(), 2, "{runs:#?}");
-    assert!(runs.iter().all(|r| r.trigger == "cli"), "{runs:#?}");
+    assert!(
+        runs.iter()
+            .all(|r| r.trigger == ipguard::trigger::Trigger::Cli),
+        "{runs:#?}"
+    );
 }

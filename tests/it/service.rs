@@ -247,21 +247,32 @@ async fn outbound_message_after_an_admin_edit_is_remediated_and_verified() {
     assert!(report.delivered && report.attempts == 1, "{report:?}");
     let runs = app
         .wait_for_runs(Duration::from_secs(10), |r| {
-            r.iter()
-                .any(|run| run.trigger.contains("outbound_message") && run.outcome.is_some())
+            r.iter().any(|run| {
+                run.trigger
+                    .contains(ipguard::trigger::Trigger::OutboundMessage)
+                    && run.outcome.is_some()
+            })
         })
         .await;
     let run = runs
         .iter()
-        .find(|r| r.trigger.contains("outbound_message"))
+        .find(|r| {
+            r.trigger
+                .contains(ipguard::trigger::Trigger::OutboundMessage)
+        })
         .unwrap();
-    assert_eq!(run.outcome.as_deref(), Some("remediated"), "{run:#?}");
+    assert_eq!(
+        run.outcome,
+        Some(ipguard::outcome::Outcome::Remediated),
+        "{run:#?}"
+    );
     assert!(run.deploy_id.is_some());
     // the run record says who loosened the profile — never ipguard itself
-    let blamed = &run.plan.as_ref().unwrap()["attribution"]["attributions"];
-    assert_eq!(blamed.as_array().map(Vec::len), Some(1), "{blamed:#}");
-    assert_eq!(blamed[0]["changed_by"], ipguard_sim::ADMIN_USERNAME);
-    assert_eq!(blamed[0]["profile"], "Admin");
+    let plan = run.plan.as_ref().unwrap();
+    let blamed = &plan.attribution.as_ref().unwrap().attributions;
+    assert_eq!(blamed.len(), 1, "{blamed:#?}");
+    assert_eq!(blamed[0].changed_by, ipguard_sim::ADMIN_USERNAME);
+    assert_eq!(blamed[0].profile.as_str(), "Admin");
     // merge policy: the broad range stays, the space's range is back
     assert!(
         org.sim
@@ -293,8 +304,11 @@ async fn signed_platform_event_is_remediated() {
         .await;
     assert!(report.delivered, "{report:?}");
     app.wait_for_runs(Duration::from_secs(10), |r| {
-        r.iter()
-            .any(|run| run.trigger.contains("platform_event") && run.outcome.is_some())
+        r.iter().any(|run| {
+            run.trigger
+                .contains(ipguard::trigger::Trigger::PlatformEvent)
+                && run.outcome.is_some()
+        })
     })
     .await;
     assert_eq!(
@@ -387,7 +401,7 @@ async fn alerts_tell_of_remediation_and_lock_out_once_per_incident() {
             .await;
         app.wait_for_runs(Duration::from_secs(10), |r| {
             r.iter()
-                .filter(|run| run.outcome.as_deref() == Some("locked_out"))
+                .filter(|run| run.outcome == Some(ipguard::outcome::Outcome::LockedOut))
                 .count()
                 >= 1
         })
@@ -397,7 +411,7 @@ async fn alerts_tell_of_remediation_and_lock_out_once_per_incident() {
     let locked_runs = app
         .wait_for_runs(Duration::from_secs(10), |r| {
             r.iter()
-                .filter(|run| run.outcome.as_deref() == Some("locked_out"))
+                .filter(|run| run.outcome == Some(ipguard::outcome::Outcome::LockedOut))
                 .count()
                 >= 2
         })

@@ -89,15 +89,22 @@ async fn status_page_in_headless_chromium_sign_in_remediation_lock_out_and_recov
             r.iter().any(|run| run.outcome.is_some())
         })
         .await;
-    assert_eq!(runs[0].outcome.as_deref(), Some("remediated"), "{runs:#?}");
+    assert_eq!(
+        runs[0].outcome,
+        Some(ipguard::outcome::Outcome::Remediated),
+        "{runs:#?}"
+    );
     // an admin loosens a profile; the resulting run has a deploy id and a "changed by"
     let report = org
         .loosen_and_notify(&app, "Admin", "04l1I000000fztEQAQ")
         .await;
     assert!(report.delivered, "{report:?}");
     app.wait_for_runs(Duration::from_secs(10), |r| {
-        r.iter()
-            .any(|run| run.trigger.contains("outbound_message") && run.outcome.is_some())
+        r.iter().any(|run| {
+            run.trigger
+                .contains(ipguard::trigger::Trigger::OutboundMessage)
+                && run.outcome.is_some()
+        })
     })
     .await;
 
@@ -122,7 +129,7 @@ async fn status_page_in_headless_chromium_sign_in_remediation_lock_out_and_recov
         .await;
     app.wait_for_runs(Duration::from_secs(10), |r| {
         r.iter()
-            .any(|run| run.outcome.as_deref() == Some("locked_out"))
+            .any(|run| run.outcome == Some(ipguard::outcome::Outcome::LockedOut))
     })
     .await;
     browser_checks(&app.base, "locked-out").await;
@@ -134,10 +141,17 @@ async fn status_page_in_headless_chromium_sign_in_remediation_lock_out_and_recov
     browser_checks(&app.base, "recovered").await;
     let runs = app.runs().await;
     assert!(
-        matches!(runs[0].outcome.as_deref(), Some("in_sync" | "remediated")),
+        matches!(
+            runs[0].outcome,
+            Some(ipguard::outcome::Outcome::InSync | ipguard::outcome::Outcome::Remediated)
+        ),
         "{runs:#?}"
     );
-    assert_eq!(runs[0].trigger, "admin", "the page's button ran it");
+    assert_eq!(
+        runs[0].trigger,
+        ipguard::trigger::Trigger::Admin,
+        "the page's button ran it"
+    );
     app.service.stop().await;
 }
 

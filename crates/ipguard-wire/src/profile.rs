@@ -22,6 +22,14 @@ pub enum ProfileNameError {
     TooLong(String),
 }
 
+/// Read back (a run's record) only through [`ProfileName::parse`].
+impl<'de> serde::Deserialize<'de> for ProfileName {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        ProfileName::parse(&name).map_err(serde::de::Error::custom)
+    }
+}
+
 impl ProfileName {
     pub fn parse(name: &str) -> Result<Self, ProfileNameError> {
         if name.trim().is_empty() {

@@ -13,7 +13,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Largest IPv4 range Salesforce accepts on a profile (since Winter '26).
 pub const MAX_IPV4_RANGE_SIZE: u128 = 1 << 24;
@@ -216,6 +216,25 @@ impl Serialize for LoginIpRange {
         s.serialize_field("end", &self.end.to_string())?;
         s.serialize_field("description", &self.description)?;
         s.end()
+    }
+}
+
+/// Reads back what [`Serialize`] wrote (a run's record): a range that is not well-formed is
+/// refused, as [`LoginIpRange::existing`] refuses it.
+impl<'de> Deserialize<'de> for LoginIpRange {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Written {
+            start: IpAddr,
+            end: IpAddr,
+            description: Option<String>,
+        }
+        let Written {
+            start,
+            end,
+            description,
+        } = Written::deserialize(deserializer)?;
+        LoginIpRange::existing(start, end, description).map_err(serde::de::Error::custom)
     }
 }
 

@@ -8,11 +8,10 @@ use ipguard::cli::{EXIT_ERROR, EXIT_OK};
 use ipguard::config::{Config, Needs};
 use ipguard::keygen;
 use ipguard::ranges::LoginIpRange;
-use ipguard::reconcile::plan::{Owned, Reason, plan_profile};
+use ipguard::reconcile::plan::{Owned, plan_profile};
 use ipguard::store::RunRecord;
 use ipguard_sim::demo::{DemoOrg, EVENTS_AUDIENCE, EVENTS_ISSUER, KEEP_WITHIN};
 use ipguard_sim::{EventClaims, SendRetry, SimConfig, TlsMaterial};
-use serde_json::Value;
 
 /// `ipguard demo`: exit 0 when the org ends in sync.
 pub async fn demo() -> u8 {
@@ -225,22 +224,16 @@ fn removal_reasons(run: &RunRecord) -> Vec<String> {
     let Some(plan) = &run.plan else {
         return lines;
     };
-    for p in plan["profiles"].as_array().into_iter().flatten() {
-        for w in p["why"].as_array().into_iter().flatten() {
-            if w["action"].as_str() != Some("remove") {
-                continue;
-            }
-            let reason = serde_json::from_value::<Reason>(w["reason"].clone())
-                .map(|r| r.text())
-                .unwrap_or("drift");
+    for p in &plan.profiles {
+        for w in p.why.iter().filter(|w| w.action == "remove") {
             lines.push(format!(
                 "Removed {} – {} from {}: {} (policy {} via {}).",
-                w["start"].as_str().unwrap_or_default(),
-                w["end"].as_str().unwrap_or_default(),
-                p["name"].as_str().unwrap_or_default(),
-                reason,
-                p["policy"].as_str().unwrap_or_default(),
-                p["policy_from"].as_str().unwrap_or_default(),
+                w.start,
+                w.end,
+                p.name,
+                w.reason.text(),
+                p.policy.as_str(),
+                p.policy_from.variable(),
             ));
         }
     }
@@ -253,15 +246,14 @@ fn narrate_run(n: &Narrator, run: &RunRecord) {
         .map(|f| (f - run.started_at).num_milliseconds())
         .unwrap_or_default();
     if let Some(plan) = &run.plan {
-        for p in plan["profiles"].as_array().into_iter().flatten() {
-            let name = p["name"].as_str().unwrap_or_default();
-            if p["in_sync"].as_bool() == Some(true) {
-                n.detail(&format!("{name}: in sync"));
+        for p in &plan.profiles {
+            if p.in_sync {
+                n.detail(&format!("{}: in sync", p.name));
                 continue;
             }
-            n.detail(&format!("{name}: drift"));
-            for (sign, key) in [("+", "add"), ("-", "remove")] {
-                for r in p[key].as_array().into_iter().flatten() {
+            n.detail(&format!("{}: drift", p.name));
+            for (sign, ranges) in [("+", &p.add), ("-", &p.remove)] {
+                for r in ranges {
                     n.detail(&format!("    {sign} {}", span(r)));
                 }
             }
@@ -271,7 +263,8 @@ fn narrate_run(n: &Narrator, run: &RunRecord) {
         "Run #{} (trigger {}): {}{} in {took} ms.",
         run.id,
         run.trigger,
-        run.outcome.as_deref().unwrap_or("running"),
+        run.outcome
+            .map_or("running", ipguard::outcome::Outcome::as_str),
         run.deploy_id
             .as_deref()
             .map(|d| format!(" — deploy {d} polled to Succeeded and verified by reading back"))
@@ -282,13 +275,10 @@ fn narrate_run(n: &Narrator, run: &RunRecord) {
     }
 }
 
-fn span(range: &Value) -> String {
-    let (start, end) = (
-        range["start"].as_str().unwrap_or_default(),
-        range["end"].as_str().unwrap_or_default(),
-    );
+fn span(range: &LoginIpRange) -> String {
+    let (start, end) = (range.start().to_string(), range.end().to_string());
     if start == end {
-        start.to_owned()
+        start
     } else {
         format!("{start} – {end}")
     }

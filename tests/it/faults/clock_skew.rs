@@ -49,8 +49,11 @@ async fn fault_jwt_clock_skew_of_90_s_behind_is_accepted_ahead_is_refused_and_re
     );
     let runs = app
         .wait_for_runs(Duration::from_secs(10), |r| {
-            r.iter()
-                .any(|run| run.trigger.contains("platform_event") && run.outcome.is_some())
+            r.iter().any(|run| {
+                run.trigger
+                    .contains(ipguard::trigger::Trigger::PlatformEvent)
+                    && run.outcome.is_some()
+            })
         })
         .await;
     assert_eq!(
@@ -108,13 +111,13 @@ async fn fault_jwt_clock_skew_of_90_s_behind_is_accepted_ahead_is_refused_and_re
     assert!(
         new_runs
             .iter()
-            .all(|r| !r.trigger.contains("platform_event")),
+            .all(|r| !r.trigger.contains(ipguard::trigger::Trigger::PlatformEvent)),
         "the refused event enqueued nothing: {new_runs:#?}"
     );
     assert!(
         new_runs
             .iter()
-            .any(|r| r.trigger == "resync" && is(r, "remediated")),
+            .any(|r| r.trigger == ipguard::trigger::Trigger::Resync && is(r, "remediated")),
         "{new_runs:#?}"
     );
     // At most the remediating resync and one in-sync resync before the edit landed.

@@ -516,7 +516,7 @@ async fn fault_postgres_crash_restart_during_a_burst_loses_no_acked_notification
     other
         .enqueue_hint(&ipguard::store::NewHint {
             org_id: listen_org.to_owned(),
-            trigger: "admin".to_owned(),
+            trigger: ipguard::trigger::Trigger::Admin,
             detail: None,
         })
         .await

@@ -29,7 +29,7 @@ mod crashes;
 // Helpers
 
 fn is(run: &RunRecord, outcome: &str) -> bool {
-    run.outcome.as_deref() == Some(outcome)
+    run.outcome.is_some_and(|o| o.as_str() == outcome)
 }
 
 /// The sim's call log as `operation outcome → count`, for the figures each row prints.
