@@ -196,6 +196,7 @@ impl Plan {
 /// (`history --json` its `attribution`). A record to show, never to deploy from: the target
 /// lists are not kept.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "StoredPlan")]
 pub struct PlanRecord {
     pub drift: bool,
     pub policy: Policy,
@@ -215,6 +216,58 @@ pub struct ProfileRecord {
     pub remove: Vec<LoginIpRange>,
     pub keep: Vec<LoginIpRange>,
     pub why: Vec<RangeWhy>,
+}
+
+/// A plan record as any version stored it. Records written before profiles had a policy of
+/// their own (and its reasons) have none: the plan's one policy, from `IPGUARD_POLICY`,
+/// applied to every profile then.
+#[derive(Deserialize)]
+struct StoredPlan {
+    drift: bool,
+    policy: Policy,
+    profiles: Vec<StoredProfile>,
+    #[serde(default)]
+    attribution: Option<AttributionResult>,
+}
+
+#[derive(Deserialize)]
+struct StoredProfile {
+    name: ProfileName,
+    #[serde(default)]
+    policy: Option<Policy>,
+    #[serde(default)]
+    policy_from: Option<PolicyFrom>,
+    in_sync: bool,
+    add: Vec<LoginIpRange>,
+    remove: Vec<LoginIpRange>,
+    keep: Vec<LoginIpRange>,
+    #[serde(default)]
+    why: Vec<RangeWhy>,
+}
+
+impl From<StoredPlan> for PlanRecord {
+    fn from(stored: StoredPlan) -> Self {
+        let profiles = stored
+            .profiles
+            .into_iter()
+            .map(|p| ProfileRecord {
+                name: p.name,
+                policy: p.policy.unwrap_or(stored.policy),
+                policy_from: p.policy_from.unwrap_or(PolicyFrom::Policy),
+                in_sync: p.in_sync,
+                add: p.add,
+                remove: p.remove,
+                keep: p.keep,
+                why: p.why,
+            })
+            .collect();
+        Self {
+            drift: stored.drift,
+            policy: stored.policy,
+            profiles,
+            attribution: stored.attribution,
+        }
+    }
 }
 
 impl PlanRecord {
@@ -383,6 +436,32 @@ mod tests {
             let read: PlanRecord = serde_json::from_value(written.clone()).unwrap();
             assert_eq!(serde_json::to_value(&read).unwrap(), written);
         }
+    }
+
+    /// Runs recorded before profiles had a policy of their own still read back (else `/status`
+    /// would fail while one is among the latest runs): the plan's policy, from
+    /// `IPGUARD_POLICY`, was every profile's then.
+    #[test]
+    fn a_plan_recorded_before_per_profile_policies_reads_back() {
+        let old = serde_json::json!({
+            "drift": true,
+            "policy": "exact",
+            "profiles": [{
+                "name": "Custom%3A Support",
+                "in_sync": false,
+                "add": [{ "start": "52.0.0.1", "end": "52.0.0.1", "description": "ipguard: space" }],
+                "remove": [],
+                "keep": []
+            }],
+            "attribution": { "attributions": [], "unattributed": ["Custom%3A Support"], "notes": [] }
+        });
+        let read: PlanRecord = serde_json::from_value(old).unwrap();
+        let profile = &read.profiles[0];
+        assert_eq!(profile.policy, Policy::Exact);
+        assert_eq!(profile.policy_from, PolicyFrom::Policy);
+        assert!(profile.why.is_empty());
+        assert_eq!(profile.add.len(), 1);
+        assert!(read.attribution.is_some());
     }
 
     #[test]
