@@ -1,6 +1,7 @@
 //! `Config::from_lookup`: defaults, parsing and how problems are reported here; the Salesforce
 //! settings, event-callout verification and the policy in files of their own.
 
+use super::values::is_api_version;
 use super::*;
 use crate::keygen;
 use secrecy::ExposeSecret;
