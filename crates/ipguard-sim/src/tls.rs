@@ -17,6 +17,12 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
+/// Installs rustls' ring provider once per process: reqwest is built without a default one,
+/// and ring is the one the service installs too.
+pub(crate) fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// The generated CA (what clients trust) and the server configuration it vouches for.
 pub struct TlsMaterial {
     /// PEM of the certificate authority that signed the server's certificate.

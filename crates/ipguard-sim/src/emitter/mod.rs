@@ -353,8 +353,7 @@ impl SimOrg {
 }
 
 fn http_client() -> reqwest::Client {
-    // reqwest is built without a default rustls provider; ring is the one the service installs.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::tls::install_crypto_provider();
     reqwest::Client::builder()
         .timeout(SEND_TIMEOUT)
         .build()

@@ -40,7 +40,7 @@ fn other_key() -> &'static KeyMaterial {
 }
 
 fn client() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::tls::install_crypto_provider();
     reqwest::Client::new()
 }
 

@@ -4,7 +4,7 @@ use super::*;
 
 #[tokio::test]
 async fn tls_serves_https_with_a_certificate_its_ca_vouches_for() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::tls::install_crypto_provider();
     let tls = TlsMaterial::generate().unwrap();
     let ca = reqwest::Certificate::from_pem(tls.ca_pem.as_bytes()).unwrap();
     let sim = SimOrg::start_tls(config(), 0, tls).await.unwrap();
