@@ -299,6 +299,7 @@ mod tests {
             duration_ms: 1,
             attribution: None,
             deploy_closed: false,
+            ..RunReport::empty()
         }
     }
 

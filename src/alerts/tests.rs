@@ -129,6 +129,7 @@ fn remediated() -> RunReport {
         duration_ms: 1234,
         attribution: None,
         deploy_closed: false,
+        ..RunReport::empty()
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::config::{Config, Mode};
 use crate::heroku::HerokuClient;
 use crate::reconcile::attribution::{self, Matchers};
-use crate::reconcile::run::{AttributionSettings, Run, RunEvent, RunSettings, Sources};
+use crate::reconcile::run::{AttributionSettings, Run, RunSettings, Sources};
 use crate::salesforce::auth::{AuthError, JwtBearer};
 use crate::salesforce::client::{MetadataClient, RetryPolicy};
 use crate::salesforce::profile::ProfileName;
@@ -50,14 +50,13 @@ impl Parts {
         })
     }
 
-    /// A run over these parts, telling `observe` each step.
-    pub fn run<'a>(&'a self, observe: &'a (dyn Fn(&RunEvent<'_>) + Send + Sync)) -> Run<'a> {
+    /// A run over these parts.
+    pub fn run(&self) -> Run<'_> {
         Run {
             client: &self.client,
             sources: &self.sources,
             settings: &self.settings,
             profiles: &self.profiles,
-            observe,
         }
     }
 }

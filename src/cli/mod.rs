@@ -3,6 +3,7 @@
 //! run the simulated org (crates/ipguard-sim), which the service library does not depend on.
 
 pub mod check;
+mod narrate;
 pub mod render;
 
 use std::io::IsTerminal;
@@ -12,10 +13,11 @@ use std::time::Duration;
 
 use crate::app::{self, Application, Parts};
 use crate::config::{Config, DatabaseUrl, Needs};
-use crate::reconcile::drive::{self, Driven, Tenure};
+use crate::reconcile::drive::{self, Driven, RecordedRun, Tenure};
 use crate::reconcile::plan::Ownership;
-use crate::reconcile::run::{Outcome, Run, RunEvent, RunReport};
+use crate::reconcile::run::{Outcome, Run, RunReport};
 use crate::salesforce::client::RetryPolicy;
+use crate::salesforce::metadata::DeployResult;
 use crate::store::{NewHint, RunId, Store, StoreError};
 use crate::trigger::Trigger;
 
@@ -79,7 +81,7 @@ pub async fn plan(only: &[String], json: bool) -> u8 {
         Ok(parts) => parts,
         Err(e) => return fail(e),
     };
-    let run = parts.run(&|_| {});
+    let run = parts.run();
     let ownership = plan_ownership(&config).await;
     match run.plan(&ownership).await {
         Ok((_, plan)) => {
@@ -191,12 +193,7 @@ pub async fn apply_with(
         config.resync_interval,
     )
     .lease_ttl;
-    let observe = move |event: &RunEvent<'_>| {
-        if progress {
-            narrate(event);
-        }
-    };
-    let run = parts.run(&observe);
+    let run = parts.run();
     let mut said_waiting = false;
     let tenure = loop {
         if let Some(tenure) = Tenure::acquire(&store, &org, &holder, ttl)
@@ -232,13 +229,23 @@ pub async fn apply_with(
         tokio::time::sleep((state.expires_in + Duration::from_millis(50)).min(LEASE_RECHECK)).await;
     };
     tenure.begin().await;
-    let result = apply_under(&run, &tenure, &store).await;
+    let result = apply_under(&run, &tenure, &store, progress).await;
     tenure.release().await;
     result
 }
 
 /// Finishes a deploy left in flight, then the run itself.
-async fn apply_under(run: &Run<'_>, tenure: &Tenure<'_>, store: &Store) -> Result<Applied, u8> {
+async fn apply_under(
+    run: &Run<'_>,
+    tenure: &Tenure<'_>,
+    store: &Store,
+    progress: bool,
+) -> Result<Applied, u8> {
+    let mut on_poll = |result: &DeployResult| {
+        if progress {
+            eprintln!("{}", narrate::poll(result));
+        }
+    };
     if let Some(in_flight) = store
         .in_flight_deploy(tenure.org_id())
         .await
@@ -248,7 +255,7 @@ async fn apply_under(run: &Run<'_>, tenure: &Tenure<'_>, store: &Store) -> Resul
             "• finishing deploy {} that run #{} submitted at {}",
             in_flight.deploy_id, in_flight.run_id, in_flight.submitted_at
         );
-        match drive::resume_recorded(run, tenure, &in_flight).await {
+        match drive::resume_recorded(run, tenure, &in_flight, &mut on_poll).await {
             Driven::Recorded(id, report) => {
                 eprintln!("  run #{id} ended {}", report.outcome)
             }
@@ -256,7 +263,34 @@ async fn apply_under(run: &Run<'_>, tenure: &Tenure<'_>, store: &Store) -> Resul
             Driven::LeaseLost(e) => return Err(fail(e)),
         }
     }
-    match drive::run_recorded(run, tenure, &Trigger::Cli.into(), &[]).await {
+    let steps = async {
+        let recorded = RecordedRun::start(run, tenure, &Trigger::Cli.into(), &[]).await?;
+        let prepared = recorded.prepare().await?;
+        if progress {
+            eprint!("{}", narrate::found(&prepared.report));
+        }
+        let submitted = recorded.submit(prepared).await?;
+        if progress {
+            eprintln!("{}", narrate::submitted(&submitted));
+        }
+        Ok::<_, Driven>(recorded.finish(submitted, &mut on_poll).await)
+    };
+    let driven = match tenure.renewing(steps).await {
+        Ok(driven) => {
+            if progress && let Driven::Recorded(_, report) = &driven {
+                eprint!("{}", narrate::verified(report));
+            }
+            driven
+        }
+        // Ended before any deploy: what it found is in the report.
+        Err(driven) => {
+            if progress && let Driven::Recorded(_, report) = &driven {
+                eprint!("{}", narrate::found(report));
+            }
+            driven
+        }
+    };
+    match driven {
         Driven::Recorded(id, report) => Ok(Applied {
             run: Some(id),
             report: *report,
@@ -318,29 +352,6 @@ async fn hand_to_service(
     Err(fail(format!(
         "the service has not finished the run for hint {hint_id} in time; follow it with `ipguard history`"
     )))
-}
-
-/// One line per run step, for people watching a terminal.
-pub fn narrate(event: &RunEvent<'_>) {
-    match event {
-        RunEvent::Sources(sources) => eprintln!("• sources: {} IP/CIDR entries", sources.len()),
-        RunEvent::Desired(ranges) => eprintln!("• desired: {} range(s)", ranges.len()),
-        RunEvent::Read(records) => eprintln!("• read {} profile(s)", records.len()),
-        RunEvent::Planned(plan) => eprint!("{}", render::plan_text(plan)),
-        RunEvent::DeployStarted { id, check_only } => eprintln!(
-            "• deploy {id} submitted{}",
-            if *check_only {
-                " (checkOnly: validate, change nothing)"
-            } else {
-                ""
-            }
-        ),
-        RunEvent::DeployProgress(r) => eprintln!(
-            "  … {} ({}/{} components)",
-            r.status, r.components_deployed, r.components_total
-        ),
-        RunEvent::Verified(_) => eprintln!("• read back: profiles verified"),
-    }
 }
 
 pub fn print_report(report: &RunReport) {

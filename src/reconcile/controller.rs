@@ -17,9 +17,9 @@ use rand::Rng;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::drive::{self, Driven, Tenure};
+use super::drive::{self, Driven, RecordedRun, Tenure};
 use super::policy::{Backoff, NextAction, Streak};
-use super::run::{Outcome, Run, RunEvent, RunReport, RunSettings, Sources};
+use super::run::{Outcome, Run, RunReport, RunSettings, Sources};
 use super::status::{ProfileStatus, StatusBoard};
 use crate::alerts::IncidentState;
 use crate::metrics::{Metrics, OutcomeLabels, ProfileLabels};
@@ -179,9 +179,8 @@ impl Controller {
 
         match self.store.in_flight_deploy(&self.org_key).await {
             Ok(Some(in_flight)) => {
-                let observe = self.observer();
-                let run = self.run_with(&observe);
-                let driven = drive::resume_recorded(&run, tenure, &in_flight).await;
+                let run = self.one_run();
+                let driven = drive::resume_recorded(&run, tenure, &in_flight, &mut |_| {}).await;
                 self.after(driven, schedule).await;
                 return;
             }
@@ -285,9 +284,14 @@ impl Controller {
         // `admin,outbound_message`), or the timer's when there are no hints.
         let trigger = Triggers::of_hints(hints.iter().map(|h| h.trigger), timer);
         let ids: Vec<i64> = hints.iter().map(|h| h.id).collect();
-        let observe = self.observer();
-        let run = self.run_with(&observe);
-        let driven = drive::run_recorded(&run, tenure, &trigger, &ids).await;
+        let run = self.one_run();
+        let steps = async {
+            let recorded = RecordedRun::start(&run, tenure, &trigger, &ids).await?;
+            let prepared = recorded.prepare().await?;
+            let submitted = recorded.submit(prepared).await?;
+            Ok::<_, Driven>(recorded.finish(submitted, &mut |_| {}).await)
+        };
+        let (Ok(driven) | Err(driven)) = tenure.renewing(steps).await;
         self.after(driven, schedule).await;
     }
 
@@ -332,17 +336,17 @@ impl Controller {
         }
     }
 
-    fn run_with<'a>(&'a self, observe: &'a (dyn Fn(&RunEvent<'_>) + Send + Sync)) -> Run<'a> {
+    fn one_run(&self) -> Run<'_> {
         Run {
             client: &self.client,
             sources: &self.sources,
             settings: &self.settings,
             profiles: &self.profiles,
-            observe,
         }
     }
 
     fn report(&self, run_id: i64, report: &RunReport) {
+        self.show(report);
         self.metrics
             .runs
             .get_or_create(&OutcomeLabels {
@@ -365,58 +369,48 @@ impl Controller {
         );
     }
 
-    /// Keeps `/status` and the in-sync gauges current from the run's own events.
-    fn observer(&self) -> impl Fn(&RunEvent<'_>) + Send + Sync + '_ {
-        let submitted = std::sync::Mutex::new(None::<std::time::Instant>);
-        move |event| match event {
-            RunEvent::DeployStarted { .. } => {
-                if let Ok(mut s) = submitted.lock() {
-                    *s = Some(std::time::Instant::now());
-                }
-            }
-            RunEvent::Sources(sources) => {
-                let list = sources.iter().map(|s| s.net.to_string()).collect();
-                self.status.update(|s| s.sources = list);
-            }
-            RunEvent::Desired(desired) => {
-                let desired = desired.to_vec();
-                self.status.update(|s| s.desired = desired);
-            }
-            RunEvent::Planned(plan) | RunEvent::Verified(plan) => {
-                let now = chrono::Utc::now();
-                let profiles: Vec<ProfileStatus> = plan
-                    .profiles
-                    .iter()
-                    .map(|p| ProfileStatus {
-                        name: p.name.to_string(),
-                        ranges: p.keep.iter().chain(&p.remove).cloned().collect(),
-                        in_sync: p.in_sync,
-                        checked_at: now,
-                        policy: Some(p.policy),
-                        policy_from: Some(p.policy_from),
-                        why: p.why.clone(),
-                    })
-                    .collect();
-                for p in &profiles {
-                    self.metrics
-                        .profile_in_sync
-                        .get_or_create(&ProfileLabels {
-                            profile: p.name.clone(),
-                        })
-                        .set(i64::from(p.in_sync));
-                }
-                self.status.update(|s| s.profiles = profiles);
-            }
-            RunEvent::DeployProgress(result) if result.done => {
-                if let Some(at) = submitted.lock().ok().and_then(|mut s| s.take()) {
-                    self.metrics
-                        .deploy_duration_seconds
-                        .observe(at.elapsed().as_secs_f64());
-                }
-                tracing::info!(deploy_id = %result.id, status = %result.status, "deploy finished");
-            }
-            _ => {}
+    /// Keeps `/status` and the in-sync gauges current from what the run found: the profiles as
+    /// read back after a deploy, else as planned.
+    fn show(&self, report: &RunReport) {
+        if let Some(elapsed) = report.deploy_elapsed {
+            self.metrics
+                .deploy_duration_seconds
+                .observe(elapsed.as_secs_f64());
         }
+        if !report.sources.is_empty() {
+            let list = report.sources.iter().map(|s| s.net.to_string()).collect();
+            self.status.update(|s| s.sources = list);
+        }
+        if !report.desired.is_empty() {
+            let desired = report.desired.clone();
+            self.status.update(|s| s.desired = desired);
+        }
+        let Some(plan) = report.verified.as_ref().or(report.plan.as_ref()) else {
+            return;
+        };
+        let now = chrono::Utc::now();
+        let profiles: Vec<ProfileStatus> = plan
+            .profiles
+            .iter()
+            .map(|p| ProfileStatus {
+                name: p.name.to_string(),
+                ranges: p.keep.iter().chain(&p.remove).cloned().collect(),
+                in_sync: p.in_sync,
+                checked_at: now,
+                policy: Some(p.policy),
+                policy_from: Some(p.policy_from),
+                why: p.why.clone(),
+            })
+            .collect();
+        for p in &profiles {
+            self.metrics
+                .profile_in_sync
+                .get_or_create(&ProfileLabels {
+                    profile: p.name.clone(),
+                })
+                .set(i64::from(p.in_sync));
+        }
+        self.status.update(|s| s.profiles = profiles);
     }
 
     /// ±10 % so many instances (and the org's API limits) don't see synchronised bursts.

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::plan::{Ownership, PlanRecord};
-use super::run::{Outcome, Run, RunReport};
+use super::run::{OnPoll, Outcome, Prepared, Run, RunReport, Submitted};
 use crate::ranges::LoginIpRange;
 use crate::salesforce::metadata::DeployId;
 use crate::store::{Fence, InFlightDeploy, OwnedRange, RunId, Store, StoreError};
@@ -140,7 +140,7 @@ impl<'a> Tenure<'a> {
     }
 
     /// Runs `work` while renewing the lease.
-    async fn renewing<T>(&self, work: impl Future<Output = T>) -> T {
+    pub async fn renewing<T>(&self, work: impl Future<Output = T>) -> T {
         tokio::select! {
             value = work => value,
             () = self.keep_renewed() => unreachable!("renewal never ends"),
@@ -178,36 +178,133 @@ fn owned_rows(profiles: &[String], desired: &[LoginIpRange]) -> Vec<OwnedRange> 
         .collect()
 }
 
-/// A fresh run: recorded with `trigger`, consuming `hint_ids`.
-pub async fn run_recorded(
-    run: &Run<'_>,
-    tenure: &Tenure<'_>,
-    trigger: &Triggers,
-    hint_ids: &[i64],
-) -> Driven {
-    let names: Vec<String> = run.profiles.iter().map(|p| p.to_string()).collect();
-    let run_id = match tenure
-        .store
-        .start_run(&tenure.fence, trigger, hint_ids, &names)
-        .await
-    {
-        Ok(id) => id,
-        Err(StoreError::Fenced { .. }) => {
-            return Driven::LeaseLost(LeaseLost {
+/// A fresh run recorded with `trigger` (consuming `hint_ids`), stepped by its caller:
+/// [`RecordedRun::prepare`] → [`RecordedRun::submit`] → [`RecordedRun::finish`]. Each step
+/// returns what the run found so the caller can show it; `Err` is how the run ended (recorded
+/// already, or stopped by a lost lease). The caller renews the lease around the steps
+/// ([`Tenure::renewing`]).
+pub struct RecordedRun<'r> {
+    run: &'r Run<'r>,
+    tenure: &'r Tenure<'r>,
+    pub id: RunId,
+}
+
+impl<'r> RecordedRun<'r> {
+    /// Records the run's start; nothing is sent to Salesforce unless this succeeds.
+    pub async fn start(
+        run: &'r Run<'r>,
+        tenure: &'r Tenure<'r>,
+        trigger: &Triggers,
+        hint_ids: &[i64],
+    ) -> Result<Self, Driven> {
+        let names: Vec<String> = run.profiles.iter().map(|p| p.to_string()).collect();
+        match tenure
+            .store
+            .start_run(&tenure.fence, trigger, hint_ids, &names)
+            .await
+        {
+            Ok(id) => Ok(Self { run, tenure, id }),
+            Err(StoreError::Fenced { .. }) => Err(Driven::LeaseLost(LeaseLost {
                 org_id: tenure.fence.org_id.clone(),
                 why: "a new tenure began before the run started".into(),
-            });
+            })),
+            Err(e) => Err(Driven::NotStarted(e)),
         }
-        Err(e) => return Driven::NotStarted(e),
-    };
-    tenure
-        .renewing(async {
-            match steps(run, tenure, run_id).await {
-                Ok(report) => record(tenure, run_id, report).await,
-                Err(lost) => Driven::LeaseLost(lost),
+    }
+
+    /// Sources, read, plan (against the recorded ownership). `Ok` only when a deploy is due.
+    pub async fn prepare(&self) -> Result<Prepared, Driven> {
+        let ownership = match load_ownership(self.tenure.store, self.tenure.org_id()).await {
+            Ok(o) => o,
+            Err(e) => {
+                // Without the record, an `ipguard:` text could pass for ours: do not plan.
+                let mut report = RunReport::empty();
+                report.error = Some(format!("cannot read the owned ranges: {e}"));
+                return Err(self.end(report).await);
             }
+        };
+        match self.run.prepare(&ownership).await {
+            Ok(p) if p.needs_deploy() => Ok(p),
+            Ok(p) => Err(self.end(p.into_report()).await),
+            Err(report) => Err(self.end(report).await),
+        }
+    }
+
+    /// The one Salesforce write, only while the tenure still holds the lease: the ranges are
+    /// claimed as ipguard's, the deploy submitted and its id recorded before any polling.
+    pub async fn submit(&self, prepared: Prepared) -> Result<Submitted, Driven> {
+        let tenure = self.tenure;
+        tenure.confirm().await.map_err(Driven::LeaseLost)?;
+        let deployed = deployed_profiles(&prepared.report);
+        if !self.run.settings.check_only {
+            // Claimed before the deploy: if it fails half-way nothing ipguard wrote is forgotten.
+            let claim = owned_rows(&deployed, &prepared.report.desired);
+            match tenure
+                .store
+                .record_owned_ranges(&tenure.fence, &[], &claim)
+                .await
+            {
+                Ok(()) => {}
+                Err(StoreError::Fenced { .. }) => {
+                    return Err(self.lost("a new tenure began before the deploy".into()));
+                }
+                Err(e) => {
+                    let mut report = prepared.into_report();
+                    report.outcome = Outcome::Failed;
+                    report.error = Some(format!(
+                        "cannot record the ranges about to be deployed, so nothing was deployed: {e}"
+                    ));
+                    return Err(self.end(report).await);
+                }
+            }
+        }
+        let submitted = match self.run.submit(prepared).await {
+            Ok(s) => s,
+            Err(report) => return Err(self.end(report).await),
+        };
+        match tenure
+            .store
+            .record_deploy(
+                &tenure.fence,
+                self.id,
+                submitted.id.as_str(),
+                submitted.check_only,
+            )
+            .await
+        {
+            Ok(()) => {}
+            Err(StoreError::Fenced { .. }) => {
+                return Err(self.lost(format!(
+                    "deploy {} was submitted as the lease moved on; the new holder reads the org afresh",
+                    submitted.id
+                )));
+            }
+            // The deploy is already on its way: keep polling it, but say the record is missing.
+            Err(e) => {
+                tracing::error!(deploy_id = %submitted.id, error = %e, "could not record the submitted deploy");
+            }
+        }
+        Ok(submitted)
+    }
+
+    /// Polls the deploy to its end, reads back, records the ownership and the outcome.
+    pub async fn finish(&self, submitted: Submitted, on_poll: OnPoll<'_>) -> Driven {
+        let deployed = deployed_profiles(&submitted.report);
+        let report = self.run.finish(submitted, on_poll).await;
+        settle_ownership(self.tenure, &deployed, &report).await;
+        self.end(report).await
+    }
+
+    async fn end(&self, report: RunReport) -> Driven {
+        record(self.tenure, self.id, report).await
+    }
+
+    fn lost(&self, why: String) -> Driven {
+        Driven::LeaseLost(LeaseLost {
+            org_id: self.tenure.fence.org_id.clone(),
+            why,
         })
-        .await
+    }
 }
 
 /// A deploy an earlier process (or an earlier run) recorded and never saw finish.
@@ -215,6 +312,7 @@ pub async fn resume_recorded(
     run: &Run<'_>,
     tenure: &Tenure<'_>,
     in_flight: &InFlightDeploy,
+    on_poll: OnPoll<'_>,
 ) -> Driven {
     let report = match DeployId::parse(&in_flight.deploy_id) {
         Ok(id) => {
@@ -223,7 +321,13 @@ pub async fn resume_recorded(
                 .await
                 .unwrap_or_default();
             let report = tenure
-                .renewing(run.resume(id, in_flight.check_only, in_flight.submitted_at, &ownership))
+                .renewing(run.resume(
+                    id,
+                    in_flight.check_only,
+                    in_flight.submitted_at,
+                    &ownership,
+                    on_poll,
+                ))
                 .await;
             // A resumed deploy was verified against every profile: the run's profiles hold
             // exactly what ipguard owns.
@@ -242,83 +346,6 @@ pub async fn resume_recorded(
         }
     };
     record(tenure, in_flight.run_id, report).await
-}
-
-async fn steps(run: &Run<'_>, tenure: &Tenure<'_>, run_id: RunId) -> Result<RunReport, LeaseLost> {
-    let ownership = match load_ownership(tenure.store, tenure.org_id()).await {
-        Ok(o) => o,
-        Err(e) => {
-            // Without the record, an `ipguard:` text could pass for ours: do not plan.
-            let mut report = RunReport::empty();
-            report.error = Some(format!("cannot read the owned ranges: {e}"));
-            return Ok(report);
-        }
-    };
-    let prepared = match run.prepare(&ownership).await {
-        Ok(p) if p.needs_deploy() => p,
-        Ok(p) => return Ok(p.into_report()),
-        Err(report) => return Ok(report),
-    };
-    // The one Salesforce write: only while this tenure still holds the lease.
-    tenure.confirm().await?;
-    let deployed = deployed_profiles(&prepared.report);
-    if !run.settings.check_only {
-        // Claimed before the deploy: if it fails half-way nothing ipguard wrote is forgotten.
-        let claim = owned_rows(&deployed, &prepared.report.desired);
-        match tenure
-            .store
-            .record_owned_ranges(&tenure.fence, &[], &claim)
-            .await
-        {
-            Ok(()) => {}
-            Err(StoreError::Fenced { .. }) => {
-                return Err(LeaseLost {
-                    org_id: tenure.fence.org_id.clone(),
-                    why: "a new tenure began before the deploy".into(),
-                });
-            }
-            Err(e) => {
-                let mut report = prepared.into_report();
-                report.outcome = Outcome::Failed;
-                report.error = Some(format!(
-                    "cannot record the ranges about to be deployed, so nothing was deployed: {e}"
-                ));
-                return Ok(report);
-            }
-        }
-    }
-    let submitted = match run.submit(prepared).await {
-        Ok(s) => s,
-        Err(report) => return Ok(report),
-    };
-    match tenure
-        .store
-        .record_deploy(
-            &tenure.fence,
-            run_id,
-            submitted.id.as_str(),
-            submitted.check_only,
-        )
-        .await
-    {
-        Ok(()) => {}
-        Err(StoreError::Fenced { .. }) => {
-            return Err(LeaseLost {
-                org_id: tenure.fence.org_id.clone(),
-                why: format!(
-                    "deploy {} was submitted as the lease moved on; the new holder reads the org afresh",
-                    submitted.id
-                ),
-            });
-        }
-        // The deploy is already on its way: keep polling it, but say the record is missing.
-        Err(e) => {
-            tracing::error!(deploy_id = %submitted.id, error = %e, "could not record the submitted deploy");
-        }
-    }
-    let report = run.finish(submitted).await;
-    settle_ownership(tenure, &deployed, &report).await;
-    Ok(report)
 }
 
 fn deployed_profiles(report: &RunReport) -> Vec<String> {

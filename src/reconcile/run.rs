@@ -14,7 +14,7 @@ pub use crate::outcome::Outcome;
 use crate::ranges::{LoginIpRange, Source, desired_ranges};
 use crate::salesforce::client::{MetadataClient, SalesforceError};
 use crate::salesforce::deploy_poll::{self, PollStop};
-use crate::salesforce::metadata::{DeployId, DeployResult, DeployStatus, ProfileRecord};
+use crate::salesforce::metadata::{DeployId, DeployResult, DeployStatus};
 use crate::salesforce::package::deploy_zip;
 use crate::salesforce::profile::ProfileName;
 
@@ -123,26 +123,23 @@ impl RunSettings {
     }
 }
 
-/// Steps of a run, for narration (CLI progress, demo) and the service's gauges.
-#[derive(Debug)]
-pub enum RunEvent<'a> {
-    Sources(&'a [Source]),
-    Desired(&'a [LoginIpRange]),
-    Read(&'a [ProfileRecord]),
-    Planned(&'a Plan),
-    DeployStarted { id: &'a DeployId, check_only: bool },
-    DeployProgress(&'a DeployResult),
-    Verified(&'a Plan),
-}
-
 /// What a run did and found.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunReport {
     pub outcome: Outcome,
+    /// The source set the desired ranges came from.
+    #[serde(skip)]
+    pub sources: Vec<Source>,
     pub desired: Vec<LoginIpRange>,
     pub plan: Option<Plan>,
+    /// The plan of the read-back after a deploy (every profile in sync when `remediated`).
+    #[serde(skip)]
+    pub verified: Option<Plan>,
     pub deploy_id: Option<DeployId>,
     pub deploy_status: Option<String>,
+    /// From submitting the deploy to seeing it done (a deploy this run submitted).
+    #[serde(skip)]
+    pub deploy_elapsed: Option<Duration>,
     /// Every failure message Salesforce gave (component failures included).
     pub failures: Vec<String>,
     pub error: Option<String>,
@@ -161,10 +158,13 @@ impl RunReport {
     pub fn empty() -> Self {
         Self {
             outcome: Outcome::Failed,
+            sources: Vec::new(),
             desired: Vec::new(),
             plan: None,
+            verified: None,
             deploy_id: None,
             deploy_status: None,
+            deploy_elapsed: None,
             failures: Vec::new(),
             error: None,
             duration_ms: 0,
@@ -188,8 +188,6 @@ pub struct Prepared {
     started: Instant,
     /// What the plan took as ipguard's own: the verify step plans with the same.
     owned: Ownership,
-    /// The source set the desired ranges came from (the interlock's NAT IPs).
-    sources: Vec<Source>,
 }
 
 impl Prepared {
@@ -206,17 +204,20 @@ impl Prepared {
 }
 
 /// One reconcile against one org, as typed steps (docs/contract.md §5):
-/// [`Run::prepare`] (sources, read, plan, attribution) → [`Run::submit`] (the one deploy) →
-/// [`Run::finish`] (poll, read back). The caller sits between the steps: the service and
-/// `apply` record the deploy id before polling and confirm their lease before the deploy
-/// (`reconcile::drive`); [`Run::execute`] chains the steps with no records (tests).
+/// [`Run::prepare`] → [`Prepared`] (sources, read, plan, attribution), [`Run::submit`] →
+/// [`Submitted`] (the one deploy), [`Run::finish`] → [`RunReport`] (poll, read back). Each
+/// step returns what it found; the caller sits between the steps and shows or records it:
+/// the service and `apply` record the deploy id before polling and confirm their lease before
+/// the deploy (`reconcile::drive`); [`Run::execute`] chains the steps with no records (tests).
 pub struct Run<'a> {
     pub client: &'a MetadataClient,
     pub sources: &'a Sources,
     pub settings: &'a RunSettings,
     pub profiles: &'a [ProfileName],
-    pub observe: &'a (dyn Fn(&RunEvent<'_>) + Send + Sync),
 }
+
+/// What a caller sees of a deploy while it is polled (`apply --progress` prints it).
+pub type OnPoll<'a> = &'a mut (dyn FnMut(&DeployResult) + Send);
 
 impl Run<'_> {
     /// The whole run with nothing recorded between the steps.
@@ -227,7 +228,7 @@ impl Run<'_> {
             Err(report) => return report,
         };
         match self.submit(prepared).await {
-            Ok(submitted) => self.finish(submitted).await,
+            Ok(submitted) => self.finish(submitted, &mut |_| {}).await,
             Err(report) => report,
         }
     }
@@ -238,12 +239,11 @@ impl Run<'_> {
     pub async fn prepare(&self, owned: &Ownership) -> Result<Prepared, RunReport> {
         let started = Instant::now();
         let mut report = RunReport::empty();
-        let mut resolved = Vec::new();
         let result = async {
             let (sources, desired) = self.desired().await?;
-            resolved = sources;
+            report.sources = sources;
             report.desired = desired;
-            let plan = self.read_and_plan(&report.desired, true, owned).await?;
+            let plan = self.read_and_plan(&report.desired, owned).await?;
             report.outcome = Outcome::InSync;
             report.plan = Some(plan);
             Ok::<_, Failure>(())
@@ -277,7 +277,6 @@ impl Run<'_> {
             report,
             started,
             owned: owned.clone(),
-            sources: resolved,
         })
     }
 
@@ -287,7 +286,6 @@ impl Run<'_> {
             mut report,
             started,
             owned,
-            sources,
         } = prepared;
         let check_only = self.settings.check_only;
         let submitted = async {
@@ -297,7 +295,7 @@ impl Run<'_> {
                 .ok_or_else(|| Failure::failed("no plan"))?;
             // A check-only deploy changes nothing, so it cannot lock anyone out.
             if !check_only {
-                self.interlock(&sources, plan).await?;
+                self.interlock(&report.sources, plan).await?;
             }
             let files: Vec<(ProfileName, Vec<LoginIpRange>)> = plan
                 .drifted()
@@ -312,16 +310,13 @@ impl Run<'_> {
         .await;
         match submitted {
             Ok(id) => {
-                (self.observe)(&RunEvent::DeployStarted {
-                    id: &id,
-                    check_only,
-                });
                 report.deploy_id = Some(id.clone());
                 Ok(Submitted {
                     report,
                     started,
                     id,
                     check_only,
+                    submitted_at: Instant::now(),
                     deadline: Instant::now() + self.settings.deploy_timeout,
                     resumed: false,
                     owned,
@@ -345,12 +340,16 @@ impl Run<'_> {
         check_only: bool,
         submitted_at: chrono::DateTime<chrono::Utc>,
         owned: &Ownership,
+        on_poll: OnPoll<'_>,
     ) -> RunReport {
         let started = Instant::now();
         let mut report = RunReport::empty();
         report.deploy_id = Some(id.clone());
         match self.sources.resolve().await {
-            Ok(sources) => report.desired = desired_ranges(&sources),
+            Ok(sources) => {
+                report.desired = desired_ranges(&sources);
+                report.sources = sources;
+            }
             Err(e) => {
                 report.fail(Failure::failed(e));
                 report.duration_ms = started.elapsed().as_millis();
@@ -361,31 +360,42 @@ impl Run<'_> {
             .to_std()
             .unwrap_or_default();
         let left = self.settings.deploy_timeout.saturating_sub(age);
-        self.finish(Submitted {
-            report,
-            started,
-            id,
-            check_only,
-            deadline: Instant::now() + left,
-            resumed: true,
-            owned: owned.clone(),
-        })
+        self.finish(
+            Submitted {
+                report,
+                started,
+                id,
+                check_only,
+                submitted_at: started,
+                deadline: Instant::now() + left,
+                resumed: true,
+                owned: owned.clone(),
+            },
+            on_poll,
+        )
         .await
     }
 
-    /// Steps 5–6: poll the deploy to its end, then verify by reading back.
-    pub async fn finish(&self, submitted: Submitted) -> RunReport {
+    /// Steps 5–6: poll the deploy to its end (telling `on_poll` each status), then verify by
+    /// reading back.
+    pub async fn finish(&self, submitted: Submitted, on_poll: OnPoll<'_>) -> RunReport {
         let Submitted {
             mut report,
             started,
             id,
             check_only,
+            submitted_at,
             deadline,
             resumed,
             owned,
         } = submitted;
+        let window = PollWindow {
+            submitted_at,
+            deadline,
+            resumed,
+        };
         if let Err(failure) = self
-            .poll_and_verify(&mut report, &id, check_only, deadline, resumed, &owned)
+            .poll_and_verify(&mut report, &id, check_only, window, &owned, on_poll)
             .await
         {
             report.fail(failure);
@@ -401,18 +411,13 @@ impl Run<'_> {
     ) -> Result<(Vec<LoginIpRange>, Plan), (Outcome, String)> {
         let to_pair = |f: Failure| (f.outcome, f.message);
         let (_, desired) = self.desired().await.map_err(to_pair)?;
-        let plan = self
-            .read_and_plan(&desired, true, owned)
-            .await
-            .map_err(to_pair)?;
+        let plan = self.read_and_plan(&desired, owned).await.map_err(to_pair)?;
         Ok((desired, plan))
     }
 
     async fn desired(&self) -> Result<(Vec<Source>, Vec<LoginIpRange>), Failure> {
         let sources = self.sources.resolve().await.map_err(Failure::failed)?;
-        (self.observe)(&RunEvent::Sources(&sources));
         let desired = desired_ranges(&sources);
-        (self.observe)(&RunEvent::Desired(&desired));
         Ok((sources, desired))
     }
 
@@ -440,12 +445,18 @@ impl Run<'_> {
         report: &mut RunReport,
         id: &DeployId,
         check_only: bool,
-        deadline: Instant,
-        resumed: bool,
+        window: PollWindow,
         owned: &Ownership,
+        on_poll: OnPoll<'_>,
     ) -> Result<(), Failure> {
         // 5. poll until done or the window closes
-        let result = self.poll(id, deadline, resumed).await?;
+        let result = self
+            .poll(id, window.deadline, window.resumed, on_poll)
+            .await?;
+        if !window.resumed {
+            report.deploy_elapsed = Some(window.submitted_at.elapsed());
+        }
+        tracing::info!(deploy_id = %id, status = %result.status, "deploy finished");
         report.deploy_status = Some(result.status.to_string());
         if result.status != DeployStatus::Succeeded {
             report.failures = result.failure_messages();
@@ -465,10 +476,11 @@ impl Run<'_> {
         }
 
         // 6. verify by reading back
-        let after = self.read_and_plan(&report.desired, false, owned).await?;
-        (self.observe)(&RunEvent::Verified(&after));
-        if after.drift {
-            let names: Vec<&str> = after.drifted().map(|p| p.name.as_str()).collect();
+        let after = self.read_and_plan(&report.desired, owned).await?;
+        let drift = after.drift;
+        let names: Vec<String> = after.drifted().map(|p| p.name.to_string()).collect();
+        report.verified = Some(after);
+        if drift {
             return Err(Failure::failed(format!(
                 "verify_mismatch: deploy {id} succeeded but {} still differ",
                 names.join(", ")
@@ -481,7 +493,6 @@ impl Run<'_> {
     async fn read_and_plan(
         &self,
         desired: &[LoginIpRange],
-        announce: bool,
         owned: &Ownership,
     ) -> Result<Plan, Failure> {
         let records = self
@@ -489,9 +500,6 @@ impl Run<'_> {
             .read_profiles(self.profiles)
             .await
             .map_err(Failure::salesforce)?;
-        if announce {
-            (self.observe)(&RunEvent::Read(&records));
-        }
         let mut plans = Vec::with_capacity(self.profiles.len());
         for name in self.profiles {
             let record = records
@@ -509,11 +517,7 @@ impl Run<'_> {
                 &owned.of(name),
             ));
         }
-        let plan = Plan::new(self.settings.rules.default, plans);
-        if announce {
-            (self.observe)(&RunEvent::Planned(&plan));
-        }
-        Ok(plan)
+        Ok(Plan::new(self.settings.rules.default, plans))
     }
 
     /// Polls until the deploy is done. Transient errors keep polling until `deadline`; any
@@ -525,8 +529,9 @@ impl Run<'_> {
         id: &DeployId,
         deadline: Instant,
         resumed: bool,
+        on_poll: OnPoll<'_>,
     ) -> Result<DeployResult, Failure> {
-        let progress = |result: &DeployResult| (self.observe)(&RunEvent::DeployProgress(result));
+        let progress = |result: &DeployResult| on_poll(result);
         let poll_delays = self.settings.poll_delays();
         match deploy_poll::until_done(
             self.client,
@@ -577,9 +582,17 @@ pub struct Submitted {
     started: Instant,
     pub id: DeployId,
     pub check_only: bool,
+    submitted_at: Instant,
     deadline: Instant,
     resumed: bool,
     owned: Ownership,
+}
+
+/// How long a deploy is polled, and whether this process submitted it.
+struct PollWindow {
+    submitted_at: Instant,
+    deadline: Instant,
+    resumed: bool,
 }
 
 /// Why a step ended the run.

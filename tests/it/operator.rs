@@ -538,3 +538,36 @@ async fn the_doctor_names_both_causes_of_an_unapproved_consumer() {
     );
     assert!(token.contains("(1)") && token.contains("(2)"), "{token}");
 }
+
+/// The leader's gauges come from the run it just finished: the deploy's duration and each
+/// profile as read back after it.
+#[tokio::test]
+async fn a_remediating_run_shows_in_the_deploy_and_profile_gauges() {
+    let org = Org::start(&[]).await;
+    let app = org.serve().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut text = String::new();
+    while Instant::now() < deadline {
+        text = http()
+            .get(app.url("/metrics"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text.contains("ipguard_deploy_duration_seconds_count 1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        text.contains("ipguard_deploy_duration_seconds_count 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ipguard_profile_in_sync{profile=\"Admin\"} 1"),
+        "the read-back, not the plan that found drift: {text}"
+    );
+}

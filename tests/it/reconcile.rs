@@ -90,7 +90,6 @@ impl Harness {
             sources: &self.parts.sources,
             settings,
             profiles: &self.parts.profiles,
-            observe: &|_| {},
         }
         .execute()
         .await
@@ -504,13 +503,13 @@ async fn a_resumed_deploy_is_polled_and_verified_never_redeployed() {
         sources: &h.parts.sources,
         settings: &h.settings(),
         profiles: &h.parts.profiles,
-        observe: &|_| {},
     }
     .resume(
         first.deploy_id.clone().unwrap(),
         false,
         chrono::Utc::now(),
         &Default::default(),
+        &mut |_| {},
     )
     .await;
     assert_outcome(&resumed, Outcome::Remediated);
@@ -543,13 +542,13 @@ async fn a_resumed_deploy_older_than_the_timeout_is_closed_after_one_look() {
         sources: &h.parts.sources,
         settings: &long,
         profiles: &h.parts.profiles,
-        observe: &|_| {},
     }
     .resume(
         first.deploy_id.clone().unwrap(),
         false,
         chrono::Utc::now() - chrono::Duration::minutes(5),
         &Default::default(),
+        &mut |_| {},
     )
     .await;
     assert_outcome(&resumed, Outcome::Unknown);
