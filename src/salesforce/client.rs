@@ -2,9 +2,10 @@
 //! with jitter on transient failures.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
+use backon::{ExponentialBuilder, Retryable};
 use secrecy::ExposeSecret;
 use tokio::sync::Mutex;
 
@@ -135,13 +136,12 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    fn delays(&self) -> impl Iterator<Item = Duration> {
+    fn backoff(&self) -> ExponentialBuilder {
         ExponentialBuilder::default()
             .with_min_delay(self.min_delay)
             .with_max_delay(self.max_delay)
             .with_max_times(self.max_attempts.saturating_sub(1))
             .with_jitter()
-            .build()
     }
 }
 
@@ -224,8 +224,9 @@ impl MetadataClient {
     }
 
     /// The session and retry policy around any one request (SOAP or REST): `attempt` is run
-    /// again after one re-login when the session it used proved invalid, and after a pause
-    /// when the failure is transient (and retrying is safe). Every attempt is observed.
+    /// again at once after one re-login when the session it used proved invalid, and after a
+    /// backoff pause when the failure is transient (and retrying is safe). Every attempt is
+    /// observed.
     async fn with_policy<T, F, Fut>(
         &self,
         operation: &'static str,
@@ -236,40 +237,41 @@ impl MetadataClient {
         F: Fn() -> Fut,
         Fut: Future<Output = Attempt<T>>,
     {
-        let mut delays = self.retry.delays();
-        let mut relogged = false;
-        loop {
-            let result = attempt().await;
-            if let Some(observer) = &self.observer {
-                let outcome = match &result {
-                    Ok(_) => "ok".to_owned(),
-                    Err((_, e)) => e.label(),
-                };
-                observer(operation, &outcome);
-            }
-            let error = match result {
-                Ok((_, value)) => return Ok(value),
-                Err((session, error)) => {
-                    if let Some(session) = &session
-                        && error.is_invalid_session()
-                        && !relogged
+        // One re-login per call, not per retry: a session refused twice is not a stale cache.
+        let relogged = AtomicBool::new(false);
+        let once = || async {
+            loop {
+                let result = attempt().await;
+                self.observe(operation, &result);
+                match result {
+                    Ok((_, value)) => return Ok(value),
+                    Err((Some(session), error))
+                        if error.is_invalid_session() && !relogged.swap(true, Ordering::Relaxed) =>
                     {
-                        relogged = true;
                         tracing::info!(operation, "session expired; signing a new assertion");
-                        self.forget_session(session).await;
-                        continue;
+                        self.forget_session(&session).await;
                     }
-                    error
+                    Err((_, error)) => return Err(error),
                 }
-            };
-            let retryable = error.is_transient() && (idempotent || error.surely_not_accepted());
-            match delays.next() {
-                Some(delay) if retryable => {
-                    tracing::warn!(operation, error = %error, ?delay, "transient Salesforce failure; retrying");
-                    tokio::time::sleep(delay).await;
-                }
-                _ => return Err(error),
             }
+        };
+        once.retry(self.retry.backoff())
+            .when(|error: &SalesforceError| {
+                error.is_transient() && (idempotent || error.surely_not_accepted())
+            })
+            .notify(|error, delay| {
+                tracing::warn!(operation, error = %error, ?delay, "transient Salesforce failure; retrying");
+            })
+            .await
+    }
+
+    fn observe<T>(&self, operation: &'static str, result: &Attempt<T>) {
+        if let Some(observer) = &self.observer {
+            let outcome = match result {
+                Ok(_) => "ok".to_owned(),
+                Err((_, e)) => e.label(),
+            };
+            observer(operation, &outcome);
         }
     }
 
