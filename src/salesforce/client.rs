@@ -246,7 +246,8 @@ impl MetadataClient {
                 match result {
                     Ok((_, value)) => return Ok(value),
                     Err((Some(session), error))
-                        if error.is_invalid_session() && !relogged.swap(true, Ordering::Relaxed) =>
+                        if error.is_invalid_session()
+                            && !relogged.swap(true, Ordering::Relaxed) =>
                     {
                         tracing::info!(operation, "session expired; signing a new assertion");
                         self.forget_session(&session).await;

@@ -8,6 +8,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use backon::{ExponentialBuilder, Retryable};
+
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
@@ -241,17 +243,21 @@ async fn listen(pool: PgPool, mut listener: PgListener, notifier: Arc<HintNotifi
                 // itself (the server ending the session sends an error first): start afresh.
                 tracing::warn!(error = %e, "store: the LISTEN connection failed; reconnecting");
                 drop(listener);
-                let mut backoff = Duration::from_millis(100);
-                listener = loop {
-                    tokio::time::sleep(backoff).await;
-                    match subscribe(&pool).await {
-                        Ok(listener) => break listener,
-                        Err(sqlx::Error::PoolClosed) => return,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "store: LISTEN reconnect failed");
-                            backoff = (backoff * 2).min(Duration::from_secs(30));
-                        }
-                    }
+                // Until the store closes: a listener that gave up would leave waiters to
+                // their timeouts for good.
+                let reconnect = ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(100))
+                    .with_max_delay(Duration::from_secs(30))
+                    .with_jitter()
+                    .without_max_times();
+                let subscribed = (|| subscribe(&pool))
+                    .retry(reconnect)
+                    .when(|e| !matches!(e, sqlx::Error::PoolClosed))
+                    .notify(|e, _| tracing::warn!(error = %e, "store: LISTEN reconnect failed"))
+                    .await;
+                listener = match subscribed {
+                    Ok(listener) => listener,
+                    Err(_) => return,
                 };
                 tracing::info!("store: listening for hints again");
                 notifier.notify_all();
