@@ -1,28 +1,25 @@
 //! Salesforce Outbound Messages (SOAP 1.1): a streaming parser for the request, the exact
 //! ACK envelope and SOAP faults for the reply.
 //!
-//! The parser reads events straight off the request bytes (`quick_xml::reader::NsReader`
-//! borrowing the body, so nothing is copied into a buffer) and keeps only what ipguard
-//! needs: the OrganizationId, the ActionId and each notification's Id, sObject type and
-//! record Id. Everything else — the SessionId in particular, and every sObject field — is
-//! skipped without being stored. Elements are matched by namespace URI and local name, never
-//! by prefix.
-//!
-//! Hostile input is refused early: a DOCTYPE (so no entity definitions: billion laughs,
-//! external entities), references to entities other than the five predefined ones, nesting
-//! deeper than [`MAX_DEPTH`], invalid UTF-8, a declared encoding other than UTF-8, text or
-//! elements outside the root, and more than [`MAX_NOTIFICATIONS`] notifications (reading
-//! stops at the first one too many).
+//! The parser reads tokens straight off the request bytes through the one hardened reader
+//! (`crate::xml::reader`: no DOCTYPE, no entities but the predefined ones, UTF-8 only, nothing
+//! outside the root, depth bounded here by [`MAX_DEPTH`]) and keeps only what ipguard needs:
+//! the OrganizationId, the ActionId and each notification's Id, sObject type and record Id.
+//! Everything else — the SessionId in particular, and every sObject field — is skipped
+//! without being stored. Elements are matched by namespace URI and local name, never by
+//! prefix. More than [`MAX_NOTIFICATIONS`] notifications are refused (reading stops at the
+//! first one too many).
 //!
 //! Only the *shape* of the OrganizationId is checked here; whether it is our org is for the
 //! HTTP handler (`OrgId::matches`, constant time).
 
 use std::borrow::Cow;
 
-use quick_xml::events::{BytesRef, BytesStart, Event};
-use quick_xml::name::{QName, ResolveResult};
-use quick_xml::reader::NsReader;
+use quick_xml::events::BytesStart;
 
+use crate::xml::reader::{
+    ReadError, Reader, Token, echo, is_xml_char, is_xml_space, is_xml_space_char, local_part,
+};
 use crate::xml::{SOAP_ENV_NS, XSI_NS};
 
 /// Namespace of `notifications`, `notificationsResponse` and their children.
@@ -36,8 +33,6 @@ pub const MAX_NOTIFICATIONS: usize = 100;
 pub const MAX_DEPTH: usize = 32;
 /// Longest text kept for an id-like value; real ids have 18 characters.
 const MAX_VALUE_BYTES: usize = 256;
-/// Longest echo of received input in an error message.
-const MAX_ECHO_CHARS: usize = 64;
 /// Longest faultstring sent back (callers pass short messages; this is a backstop).
 const MAX_FAULTSTRING_CHARS: usize = 1024;
 
@@ -179,42 +174,42 @@ pub fn fault(kind: FaultKind, message: &str) -> String {
     )
 }
 
+impl From<ReadError> for OutboundError {
+    fn from(error: ReadError) -> Self {
+        match error {
+            ReadError::Empty => Self::Empty,
+            ReadError::NotUtf8(at) => Self::NotUtf8(at),
+            ReadError::Encoding(name) => Self::Encoding(name),
+            ReadError::Malformed { position, reason } => Self::Malformed { position, reason },
+            ReadError::Doctype => Self::Doctype,
+            ReadError::Entity(name) => Self::Entity(name),
+            ReadError::TooDeep(_) => Self::TooDeep,
+            ReadError::UndeclaredPrefix(prefix) => Self::UndeclaredPrefix(prefix),
+            ReadError::TextOutsideRoot => Self::TextOutsideRoot,
+            ReadError::TrailingContent => Self::TrailingContent,
+            ReadError::Truncated => Self::Truncated,
+        }
+    }
+}
+
 /// Parses an outbound-message request body.
 pub fn parse(body: &[u8]) -> Result<OutboundMessage, OutboundError> {
-    const BOM: &[u8] = b"\xEF\xBB\xBF";
-    let (offset, bytes) = match body.strip_prefix(BOM) {
-        Some(rest) => (BOM.len(), rest),
-        None => (0, body),
+    let mut parser = Parser {
+        reader: Reader::new(body, MAX_DEPTH)?,
     };
-    let text =
-        std::str::from_utf8(bytes).map_err(|e| OutboundError::NotUtf8(offset + e.valid_up_to()))?;
-    if text.bytes().all(is_xml_space) {
-        return Err(OutboundError::Empty);
-    }
-    let mut parser = Parser::new(text, offset as u64);
-
-    // Prolog: the declaration, comments and processing instructions are consumed by `next`.
-    let (root_ns, root) = loop {
-        match parser.next()? {
-            Ev::Start { ns, start } => break (ns, start),
-            Ev::Text(t) if t.bytes().all(is_xml_space) => {}
-            Ev::Text(_) | Ev::Char(_) => return Err(OutboundError::TextOutsideRoot),
-            Ev::End => return Err(parser.malformed("end tag without a start tag")),
-            Ev::Eof => return Err(OutboundError::Empty),
-        }
+    // The reader consumes the prolog and refuses any text in it.
+    let (root_ns, root) = match parser.next()? {
+        Ev::Start { ns, start } => (ns, start),
+        _ => return Err(OutboundError::Empty),
     };
     if !(root_ns == Ns::SoapEnv && root.local_name().as_ref() == "Envelope") {
         return Err(OutboundError::NotSoapEnvelope);
     }
     let message = parser.envelope()?;
-
-    // Epilogue: only whitespace, comments and processing instructions may follow.
-    loop {
-        match parser.next()? {
-            Ev::Eof => return Ok(message),
-            Ev::Text(t) if t.bytes().all(is_xml_space) => {}
-            _ => return Err(OutboundError::TrailingContent),
-        }
+    // The reader refuses anything but blanks, comments and processing instructions after it.
+    match parser.next()? {
+        Ev::Eof => Ok(message),
+        _ => Err(OutboundError::TrailingContent),
     }
 }
 
@@ -228,145 +223,37 @@ enum Ns {
     None,
 }
 
-/// What the structural code sees: comments, processing instructions and the declaration
-/// are consumed (and checked) by [`Parser::next`].
+/// A reader token with the element's namespace classified.
 enum Ev<'i> {
-    Start {
-        ns: Ns,
-        start: BytesStart<'i>,
-    },
+    Start { ns: Ns, start: BytesStart<'i> },
     End,
-    /// Character data (text or CDATA) as written; references arrive separately as `Char`.
     Text(Cow<'i, str>),
-    /// A predefined entity or character reference, resolved.
     Char(char),
     Eof,
 }
 
 struct Parser<'i> {
-    reader: NsReader<&'i [u8]>,
-    /// Bytes before the reader's input (a stripped BOM), so positions match the body.
-    offset: u64,
-    /// Open elements, counted here so the limit also holds inside skipped content.
-    depth: usize,
-    /// Nothing has been read yet (an XML declaration may only come first).
-    at_start: bool,
-    /// The last `Start` was a self-closing tag, whose `End` is still to be reported.
-    pending_end: bool,
+    reader: Reader<'i>,
 }
 
 impl<'i> Parser<'i> {
-    fn new(text: &'i str, offset: u64) -> Self {
-        let mut reader = NsReader::from_str(text);
-        let config = reader.config_mut();
-        config.check_end_names = true;
-        config.check_comments = true;
-        config.allow_dangling_amp = false;
-        config.allow_unmatched_ends = false;
-        Parser {
-            reader,
-            offset,
-            depth: 0,
-            at_start: true,
-            pending_end: false,
-        }
-    }
-
-    fn malformed(&self, reason: &str) -> OutboundError {
-        OutboundError::Malformed {
-            position: self.offset + self.reader.buffer_position(),
-            reason: echo(reason),
-        }
-    }
-
     fn next(&mut self) -> Result<Ev<'i>, OutboundError> {
-        if self.pending_end {
-            self.pending_end = false;
-            self.depth -= 1;
-            return Ok(Ev::End);
-        }
-        loop {
-            let (ns, event) = match self.reader.read_resolved_event() {
-                Ok((resolved, event)) => (classify(resolved)?, event),
-                Err(error) => {
-                    return Err(OutboundError::Malformed {
-                        position: self.offset + self.reader.error_position(),
-                        reason: echo(&error.to_string()),
-                    });
-                }
-            };
-            let at_start = std::mem::replace(&mut self.at_start, false);
-            match event {
-                Event::Start(_) | Event::Empty(_) if self.depth >= MAX_DEPTH => {
-                    return Err(OutboundError::TooDeep);
-                }
-                Event::Start(start) => {
-                    self.depth += 1;
-                    self.check_attributes(&start)?;
-                    return Ok(Ev::Start { ns, start });
-                }
-                Event::Empty(start) => {
-                    self.depth += 1;
-                    self.pending_end = true;
-                    self.check_attributes(&start)?;
-                    return Ok(Ev::Start { ns, start });
-                }
-                Event::End(_) => {
-                    // The reader refuses unmatched end tags, so depth is at least 1 here.
-                    self.depth = self.depth.saturating_sub(1);
-                    return Ok(Ev::End);
-                }
-                Event::Text(text) => return Ok(Ev::Text(text.into_inner())),
-                Event::CData(data) => return Ok(Ev::Text(data.into_inner())),
-                Event::GeneralRef(reference) => {
-                    return Ok(Ev::Char(resolve_reference(&reference)?));
-                }
-                Event::Decl(decl) => {
-                    if !at_start {
-                        return Err(self.malformed("XML declaration not at the start"));
-                    }
-                    match decl.encoding() {
-                        None => {}
-                        Some(Ok(encoding)) if encoding.eq_ignore_ascii_case("UTF-8") => {}
-                        Some(Ok(encoding)) => return Err(OutboundError::Encoding(echo(&encoding))),
-                        Some(Err(error)) => return Err(self.malformed(&error.to_string())),
-                    }
-                }
-                Event::PI(_) | Event::Comment(_) => {}
-                Event::DocType(_) => return Err(OutboundError::Doctype),
-                Event::Eof if self.depth > 0 => return Err(OutboundError::Truncated),
-                Event::Eof => return Ok(Ev::Eof),
-            }
-        }
-    }
-
-    /// Attributes must be well-formed and their values may only use the predefined
-    /// entities and character references — checked without decoding the values.
-    fn check_attributes(&self, start: &BytesStart<'_>) -> Result<(), OutboundError> {
-        for attribute in start.attributes() {
-            let attribute = attribute.map_err(|e| self.malformed(&e.to_string()))?;
-            check_references(&attribute.value)?;
-        }
-        Ok(())
+        Ok(match self.reader.read()? {
+            Token::Start(start) => Ev::Start {
+                ns: classify(self.reader.element_ns(&start)?),
+                start,
+            },
+            Token::End => Ev::End,
+            Token::Text(text) => Ev::Text(text),
+            Token::Char(c) => Ev::Char(c),
+            Token::Eof => Ev::Eof,
+        })
     }
 
     /// Consumes everything up to and including the end of the element just started,
     /// keeping nothing.
     fn skip(&mut self) -> Result<(), OutboundError> {
-        let mut open = 1usize;
-        loop {
-            match self.next()? {
-                Ev::Start { .. } => open += 1,
-                Ev::End => {
-                    open -= 1;
-                    if open == 0 {
-                        return Ok(());
-                    }
-                }
-                Ev::Text(_) | Ev::Char(_) => {}
-                Ev::Eof => return Err(OutboundError::Truncated),
-            }
-        }
+        Ok(self.reader.skip()?)
     }
 
     /// The trimmed text of a simple element just started; child elements are refused.
@@ -535,22 +422,13 @@ impl<'i> Parser<'i> {
     /// attribute is found by namespace; its value's prefix is not resolved (Salesforce
     /// always binds it to the enterprise sObject namespace).
     fn sobject_type(&self, start: &BytesStart<'_>) -> Result<Option<String>, OutboundError> {
-        for attribute in start.attributes() {
-            let attribute = attribute.map_err(|e| self.malformed(&e.to_string()))?;
-            if attribute.key.as_namespace_binding().is_some() {
+        for attribute in self.reader.attributes(start) {
+            let (ns, local, value) = attribute?;
+            if !(ns == Some(XSI_NS) && local == "type") {
                 continue;
             }
-            let (resolved, local) = self.reader.resolver().resolve_attribute(attribute.key);
-            let is_xsi = matches!(classify_uri(resolved)?, Some(uri) if uri == XSI_NS);
-            if !(is_xsi && local.as_ref() == "type") {
-                continue;
-            }
-            let value = attribute
-                .normalized_value(quick_xml::XmlVersion::Implicit1_0)
-                .map_err(|e| self.malformed(&e.to_string()))?;
             let value = value.trim_matches(is_xml_space_char);
-            let name = QName(value).local_name();
-            let name = name.as_ref();
+            let name = local_part(value);
             let valid = (1..=80).contains(&name.len())
                 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
             if !valid {
@@ -588,57 +466,15 @@ impl<'i> Parser<'i> {
     }
 }
 
-/// Maps a resolved element namespace onto the ones the parser knows.
-fn classify(resolved: ResolveResult<'_>) -> Result<Ns, OutboundError> {
-    Ok(match classify_uri(resolved)? {
+/// Maps an element's namespace URI onto the ones the parser knows.
+fn classify(uri: Option<&str>) -> Ns {
+    match uri {
         None => Ns::None,
         Some(SOAP_ENV_NS) => Ns::SoapEnv,
         Some(OUTBOUND_NS) => Ns::Outbound,
         Some(SOBJECT_NS) => Ns::SObject,
         Some(_) => Ns::Other,
-    })
-}
-
-fn classify_uri(resolved: ResolveResult<'_>) -> Result<Option<&str>, OutboundError> {
-    match resolved {
-        ResolveResult::Bound(namespace) => Ok(Some(namespace.0)),
-        ResolveResult::Unbound => Ok(None),
-        ResolveResult::Unknown(prefix) => {
-            Err(OutboundError::UndeclaredPrefix(echo(prefix.as_ref())))
-        }
     }
-}
-
-/// Without a DTD only the five predefined entities and character references exist.
-fn resolve_reference(reference: &BytesRef<'_>) -> Result<char, OutboundError> {
-    let name: &str = reference;
-    let refused = || OutboundError::Entity(echo(name));
-    if reference.is_char_ref() {
-        return match reference.resolve_char_ref() {
-            Ok(Some(c)) if is_xml_char(c) => Ok(c),
-            _ => Err(refused()),
-        };
-    }
-    match name {
-        "lt" => Ok('<'),
-        "gt" => Ok('>'),
-        "amp" => Ok('&'),
-        "apos" => Ok('\''),
-        "quot" => Ok('"'),
-        _ => Err(refused()),
-    }
-}
-
-/// Checks every `&…;` in a raw attribute value, without decoding it.
-fn check_references(raw: &str) -> Result<(), OutboundError> {
-    for after_amp in raw.split('&').skip(1) {
-        let name = match after_amp.find(';') {
-            Some(end) => &after_amp[..end],
-            None => return Err(OutboundError::Entity(echo(after_amp))),
-        };
-        resolve_reference(&BytesRef::new(name))?;
-    }
-    Ok(())
 }
 
 /// Salesforce ids are 15 (case-sensitive) or 18 letters and digits. The checksum of an
@@ -668,33 +504,6 @@ fn unexpected_element(within: &'static str, start: &BytesStart<'_>) -> OutboundE
         within,
         element: echo(start.name().as_ref()),
     }
-}
-
-/// A received value as it may appear in an error message: at most [`MAX_ECHO_CHARS`]
-/// characters, control characters replaced.
-fn echo(value: &str) -> String {
-    let mut out: String = value
-        .chars()
-        .take(MAX_ECHO_CHARS)
-        .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
-        .collect();
-    if value.chars().nth(MAX_ECHO_CHARS).is_some() {
-        out.push('…');
-    }
-    out
-}
-
-fn is_xml_space(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
-}
-
-fn is_xml_space_char(c: char) -> bool {
-    matches!(c, ' ' | '\t' | '\n' | '\r')
-}
-
-/// XML 1.0 `Char`: what a document may contain at all, even escaped.
-fn is_xml_char(c: char) -> bool {
-    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
 }
 
 #[cfg(test)]
