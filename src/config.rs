@@ -51,9 +51,12 @@ pub mod vars {
     pub const IPGUARD_ADMIN_TOKEN: &str = "IPGUARD_ADMIN_TOKEN";
     pub const IPGUARD_ALERT_WEBHOOK_URL: &str = "IPGUARD_ALERT_WEBHOOK_URL";
     pub const RUST_LOG: &str = "RUST_LOG";
+    pub const IPGUARD_ORGS: &str = "IPGUARD_ORGS";
 }
 use vars::*;
 
+mod orgs;
+pub use orgs::{OrgChoiceError, OrgKey, OrgSettings};
 mod salesforce;
 mod values;
 use values::{
@@ -116,7 +119,9 @@ impl Needs {
 /// One thing wrong with the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigProblem {
-    pub variable: &'static str,
+    /// The variable as the operator sets it (`IPGUARD_ORG_UAT_SALESFORCE_ORG_ID` for an org
+    /// of `IPGUARD_ORGS`).
+    pub variable: String,
     pub message: String,
 }
 
@@ -293,17 +298,11 @@ impl fmt::Display for Mode {
 pub struct Config {
     pub port: u16,
     pub database: DatabaseUrl,
-    pub salesforce: SalesforceSettings,
-    /// Profile full names exactly as `listMetadata` returns them (still percent-encoded).
-    pub profiles: Vec<ProfileName>,
+    /// The guarded orgs (docs/contract.md §8): one, keyless, without `IPGUARD_ORGS`.
+    pub orgs: Vec<OrgSettings>,
+    /// Sources every org shares (each org may add its own).
     pub source_ips: Vec<IpNet>,
     pub heroku: Option<HerokuSettings>,
-    pub policy: Policy,
-    /// Profiles that always use `exact`, whatever `policy` says.
-    pub exact_profiles: Vec<ProfileName>,
-    /// Under `merge`, foreign ranges survive only inside these; `None` keeps them all.
-    pub keep_within: Option<Vec<IpNet>>,
-    pub mode: Mode,
     pub resync_interval: Duration,
     pub debounce: Duration,
     pub deploy_timeout: Duration,
@@ -315,15 +314,6 @@ pub struct Config {
 }
 
 impl Config {
-    /// Which policy applies to which profile (docs/contract.md §1 Policy).
-    pub fn policy_rules(&self) -> crate::reconcile::plan::PolicyRules {
-        crate::reconcile::plan::PolicyRules {
-            default: self.policy,
-            exact_profiles: self.exact_profiles.clone(),
-            keep_within: self.keep_within.clone(),
-        }
-    }
-
     /// Reads the process environment.
     pub fn from_env(needs: Needs) -> Result<Config, ConfigError> {
         // Lossy: a non-UTF-8 value then fails validation instead of silently counting as unset.
@@ -341,6 +331,7 @@ impl Config {
         let mut loader = Loader {
             lookup: &lookup,
             problems: Vec::new(),
+            scope: None,
         };
         let config = loader.load(needs);
         if loader.problems.is_empty() {
@@ -356,27 +347,45 @@ impl Config {
 struct Loader<'a> {
     lookup: &'a dyn Fn(&str) -> Option<String>,
     problems: Vec<ConfigProblem>,
+    /// While one org of `IPGUARD_ORGS` is read: its prefixed variables come first.
+    scope: Option<orgs::Scope>,
 }
 
 impl Loader<'_> {
     /// The trimmed value; surrounding whitespace is almost always a copy-paste accident.
+    /// Inside an org's scope, its `IPGUARD_ORG_<KEY>_…` variable wins over the shared one.
     fn get(&self, variable: &str) -> Option<String> {
-        (self.lookup)(variable)
+        match self.scope.as_ref().and_then(|s| s.lookup_order(variable)) {
+            Some((own, shared_default)) => self
+                .raw(&own)
+                .or_else(|| shared_default.then(|| self.raw(variable)).flatten()),
+            None => self.raw(variable),
+        }
+    }
+
+    fn raw(&self, name: &str) -> Option<String> {
+        (self.lookup)(name)
             .map(|v| v.trim().to_owned())
             .filter(|v| !v.is_empty())
     }
 
-    fn problem(&mut self, variable: &'static str, message: impl Into<String>) {
-        self.problems.push(ConfigProblem {
+    /// Records a problem under the name the operator set (or must set).
+    fn problem(&mut self, variable: &str, message: impl Into<String>) {
+        let variable = self.reported_name(variable);
+        let problem = ConfigProblem {
             variable,
             message: message.into(),
-        });
+        };
+        // A bad shared default is one problem, however many orgs read it.
+        if !self.problems.contains(&problem) {
+            self.problems.push(problem);
+        }
     }
 
     /// Runs `parse` on a present value; `None` when unset or invalid (problem recorded).
     fn parse_with<T>(
         &mut self,
-        variable: &'static str,
+        variable: &str,
         parse: impl FnOnce(&str) -> Result<T, String>,
     ) -> Option<T> {
         let value = self.get(variable)?;
@@ -389,7 +398,7 @@ impl Loader<'_> {
         }
     }
 
-    fn require(&mut self, variable: &'static str, present: bool, why: &str) {
+    fn require(&mut self, variable: &str, present: bool, why: &str) {
         if !present {
             self.problem(variable, format!("required {why}"));
         }
@@ -407,29 +416,9 @@ impl Loader<'_> {
             .unwrap_or_else(|| DatabaseUrl::Sqlite {
                 path: PathBuf::from(DEFAULT_SQLITE_PATH),
             });
-        let salesforce = self.load_salesforce(needs);
-        let profiles = self.load_profiles(needs);
         let (source_ips, static_sources_given) = self.load_source_ips();
         let (heroku, heroku_given) = self.load_heroku();
-        if needs.sources && !static_sources_given && !heroku_given {
-            self.problem(
-                IPGUARD_SOURCE_IPS,
-                "no IP source configured: set IPGUARD_SOURCE_IPS (comma-separated IPs/CIDRs) \
-                 and/or HEROKU_SPACE with HEROKU_API_TOKEN to read the Private Space's outbound IPs",
-            );
-        }
-        let policy = self
-            .parse_with(IPGUARD_POLICY, |v| {
-                v.parse().map_err(|e: InvalidChoice| e.to_string())
-            })
-            .unwrap_or_default();
-        let exact_profiles = self.load_exact_profiles(&profiles);
-        let keep_within = self.load_keep_within();
-        let mode = self
-            .parse_with(IPGUARD_MODE, |v| {
-                v.parse().map_err(|e: InvalidChoice| e.to_string())
-            })
-            .unwrap_or_default();
+        let orgs = self.load_orgs(needs, static_sources_given || heroku_given);
         let resync_interval = self.duration(IPGUARD_RESYNC_INTERVAL, DEFAULT_RESYNC);
         let debounce = self.duration(IPGUARD_DEBOUNCE, DEFAULT_DEBOUNCE);
         let deploy_timeout = self.duration(IPGUARD_DEPLOY_TIMEOUT, DEFAULT_DEPLOY_TIMEOUT);
@@ -471,14 +460,9 @@ impl Loader<'_> {
         Config {
             port,
             database,
-            salesforce,
-            profiles,
+            orgs,
             source_ips,
             heroku,
-            policy,
-            exact_profiles,
-            keep_within,
-            mode,
             resync_interval,
             debounce,
             deploy_timeout,
@@ -618,7 +602,7 @@ impl Loader<'_> {
         (settings, given)
     }
 
-    fn duration(&mut self, variable: &'static str, default: Duration) -> Duration {
+    fn duration(&mut self, variable: &str, default: Duration) -> Duration {
         self.parse_with(variable, |v| match humantime::parse_duration(v) {
             Ok(d) if d.is_zero() => Err("must be longer than zero".to_owned()),
             Ok(d) => Ok(d),

@@ -18,20 +18,36 @@ pub struct ReasonLabels {
     pub reason: &'static str,
 }
 
+/// Which guarded org: its key in `IPGUARD_ORGS`, or `default` (docs/contract.md §8).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OrgLabels {
+    pub org: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
+    pub org: String,
     pub outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ApiCallLabels {
+    pub org: String,
     pub operation: &'static str,
     pub outcome: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProfileLabels {
+    pub org: String,
     pub profile: String,
+}
+
+type DeployHistogram = Family<OrgLabels, Histogram, fn() -> Histogram>;
+
+/// Profile deploys take seconds; a stuck one minutes.
+fn deploy_histogram() -> Histogram {
+    Histogram::new([0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0])
 }
 
 /// Why an alert never reached the webhook.
@@ -58,12 +74,12 @@ pub struct Metrics {
     pub notifications: Family<NotificationLabels, Counter>,
     pub jwt_rejections: Family<ReasonLabels, Counter>,
     pub runs: Family<OutcomeLabels, Counter>,
-    pub deploy_duration_seconds: Histogram,
+    pub deploy_duration_seconds: DeployHistogram,
     pub salesforce_api_calls: Family<ApiCallLabels, Counter>,
     pub profile_in_sync: Family<ProfileLabels, Gauge>,
-    /// 1 while this instance holds the lease: run counters and the per-profile gauges are
-    /// the reconciling instance's, so a scraper sums or picks the leader's.
-    pub leader: Gauge,
+    /// Per org, 1 while this instance holds its lease: run counters and the per-profile
+    /// gauges are the reconciling instance's, so a scraper sums or picks the leader's.
+    pub leader: Family<OrgLabels, Gauge>,
     pub alerts: AlertCounters,
 }
 
@@ -90,9 +106,8 @@ impl Metrics {
         );
         let runs = Family::<OutcomeLabels, Counter>::default();
         registry.register("runs", "Reconcile runs by outcome", runs.clone());
-        // Profile deploys take seconds; a stuck one minutes.
-        let deploy_duration_seconds =
-            Histogram::new([0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0]);
+        let deploy_duration_seconds: DeployHistogram =
+            Family::new_with_constructor(deploy_histogram);
         registry.register(
             "deploy_duration_seconds",
             "Time from deploy submission to its final status",
@@ -110,10 +125,10 @@ impl Metrics {
             "1 when the profile held the desired ranges at the last read, else 0",
             profile_in_sync.clone(),
         );
-        let leader = Gauge::default();
+        let leader = Family::<OrgLabels, Gauge>::default();
         registry.register(
             "leader",
-            "1 while this instance holds the reconcile lease (its gauges are the org's), else 0",
+            "1 while this instance holds the org's reconcile lease (its gauges are the org's), else 0",
             leader.clone(),
         );
         let alerts = AlertCounters::default();
@@ -167,34 +182,43 @@ mod tests {
     #[test]
     fn renders_every_family_with_labels() {
         let m = Metrics::new();
+        let org = || "prod".to_owned();
         m.notification("outbound_message", "accepted");
         m.jwt_rejections
             .get_or_create(&ReasonLabels { reason: "expired" })
             .inc();
         m.runs
-            .get_or_create(&OutcomeLabels { outcome: "in_sync" })
+            .get_or_create(&OutcomeLabels {
+                org: org(),
+                outcome: "in_sync",
+            })
             .inc();
         m.salesforce_api_calls
             .get_or_create(&ApiCallLabels {
+                org: org(),
                 operation: "readMetadata",
                 outcome: "ok".into(),
             })
             .inc();
         m.profile_in_sync
             .get_or_create(&ProfileLabels {
+                org: org(),
                 profile: "Admin".into(),
             })
             .set(1);
-        m.deploy_duration_seconds.observe(1.2);
+        m.deploy_duration_seconds
+            .get_or_create(&OrgLabels { org: org() })
+            .observe(1.2);
+        m.leader.get_or_create(&OrgLabels { org: org() }).set(0);
         let text = m.render();
         for needle in [
             "ipguard_notifications_total{source=\"outbound_message\",outcome=\"accepted\"} 1",
             "ipguard_jwt_rejections_total{reason=\"expired\"} 1",
-            "ipguard_runs_total{outcome=\"in_sync\"} 1",
-            "ipguard_salesforce_api_calls_total{operation=\"readMetadata\",outcome=\"ok\"} 1",
-            "ipguard_profile_in_sync{profile=\"Admin\"} 1",
-            "ipguard_deploy_duration_seconds_count 1",
-            "ipguard_leader 0",
+            "ipguard_runs_total{org=\"prod\",outcome=\"in_sync\"} 1",
+            "ipguard_salesforce_api_calls_total{org=\"prod\",operation=\"readMetadata\",outcome=\"ok\"} 1",
+            "ipguard_profile_in_sync{org=\"prod\",profile=\"Admin\"} 1",
+            "ipguard_deploy_duration_seconds_count{org=\"prod\"} 1",
+            "ipguard_leader{org=\"prod\"} 0",
             "ipguard_alerts_sent_total 0",
             "ipguard_alert_retries_total 0",
         ] {

@@ -17,7 +17,7 @@ use crate::metrics::{ApiCallLabels, Metrics};
 use crate::reconcile::controller::{Controller, ControllerTiming};
 use crate::reconcile::status::StatusBoard;
 use crate::salesforce::client::RetryPolicy;
-use crate::server::{self, AppState};
+use crate::server::{self, AppState, OrgRoute};
 use crate::store::{Store, StoreError};
 
 pub use parts::{LEGACY_ORG_KEY, Parts, PartsError, lease_holder, org_key};
@@ -51,9 +51,13 @@ pub struct Application {
     pub port: u16,
     pub store: Store,
     pub metrics: Arc<Metrics>,
+    /// What this instance's controller of the first org saw (`statuses` has every org's).
     pub status: Arc<StatusBoard>,
+    /// Per guarded org, in `IPGUARD_ORGS` order.
+    pub statuses: Vec<Arc<StatusBoard>>,
     server: actix_web::dev::ServerHandle,
     server_task: JoinHandle<std::io::Result<()>>,
+    /// One controller per org, each with its own lease, hints and runs.
     controller_task: JoinHandle<()>,
     shutdown: watch::Sender<bool>,
 }
@@ -69,35 +73,40 @@ impl Application {
     pub async fn build_with(config: &Config, overrides: Overrides) -> Result<Self, ServeError> {
         let store = Store::connect(&config.database).await?;
         let metrics = Arc::new(Metrics::new());
-        let status = Arc::new(StatusBoard::default());
         let verifier = config
             .events_jwt
             .as_ref()
             .map(EventsVerifier::from_settings)
             .transpose()
             .map_err(|e| ServeError::EventKeys(e.to_string()))?;
-        let mut parts = Parts::build(config, &[], overrides.retry.unwrap_or_default())?;
-        let call_metrics = metrics.clone();
-        parts.client = parts
-            .client
-            .with_call_observer(Arc::new(move |operation, outcome| {
-                call_metrics
-                    .salesforce_api_calls
-                    .get_or_create(&ApiCallLabels {
-                        operation,
-                        outcome: outcome.to_owned(),
-                    })
-                    .inc();
-            }));
+        let retry = overrides.retry.unwrap_or_default();
+        let mut built = Vec::with_capacity(config.orgs.len());
+        for org in &config.orgs {
+            let parts = Parts::build(config, org, &[], retry.clone())?;
+            built.push((org, parts));
+        }
+        let statuses: Vec<Arc<StatusBoard>> = built
+            .iter()
+            .map(|_| Arc::new(StatusBoard::default()))
+            .collect();
+        let routes = built
+            .iter()
+            .zip(&statuses)
+            .map(|((org, parts), status)| OrgRoute {
+                name: org.name().to_owned(),
+                keyed: org.key.is_some(),
+                org_id: org.salesforce.org_id.clone(),
+                store_key: parts.org_key.clone(),
+                status: status.clone(),
+            })
+            .collect();
         let state = Arc::new(AppState {
             store: store.clone(),
-            org_id: config.salesforce.org_id.clone(),
-            org_key: parts.org_key.clone(),
+            orgs: routes,
             outbound_token: config.outbound_message_token.clone(),
             admin_token: config.admin_token.clone(),
             verifier,
             metrics: metrics.clone(),
-            status: status.clone(),
         });
         let bind = overrides
             .bind
@@ -106,35 +115,65 @@ impl Application {
         let handle = server.handle();
         let server_task = tokio::spawn(server);
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let http = built[0].1.http.clone();
         let alerts = crate::alerts::Alerter::start_counted(
-            parts.http.clone(),
+            http,
             config.alert_webhook_url.clone(),
             crate::alerts::AlertRetry::default(),
             crate::alerts::DEFAULT_QUEUE,
             metrics.alerts.clone(),
         );
-        let controller = Controller {
-            store: store.clone(),
-            adopt_legacy_key: parts::adopts_legacy_key(&parts.org_key),
-            org_key: parts.org_key,
-            holder: lease_holder("serve"),
-            client: parts.client,
-            sources: parts.sources,
-            settings: parts.settings,
-            profiles: parts.profiles,
-            timing: overrides
-                .timing
-                .unwrap_or_else(|| ControllerTiming::new(config.debounce, config.resync_interval)),
-            metrics: metrics.clone(),
-            status: status.clone(),
-            alerts,
-        };
-        let controller_task = tokio::spawn(controller.run(shutdown_rx));
+        let holder = lease_holder("serve");
+        let timing = overrides
+            .timing
+            .unwrap_or_else(|| ControllerTiming::new(config.debounce, config.resync_interval));
+        let mut controllers = tokio::task::JoinSet::new();
+        for ((org, parts), status) in built.into_iter().zip(&statuses) {
+            let call_metrics = metrics.clone();
+            let org_name = org.name().to_owned();
+            let call_org = org_name.clone();
+            let client = parts
+                .client
+                .with_call_observer(Arc::new(move |operation, outcome| {
+                    call_metrics
+                        .salesforce_api_calls
+                        .get_or_create(&ApiCallLabels {
+                            org: call_org.clone(),
+                            operation,
+                            outcome: outcome.to_owned(),
+                        })
+                        .inc();
+                }));
+            let alert_name = match &org.key {
+                Some(key) => format!("{key} ({})", parts.org_key),
+                None => parts.org_key.clone(),
+            };
+            let controller = Controller {
+                store: store.clone(),
+                org_name,
+                alert_name,
+                adopt_legacy_key: parts::adopts_legacy_key(&parts.org_key),
+                org_key: parts.org_key,
+                holder: holder.clone(),
+                client,
+                sources: parts.sources,
+                settings: parts.settings,
+                profiles: parts.profiles,
+                timing: timing.clone(),
+                metrics: metrics.clone(),
+                status: status.clone(),
+                alerts: alerts.clone(),
+            };
+            controllers.spawn(controller.run(shutdown_rx.clone()));
+        }
+        let controller_task =
+            tokio::spawn(async move { while controllers.join_next().await.is_some() {} });
         Ok(Self {
             port,
             store,
             metrics,
-            status,
+            status: statuses[0].clone(),
+            statuses,
             server: handle,
             server_task,
             controller_task,

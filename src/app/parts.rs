@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::config::{Config, Mode};
+use crate::config::{Config, Mode, OrgSettings};
 use crate::heroku::HerokuClient;
 use crate::reconcile::attribution::{self, Matchers};
 use crate::reconcile::run::{AttributionSettings, Run, RunSettings, Sources};
@@ -24,7 +24,7 @@ pub enum PartsError {
     Auth(#[from] AuthError),
 }
 
-/// Everything one run reads and calls, for the org this deployment guards.
+/// Everything one run reads and calls, for one guarded org.
 pub struct Parts {
     pub http: reqwest::Client,
     pub client: MetadataClient,
@@ -38,14 +38,19 @@ impl Parts {
     /// The managed profiles narrowed to `only` (empty: all of them), with `retry` for
     /// Salesforce calls. Fails on the first missing credential or bad profile name; the
     /// configuration report has already listed every problem at start-up.
-    pub fn build(config: &Config, only: &[String], retry: RetryPolicy) -> Result<Self, PartsError> {
+    pub fn build(
+        config: &Config,
+        org: &OrgSettings,
+        only: &[String],
+        retry: RetryPolicy,
+    ) -> Result<Self, PartsError> {
         let http = http_client()?;
         Ok(Self {
-            client: metadata_client(config, &http, retry)?,
-            sources: sources(config, &http),
-            settings: run_settings(config),
-            profiles: profile_names(config, only),
-            org_key: org_key(config),
+            client: metadata_client(org, &http, retry)?,
+            sources: sources(config, org, &http),
+            settings: run_settings(config, org),
+            profiles: profile_names(org, only),
+            org_key: org_key(org),
             http,
         })
     }
@@ -75,10 +80,16 @@ pub fn http_client() -> Result<reqwest::Client, PartsError> {
         .map_err(|e| PartsError::Http(e.to_string()))
 }
 
-/// Where the desired IPs come from: static ones and, with `HEROKU_SPACE`, the space's NAT.
-pub fn sources(config: &Config, http: &reqwest::Client) -> Sources {
+/// Where an org's desired IPs come from: the shared static ones and its own, and, with
+/// `HEROKU_SPACE`, the space's NAT.
+pub fn sources(config: &Config, org: &OrgSettings, http: &reqwest::Client) -> Sources {
     Sources {
-        static_ips: config.source_ips.clone(),
+        static_ips: config
+            .source_ips
+            .iter()
+            .chain(&org.source_ips)
+            .copied()
+            .collect(),
         heroku: config.heroku.as_ref().map(|h| {
             HerokuClient::new(
                 http.clone(),
@@ -91,11 +102,11 @@ pub fn sources(config: &Config, http: &reqwest::Client) -> Sources {
 }
 
 fn metadata_client(
-    config: &Config,
+    org: &OrgSettings,
     http: &reqwest::Client,
     retry: RetryPolicy,
 ) -> Result<MetadataClient, PartsError> {
-    let sf = &config.salesforce;
+    let sf = &org.salesforce;
     let credentials = sf.credentials.as_ref().ok_or(PartsError::NoCredentials)?;
     let auth = JwtBearer::new(
         http.clone(),
@@ -114,23 +125,22 @@ fn metadata_client(
 }
 
 /// The managed profiles, optionally narrowed to `only` (which must be managed ones).
-fn profile_names(config: &Config, only: &[String]) -> Vec<ProfileName> {
-    config
-        .profiles
+fn profile_names(org: &OrgSettings, only: &[String]) -> Vec<ProfileName> {
+    org.profiles
         .iter()
         .filter(|p| only.is_empty() || only.iter().any(|o| *p == o.as_str()))
         .cloned()
         .collect()
 }
 
-fn run_settings(config: &Config) -> RunSettings {
+fn run_settings(config: &Config, org: &OrgSettings) -> RunSettings {
     let mut settings = RunSettings::new(
-        config.policy_rules(),
-        config.mode == Mode::DryRun,
+        org.policy_rules(),
+        org.mode == Mode::DryRun,
         config.deploy_timeout,
     );
-    settings.integration_username = config.salesforce.username().map(str::to_owned);
-    settings.attribution = config
+    settings.integration_username = org.salesforce.username().map(str::to_owned);
+    settings.attribution = org
         .salesforce
         .username()
         .map(|username| AttributionSettings {
@@ -151,8 +161,8 @@ pub const LEGACY_ORG_KEY: &str = "default";
 /// production org, and separately across every sandbox, case-insensitively (docs/contract.md
 /// § Org keys) — and the audience (`login`/`test`) says which. Without either (no Salesforce
 /// settings at all) nothing is guarded and the legacy key stays.
-pub fn org_key(config: &Config) -> String {
-    let sf = &config.salesforce;
+pub fn org_key(org: &OrgSettings) -> String {
+    let sf = &org.salesforce;
     if let Some(org_id) = &sf.org_id {
         return org_id.as_str().to_owned();
     }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::{EXIT_ERROR, EXIT_OK};
 use crate::app::Parts;
-use crate::config::{Config, Needs, Policy};
+use crate::config::{Config, Needs, OrgSettings, Policy};
 use crate::ranges::LoginIpRange;
 use crate::reconcile::plan::{Owned, plan_profile};
 use crate::reconcile::run::RunSettings;
@@ -147,8 +147,8 @@ impl Report {
     }
 }
 
-/// `ipguard check [--app NAME]`
-pub async fn check(app: &str) -> u8 {
+/// `ipguard check [--app NAME] [--org KEY]`: every org unless one is named.
+pub async fn check(app: &str, org: Option<&str>) -> u8 {
     let mut report = Report {
         fancy: std::io::stdout().is_terminal(),
         failed: 0,
@@ -169,18 +169,34 @@ pub async fn check(app: &str) -> u8 {
             return report.finish();
         }
     };
-    run_checks(&config, app, &mut report).await;
+    let orgs = match config.orgs_named(org) {
+        Ok(orgs) => orgs,
+        Err(e) => {
+            report.emit(CheckLine::fail(
+                "config",
+                e.to_string(),
+                "name a configured org",
+            ));
+            return report.finish();
+        }
+    };
+    for org in orgs {
+        if let Some(key) = &org.key {
+            println!("org {key}:");
+        }
+        run_checks(&config, org, app, &mut report).await;
+    }
     report.finish()
 }
 
-async fn run_checks(config: &Config, app: &str, report: &mut Report) {
+async fn run_checks(config: &Config, org: &OrgSettings, app: &str, report: &mut Report) {
     // 1. config
     let retry = RetryPolicy {
         min_delay: Duration::from_millis(300),
         max_delay: Duration::from_secs(3),
         max_attempts: 3,
     };
-    let (http, client, names, settings) = match Parts::build(config, &[], retry) {
+    let (http, client, names, settings) = match Parts::build(config, org, &[], retry) {
         Ok(parts) => (parts.http, parts.client, parts.profiles, parts.settings),
         Err(e) => {
             report.emit(CheckLine::fail(
@@ -196,14 +212,14 @@ async fn run_checks(config: &Config, app: &str, report: &mut Report) {
         format!(
             "{} managed profile(s), policy {}, mode {}, API v{}",
             names.len(),
-            config.policy,
-            config.mode,
-            config.salesforce.api_version
+            org.policy,
+            org.mode,
+            org.salesforce.api_version
         ),
     ));
 
     // 2. heroku
-    let (heroku_line, sources) = heroku(config, &http).await;
+    let (heroku_line, sources) = heroku(config, org, &http).await;
     report.emit(heroku_line);
 
     // 3. desired ranges
@@ -223,7 +239,7 @@ async fn run_checks(config: &Config, app: &str, report: &mut Report) {
     };
 
     // 4. token
-    let token = token(config, &client).await;
+    let token = token(org, &client).await;
     let token_ok = report.emit(token) == Status::Ok;
     let salesforce_checks = [
         "profiles",
@@ -283,12 +299,12 @@ async fn run_checks(config: &Config, app: &str, report: &mut Report) {
     };
 
     // 8. what the interlock holds before a deploy
-    report.emit(interlock_check(config, &client, &names, sources.as_deref()).await);
+    report.emit(interlock_check(config, org, &client, &names, sources.as_deref()).await);
 
     // 9. deploy permission
     match (&records, &desired) {
         (Some(records), Some(desired)) if !records.is_empty() => {
-            report.emit(deploy_check(config, &client, &settings, records, desired).await)
+            report.emit(deploy_check(config, org, &client, &settings, records, desired).await)
         }
         (_, None) => report.emit(CheckLine::skipped(
             "deploy permission",
@@ -302,7 +318,7 @@ async fn run_checks(config: &Config, app: &str, report: &mut Report) {
 
     // 10. broad ranges
     match &records {
-        Some(records) => report.emit(broad_check(records, config.policy)),
+        Some(records) => report.emit(broad_check(records, org.policy)),
         None => report.emit(CheckLine::skipped(
             "broad ranges",
             "no profile was read (see profile read)",
@@ -572,6 +588,7 @@ fn integration_check(records: &[ProfileRecord], desired: &[LoginIpRange]) -> Che
 
 async fn deploy_check(
     config: &Config,
+    org: &OrgSettings,
     client: &MetadataClient,
     settings: &RunSettings,
     records: &[ProfileRecord],
@@ -586,7 +603,7 @@ async fn deploy_check(
                 profile,
                 &r.ranges,
                 desired,
-                &config.policy_rules(),
+                &org.policy_rules(),
                 &Owned::ByDescription,
             ))
         })

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::app::{self, Application, Parts};
-use crate::config::{Config, DatabaseUrl, Needs};
+use crate::config::{Config, DatabaseUrl, Needs, OrgSettings};
 use crate::reconcile::drive::{self, Driven, RecordedRun, Tenure};
 use crate::reconcile::plan::Ownership;
 use crate::reconcile::run::{Outcome, Run, RunReport};
@@ -50,7 +50,15 @@ pub async fn ranges_with(config: &Config, json: bool) -> u8 {
         Ok(h) => h,
         Err(e) => return fail(e),
     };
-    let sources = match app::parts::sources(config, &http).resolve().await {
+    // The shared sources, and an org's own when there is only one org to speak of.
+    let own = match config.org(None) {
+        Ok(org) => org.clone(),
+        Err(_) => OrgSettings {
+            source_ips: Vec::new(),
+            ..config.orgs[0].clone()
+        },
+    };
+    let sources = match app::parts::sources(config, &own, &http).resolve().await {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
@@ -72,21 +80,29 @@ pub async fn ranges_with(config: &Config, json: bool) -> u8 {
     EXIT_OK
 }
 
-/// `ipguard plan [--profile P]… [--json]`
-pub async fn plan(only: &[String], json: bool) -> u8 {
+/// `ipguard plan [--org KEY] [--profile P]… [--json]`
+pub async fn plan(org: Option<&str>, only: &[String], json: bool) -> u8 {
     let Some(config) = load(Needs::salesforce()) else {
         return EXIT_ERROR;
     };
-    let parts = match Parts::build(&config, only, RetryPolicy::default()) {
+    let org = match config.org(org) {
+        Ok(org) => org,
+        Err(e) => return fail(e),
+    };
+    let parts = match Parts::build(&config, org, only, RetryPolicy::default()) {
         Ok(parts) => parts,
         Err(e) => return fail(e),
     };
     let run = parts.run();
-    let ownership = plan_ownership(&config).await;
+    let ownership = plan_ownership(&config, &parts.org_key).await;
     match run.plan(&ownership).await {
         Ok((_, plan)) => {
             if json {
-                println!("{}", serde_json::to_string(&plan).unwrap_or_default());
+                let mut doc = serde_json::to_value(&plan).unwrap_or_default();
+                if let (Some(key), Some(fields)) = (&org.key, doc.as_object_mut()) {
+                    fields.insert("org".into(), key.as_str().into());
+                }
+                println!("{doc}");
             } else {
                 print!("{}", render::plan_text(&plan));
             }
@@ -101,10 +117,9 @@ pub async fn plan(only: &[String], json: bool) -> u8 {
 
 /// What the store recorded as ipguard's own, for `plan`: a missing store (a fresh install, a
 /// one-off dyno's empty disk) means no history, so `ipguard:` descriptions count.
-async fn plan_ownership(config: &Config) -> Ownership {
-    let org = app::org_key(config);
+async fn plan_ownership(config: &Config, org: &str) -> Ownership {
     match Store::open_existing(&config.database).await {
-        Ok(store) => match drive::load_ownership(&store, &org).await {
+        Ok(store) => match drive::load_ownership(&store, org).await {
             Ok(ownership) => ownership,
             Err(e) => {
                 eprintln!(
@@ -127,7 +142,12 @@ async fn plan_ownership(config: &Config) -> Ownership {
 const LEASE_RECHECK: Duration = Duration::from_millis(500);
 
 /// `ipguard apply [--check-only] [--profile P]… [--allow-self-lockout]`
-pub async fn apply(only: &[String], check_only: bool, allow_self_lockout: bool) -> u8 {
+pub async fn apply(
+    org: Option<&str>,
+    only: &[String],
+    check_only: bool,
+    allow_self_lockout: bool,
+) -> u8 {
     let Some(config) = load(Needs::salesforce()) else {
         return EXIT_ERROR;
     };
@@ -137,7 +157,11 @@ pub async fn apply(only: &[String], check_only: bool, allow_self_lockout: bool) 
         allow_self_lockout,
         progress,
     };
-    let applied = match apply_with(&config, only, options).await {
+    let org = match config.org(org) {
+        Ok(org) => org,
+        Err(e) => return fail(e),
+    };
+    let applied = match apply_with(&config, org, only, options).await {
         Ok(r) => r,
         Err(code) => return code,
     };
@@ -174,6 +198,7 @@ pub struct Applied {
 /// names the holder. Progress goes to stderr when asked.
 pub async fn apply_with(
     config: &Config,
+    org: &OrgSettings,
     only: &[String],
     options: ApplyOptions,
 ) -> Result<Applied, u8> {
@@ -182,7 +207,7 @@ pub async fn apply_with(
         allow_self_lockout,
         progress,
     } = options;
-    let mut parts = Parts::build(config, only, RetryPolicy::default()).map_err(fail)?;
+    let mut parts = Parts::build(config, org, only, RetryPolicy::default()).map_err(fail)?;
     parts.settings.check_only |= check_only;
     parts.settings.allow_self_lockout = allow_self_lockout;
     let store = Store::connect(&config.database).await.map_err(fail)?;
@@ -394,10 +419,17 @@ pub async fn serve() -> u8 {
 }
 
 /// `ipguard history [--limit N] [--json]`: recent runs from the store, newest first.
-pub async fn history(limit: u32, json: bool) -> u8 {
+pub async fn history(org: Option<&str>, limit: u32, json: bool) -> u8 {
     let Some(config) = load(Needs::default()) else {
         return EXIT_ERROR;
     };
+    let orgs = match config.orgs_named(org) {
+        Ok(orgs) => orgs,
+        Err(e) => return fail(e),
+    };
+    // Runs are filed under the org's store key; name them by their IPGUARD_ORGS key.
+    let names: Vec<(String, &str)> = orgs.iter().map(|o| (app::org_key(o), o.name())).collect();
+    let many = config.orgs.len() > 1;
     let store = match Store::open_existing(&config.database).await {
         Ok(s) => s,
         Err(e @ crate::store::StoreError::Missing(_)) => {
@@ -409,16 +441,27 @@ pub async fn history(limit: u32, json: bool) -> u8 {
         }
         Err(e) => return fail(e),
     };
-    let runs = match store.recent_runs(limit).await {
+    let runs = if org.is_some() {
+        store.recent_runs_of(&names[0].0, limit).await
+    } else {
+        store.recent_runs(limit).await
+    };
+    let runs = match runs {
         Ok(r) => r,
         Err(e) => return fail(e),
+    };
+    let org_of = |run: &crate::store::RunRecord| {
+        names
+            .iter()
+            .find(|(key, _)| *key == run.org_id)
+            .map_or(run.org_id.clone(), |(_, name)| (*name).to_owned())
     };
     if json {
         let rows: Vec<serde_json::Value> = runs
             .iter()
             .map(|r| {
                 serde_json::json!({
-                    "id": r.id, "trigger": r.trigger, "started_at": r.started_at,
+                    "id": r.id, "org": org_of(r), "trigger": r.trigger, "started_at": r.started_at,
                     "finished_at": r.finished_at, "outcome": r.outcome, "profiles": r.profiles,
                     "deploy_id": r.deploy_id, "error": r.error,
                     "attribution": r.plan.as_ref().and_then(|p| p.attribution.as_ref()),
@@ -449,8 +492,13 @@ pub async fn history(limit: u32, json: bool) -> u8 {
                     )
                 })
                 .collect();
+            let org = if many {
+                format!("{}  ", org_of(r))
+            } else {
+                String::new()
+            };
             println!(
-                "#{:<5} {}  {:<11} trigger {:<18} deploy {}{}",
+                "#{:<5} {org}{}  {:<11} trigger {:<18} deploy {}{}",
                 r.id,
                 r.started_at.format("%Y-%m-%d %H:%M:%S"),
                 r.outcome.map_or("running", Outcome::as_str),

@@ -22,7 +22,7 @@ use super::policy::{Backoff, NextAction, Streak};
 use super::run::{Outcome, Run, RunReport, RunSettings, Sources};
 use super::status::{ProfileStatus, StatusBoard};
 use crate::alerts::IncidentState;
-use crate::metrics::{Metrics, OutcomeLabels, ProfileLabels};
+use crate::metrics::{Metrics, OrgLabels, OutcomeLabels, ProfileLabels};
 use crate::salesforce::client::MetadataClient;
 use crate::salesforce::profile::ProfileName;
 use crate::store::{MIN_DELIVERY_RETENTION, NewHint, Store};
@@ -72,7 +72,12 @@ const INCIDENT_HISTORY: u32 = 200;
 
 pub struct Controller {
     pub store: Store,
+    /// The org's key in `IPGUARD_ORGS` (or `default`): how metrics and alerts name it.
+    pub org_name: String,
+    /// The key its hints, runs and lease are filed under.
     pub org_key: String,
+    /// How alerts name the org (its key in `IPGUARD_ORGS` beside its id, when there are many).
+    pub alert_name: String,
     /// A key whose earlier history becomes this org's when it takes the lease (an older
     /// version filed every org under one shared key).
     pub adopt_legacy_key: Option<&'static str>,
@@ -154,7 +159,7 @@ impl Controller {
                 if tenure.take().is_some() {
                     tracing::warn!("lost the reconcile lease");
                     self.status.update(|s| s.leader = false);
-                    self.metrics.leader.set(0);
+                    self.metrics.leader.get_or_create(&self.org_labels()).set(0);
                 }
                 tokio::time::sleep(self.until_lease_may_expire().await).await;
                 return;
@@ -230,7 +235,7 @@ impl Controller {
     async fn begin_tenure(&self, tenure: &Tenure<'_>) {
         tracing::info!(holder = %self.holder, token = tenure.fence.token, "acquired the reconcile lease");
         self.status.update(|s| s.leader = true);
-        self.metrics.leader.set(1);
+        self.metrics.leader.get_or_create(&self.org_labels()).set(1);
         tenure.begin().await;
         if let Some(legacy) = self.adopt_legacy_key {
             match self.store.adopt_legacy_key(&tenure.fence, legacy).await {
@@ -252,7 +257,7 @@ impl Controller {
             Ok(runs) => {
                 let outcomes = runs.iter().rev().filter_map(|r| r.outcome);
                 self.alerts
-                    .seed(&self.org_key, IncidentState::replay(outcomes));
+                    .seed(&self.alert_name, IncidentState::replay(outcomes));
             }
             Err(e) => tracing::warn!(error = %e, "cannot read the run history for alerts"),
         }
@@ -350,10 +355,11 @@ impl Controller {
         self.metrics
             .runs
             .get_or_create(&OutcomeLabels {
+                org: self.org_name.clone(),
                 outcome: report.outcome.as_str(),
             })
             .inc();
-        self.alerts.observe(&self.org_key, report);
+        self.alerts.observe(&self.alert_name, report);
         self.status.update(|s| {
             s.locked_out = report.outcome == Outcome::LockedOut;
             s.last_error = report.error.clone();
@@ -375,6 +381,7 @@ impl Controller {
         if let Some(elapsed) = report.deploy_elapsed {
             self.metrics
                 .deploy_duration_seconds
+                .get_or_create(&self.org_labels())
                 .observe(elapsed.as_secs_f64());
         }
         if !report.sources.is_empty() {
@@ -406,11 +413,18 @@ impl Controller {
             self.metrics
                 .profile_in_sync
                 .get_or_create(&ProfileLabels {
+                    org: self.org_name.clone(),
                     profile: p.name.clone(),
                 })
                 .set(i64::from(p.in_sync));
         }
         self.status.update(|s| s.profiles = profiles);
+    }
+
+    fn org_labels(&self) -> OrgLabels {
+        OrgLabels {
+            org: self.org_name.clone(),
+        }
     }
 
     /// ±10 % so many instances (and the org's API limits) don't see synchronised bursts.

@@ -7,11 +7,11 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::AppState;
 use super::responses::json_error;
 use super::session;
 use super::webhooks::bearer_token;
-use crate::store::NewHint;
+use super::{AppState, OrgRoute};
+use crate::store::{NewHint, StoreError};
 use crate::trigger::Trigger;
 
 /// How an operator proved who they are.
@@ -79,6 +79,9 @@ pub const ROUTER_BUDGET: Duration = Duration::from_secs(25);
 pub struct ReconcileQuery {
     #[serde(default)]
     wait: bool,
+    /// Which org (docs/contract.md §8); with several and none named, every org is asked.
+    #[serde(default)]
+    org: Option<String>,
 }
 
 /// `POST /reconcile[?wait=true]`: a hint like any other; answers with the run that took it.
@@ -100,8 +103,22 @@ pub async fn reconcile(
             "this form must be sent from ipguard's own page",
         );
     }
+    let org = match (&query.org, state.only_org()) {
+        (Some(name), _) => match state.org_named(name) {
+            Some(org) => org,
+            None => {
+                return json_error(
+                    StatusCode::NOT_FOUND,
+                    "unknown_org",
+                    "no such org is guarded here",
+                );
+            }
+        },
+        (None, Some(only)) => only,
+        (None, None) => return reconcile_every_org(&state, caller).await,
+    };
     let hint = NewHint {
-        org_id: state.org_key.clone(),
+        org_id: org.store_key.clone(),
         trigger: Trigger::Admin,
         detail: None,
     };
@@ -157,20 +174,73 @@ pub async fn reconcile(
     HttpResponse::Accepted().json(json!({ "run": run_id, "outcome": null }))
 }
 
-/// `GET /status`: JSON, or a readable page for `Accept: text/html`.
-pub async fn status(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+/// `POST /reconcile` naming no org while several are guarded: a hint for each, not waited on.
+async fn reconcile_every_org(state: &AppState, caller: Caller) -> HttpResponse {
+    let mut hints = Vec::with_capacity(state.orgs.len());
+    for org in &state.orgs {
+        let hint = NewHint {
+            org_id: org.store_key.clone(),
+            trigger: Trigger::Admin,
+            detail: None,
+        };
+        match state.store.enqueue_hint(&hint).await {
+            Ok(id) => hints.push(json!({ "org": org.name, "hint": id })),
+            Err(e) => {
+                return json_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "temporarily_unavailable",
+                    &e.to_string(),
+                );
+            }
+        }
+    }
+    if caller == Caller::Session {
+        return session::see_other("/status").finish();
+    }
+    HttpResponse::Accepted().json(json!({ "run": null, "hints": hints }))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct StatusQuery {
+    /// One org of several (docs/contract.md §8); without it, every org at a glance.
+    #[serde(default)]
+    org: Option<String>,
+}
+
+/// `GET /status[?org=KEY]`: JSON, or a readable page for `Accept: text/html`. With one org,
+/// its status; with several, every org (`orgs`), or the one `org` names.
+pub async fn status(
+    req: HttpRequest,
+    query: web::Query<StatusQuery>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
     let caller = match authorize(&req, &state) {
         Ok(caller) => caller,
         Err(refusal) => return refusal.response(),
     };
-    // What the leader last saw comes from the store, so every instance behind the router
-    // shows the same page; `leader` says whether this instance is the one reconciling.
-    let (seen, lease, runs) = match tokio::try_join!(
-        state.store.status(&state.org_key),
-        state.store.lease(&state.org_key),
-        state.store.recent_runs(50),
-    ) {
-        Ok(found) => found,
+    let page = super::status_page::Page {
+        signed_in: caller == Caller::Session,
+        org: None,
+    };
+    let one = match (&query.org, state.only_org()) {
+        (Some(name), _) => match state.org_named(name) {
+            Some(org) => Some(org),
+            None => {
+                return json_error(
+                    StatusCode::NOT_FOUND,
+                    "unknown_org",
+                    "no such org is guarded here",
+                );
+            }
+        },
+        (None, only) => only,
+    };
+    let found = match one {
+        Some(org) => org_status(&state, org).await,
+        None => every_org_status(&state).await,
+    };
+    let doc = match found {
+        Ok(doc) => doc,
         Err(e) => {
             return json_error(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -179,23 +249,52 @@ pub async fn status(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
             );
         }
     };
+    if !session::wants_html(&req) {
+        return HttpResponse::Ok().json(doc);
+    }
+    let html = match one {
+        Some(org) => {
+            let page = super::status_page::Page {
+                org: org.keyed.then(|| org.name.clone()),
+                ..page
+            };
+            super::status_page::render_page(&doc, &page)
+        }
+        None => super::status_page::render_orgs(&doc, &page),
+    };
+    session::html(StatusCode::OK).body(html)
+}
+
+/// What the org's leader last saw, from the store, so every instance behind the router
+/// shows the same; `leader` says whether this instance is the one reconciling it.
+async fn org_status(state: &AppState, org: &OrgRoute) -> Result<serde_json::Value, StoreError> {
+    let (seen, lease, runs) = tokio::try_join!(
+        state.store.status(&org.store_key),
+        state.store.lease(&org.store_key),
+        state.store.recent_runs_of(&org.store_key, 50),
+    )?;
     let mut doc = seen.unwrap_or_else(|| json!({}));
     let live = lease.filter(|l| !l.expires_in.is_zero());
-    doc["leader"] = json!(state.status.snapshot().leader);
+    if org.keyed {
+        doc["org"] = json!(org.name);
+    }
+    doc["leader"] = json!(org.status.snapshot().leader);
     doc["lease"] = match live {
         Some(l) => json!({ "holder": l.lease.holder, "expires_at": l.lease.expires_at }),
         None => serde_json::Value::Null,
     };
     doc["runs"] = json!(runs);
     mark_what_is_known(&mut doc);
-    if session::wants_html(&req) {
-        let page = super::status_page::Page {
-            signed_in: caller == Caller::Session,
-        };
-        session::html(StatusCode::OK).body(super::status_page::render_page(&doc, &page))
-    } else {
-        HttpResponse::Ok().json(doc)
+    Ok(doc)
+}
+
+/// Every org's status, in `IPGUARD_ORGS` order.
+async fn every_org_status(state: &AppState) -> Result<serde_json::Value, StoreError> {
+    let mut orgs = Vec::with_capacity(state.orgs.len());
+    for org in &state.orgs {
+        orgs.push(org_status(state, org).await?);
     }
+    Ok(json!({ "orgs": orgs }))
 }
 
 /// Each profile's `state` — `in_sync`, `drift`, or `unknown` while ipguard is locked out (the

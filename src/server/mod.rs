@@ -27,15 +27,61 @@ pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 /// Everything a handler may need; built once at start-up.
 pub struct AppState {
     pub store: Store,
-    /// Our org: outbound messages from any other org are refused.
-    pub org_id: Option<OrgId>,
-    /// The key hints, runs and leases are filed under (the org id, or `default`).
-    pub org_key: String,
+    /// The guarded orgs: outbound messages from any other org are refused.
+    pub orgs: Vec<OrgRoute>,
     pub outbound_token: Option<SecretString>,
     pub admin_token: Option<SecretString>,
     pub verifier: Option<EventsVerifier>,
     pub metrics: Arc<Metrics>,
+}
+
+/// Where a webhook or an operator's request for one org goes (docs/contract.md §8).
+#[derive(Clone)]
+pub struct OrgRoute {
+    /// Its key in `IPGUARD_ORGS`, or `default`.
+    pub name: String,
+    /// Named in `IPGUARD_ORGS` (deliveries are then deduplicated under its key).
+    pub keyed: bool,
+    pub org_id: Option<OrgId>,
+    /// The key its hints, runs and leases are filed under (the org id, or a legacy key).
+    pub store_key: String,
+    /// What this instance's controller of the org saw (whether it leads, above all).
     pub status: Arc<StatusBoard>,
+}
+
+impl AppState {
+    /// The org an outbound message names, compared in constant time with each configured id.
+    pub fn org_with_id(&self, sent: &str) -> Option<&OrgRoute> {
+        // Every id is compared, so the time taken does not say which org matched.
+        self.orgs.iter().fold(None, |found, org| {
+            let matches = org.org_id.as_ref().is_some_and(|id| id.matches(sent));
+            if matches { Some(org) } else { found }
+        })
+    }
+
+    /// The org named `name`.
+    pub fn org_named(&self, name: &str) -> Option<&OrgRoute> {
+        self.orgs.iter().find(|o| o.name == name)
+    }
+
+    /// The org of a request that names none: the only one.
+    pub fn only_org(&self) -> Option<&OrgRoute> {
+        match self.orgs.as_slice() {
+            [only] => Some(only),
+            _ => None,
+        }
+    }
+}
+
+impl OrgRoute {
+    /// A delivery's dedupe key: the sender's own id, under the org's key when there are many.
+    pub fn delivery_key(&self, id: &str) -> String {
+        if self.keyed {
+            format!("{}:{id}", self.name)
+        } else {
+            id.to_owned()
+        }
+    }
 }
 
 /// Routes with their limits; used by `serve` and by tests.
@@ -54,7 +100,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .service(
             web::resource("/salesforce/events")
-                .route(web::post().to(webhooks::platform_events))
+                .route(web::post().to(webhooks::platform_events_plain))
+                .default_service(web::to(responses::method_not_allowed)),
+        )
+        .service(
+            web::resource("/salesforce/events/{org}")
+                .route(web::post().to(webhooks::platform_events_for_org))
                 .default_service(web::to(responses::method_not_allowed)),
         )
         .service(

@@ -318,6 +318,8 @@ pub struct Page {
     /// Signed in with the session cookie: the page offers "Check now" and "Sign out" (their
     /// forms ride on the cookie; a bearer-header caller has nothing to sign out of).
     pub signed_in: bool,
+    /// The org this page is about, when several are guarded (its key in `IPGUARD_ORGS`).
+    pub org: Option<String>,
 }
 
 fn head(title: &str) -> String {
@@ -353,33 +355,65 @@ fn session_controls(page: &Page) -> String {
     if !page.signed_in {
         return String::new();
     }
-    "<div class=\"controls\">\
-     <form class=\"inline\" method=\"post\" action=\"/reconcile\">\
-     <button class=\"primary\" type=\"submit\">Check now</button></form> \
-     <form class=\"inline\" method=\"post\" action=\"/signout\">\
-     <button type=\"submit\">Sign out</button></form></div>"
-        .into()
+    // Org keys are `[a-z0-9-]`: safe in a URL and in HTML as they are.
+    let (action, label) = match &page.org {
+        Some(org) => (format!("/reconcile?org={org}"), format!("Check {org} now")),
+        None => ("/reconcile".to_owned(), "Check now".to_owned()),
+    };
+    format!(
+        "<div class=\"controls\">\
+         <form class=\"inline\" method=\"post\" action=\"{}\">\
+         <button class=\"primary\" type=\"submit\">{}</button></form> \
+         <form class=\"inline\" method=\"post\" action=\"/signout\">\
+         <button type=\"submit\">Sign out</button></form></div>",
+        esc(&action),
+        esc(&label)
+    )
 }
 
-/// The page for a caller without a session (tests, a browser sending the bearer header).
-pub fn render(doc: &Value) -> String {
-    render_page(doc, &Page::default())
-}
-
-pub fn render_page(doc: &Value, page: &Page) -> String {
-    let mut html = format!(
-        "{}<header><div class=\"top\"><h1>ipguard status</h1>{}</div>",
+/// Every org at a glance (several guarded): its state, when it was last looked at and who
+/// leads it, each linking to its own page.
+pub fn render_orgs(doc: &Value, page: &Page) -> String {
+    let rows: Vec<String> = doc["orgs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|org| {
+            let name = text(&org["org"]);
+            format!(
+                "<tr><td><a href=\"/status?org={name}\">{name}</a></td><td>{}</td>\
+                 <td class=\"nowrap\">{}</td><td>{}</td></tr>",
+                overall_badge(org),
+                time(&org["updated_at"]),
+                leader_text(org)
+            )
+        })
+        .collect();
+    format!(
+        "{}<header><div class=\"top\"><h1>ipguard status</h1>{}</div></header><main>\
+         <h2>Orgs</h2>{}</main><footer><p>JSON of this page: <code>GET /status</code> without \
+         <code>Accept: text/html</code>; one org: <code>GET /status?org=KEY</code>.</p></footer>\
+         </body></html>",
         head("ipguard status"),
-        session_controls(page)
-    );
+        session_controls(page),
+        table(
+            "orgs-caption",
+            "Every guarded org; open one for its profiles and runs",
+            "wide",
+            &["Org", "Profiles", "Last updated (UTC)", "Leader"],
+            &rows,
+        )
+    )
+}
 
-    // At a glance: how many profiles are in sync, when this was last looked at, who leads.
+/// How many profiles are in sync, or why that is not known.
+fn overall_badge(doc: &Value) -> String {
     let profiles: Vec<&Value> = doc["profiles"].as_array().into_iter().flatten().collect();
     let in_sync = profiles
         .iter()
         .filter(|p| p["in_sync"].as_bool() == Some(true))
         .count();
-    let overall = if doc["locked_out"].as_bool() == Some(true) {
+    if doc["locked_out"].as_bool() == Some(true) {
         "<span class=\"badge bad\"><span aria-hidden=\"true\">✗</span> locked out</span>".to_owned()
     } else if profiles.is_empty() {
         "<span class=\"badge warn\">not checked yet</span>".to_owned()
@@ -394,14 +428,38 @@ pub fn render_page(doc: &Value, page: &Page) -> String {
             profiles.len() - in_sync,
             profiles.len()
         )
-    };
-    // Every instance shows what the leader stored; this says who that is.
-    let leader = match (doc["leader"].as_bool(), doc["lease"]["holder"].as_str()) {
+    }
+}
+
+/// Every instance shows what the leader stored; this says who that is.
+fn leader_text(doc: &Value) -> String {
+    match (doc["leader"].as_bool(), doc["lease"]["holder"].as_str()) {
         (Some(true), Some(holder)) => format!("{} — this instance reconciles", esc(holder)),
         (_, Some(holder)) => format!("{} — another instance; this one is a standby", esc(holder)),
         (Some(true), None) => "this instance reconciles".to_owned(),
         (_, None) => "— no instance holds the lease".to_owned(),
+    }
+}
+
+/// The page for a caller without a session (tests, a browser sending the bearer header).
+pub fn render(doc: &Value) -> String {
+    render_page(doc, &Page::default())
+}
+
+pub fn render_page(doc: &Value, page: &Page) -> String {
+    let title = match &page.org {
+        Some(org) => format!("ipguard status · {}", esc(org)),
+        None => "ipguard status".to_owned(),
     };
+    let mut html = format!(
+        "{}<header><div class=\"top\"><h1>{title}</h1>{}</div>",
+        head(&title),
+        session_controls(page)
+    );
+
+    // At a glance: how many profiles are in sync, when this was last looked at, who leads.
+    let overall = overall_badge(doc);
+    let leader = leader_text(doc);
     html.push_str(&format!(
         "<dl class=\"summary\"><div><dt>Profiles</dt><dd>{overall}</dd></div>\
          <div><dt>Last updated (UTC)</dt><dd>{}</dd></div>\
@@ -467,8 +525,10 @@ pub fn render_page(doc: &Value, page: &Page) -> String {
         &desired,
     ));
 
-    let rows: Vec<String> = profiles
-        .iter()
+    let rows: Vec<String> = doc["profiles"]
+        .as_array()
+        .into_iter()
+        .flatten()
         .map(|p| {
             let state = profile_state(p);
             let policy = match (p["policy"].as_str(), p["policy_from"].as_str()) {

@@ -9,9 +9,9 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use super::AppState;
 use super::body::{BodyRefusal, read_limited, refuse_before_reading};
 use super::responses::{invalid_token, json_error, soap, soap_fault};
+use super::{AppState, OrgRoute};
 use crate::ingress::events::parse_events;
 use crate::ingress::jwt::{RejectReason, Rejection};
 use crate::ingress::outbound::{self, FaultKind};
@@ -85,7 +85,7 @@ async fn outbound_message(req: &HttpRequest, body: &[u8], state: &AppState) -> H
             "expected a SOAP 1.1 message (Content-Type text/xml)",
         );
     }
-    let Some(org_id) = &state.org_id else {
+    if state.orgs.iter().all(|o| o.org_id.is_none()) {
         metrics.notification(OM, "not_configured");
         return soap_fault(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -100,7 +100,7 @@ async fn outbound_message(req: &HttpRequest, body: &[u8], state: &AppState) -> H
             return soap_fault(StatusCode::BAD_REQUEST, FaultKind::Client, &e.to_string());
         }
     };
-    if !org_id.matches(&message.organization_id) {
+    let Some(org) = state.org_with_id(&message.organization_id) else {
         metrics.notification(OM, "wrong_org");
         tracing::warn!("outbound message from another organization refused");
         return soap_fault(
@@ -108,18 +108,18 @@ async fn outbound_message(req: &HttpRequest, body: &[u8], state: &AppState) -> H
             FaultKind::Client,
             "this endpoint does not accept messages from that organization",
         );
-    }
+    };
     let deliveries: Vec<Delivery> = message
         .notifications
         .iter()
         .map(|n| Delivery {
             source: DeliverySource::OutboundMessage,
-            key: n.id.clone(),
+            key: org.delivery_key(&n.id),
         })
         .collect();
     if !deliveries.is_empty() {
         let hint = NewHint {
-            org_id: state.org_key.clone(),
+            org_id: org.store_key.clone(),
             trigger: Trigger::OutboundMessage,
             detail: Some(format!("{} notification(s)", deliveries.len())),
         };
@@ -161,15 +161,55 @@ fn is_soap_content_type(req: &HttpRequest) -> bool {
     mime.eq_ignore_ascii_case("text/xml") || mime.eq_ignore_ascii_case("application/soap+xml")
 }
 
-/// `POST /salesforce/events` with `Authorization: Bearer <JWT>`.
-pub async fn platform_events(
+/// `POST /salesforce/events` with `Authorization: Bearer <JWT>`: the only org's (with many,
+/// each org's flow calls its own path).
+pub async fn platform_events_plain(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
+    let Some(org) = state.only_org().cloned() else {
+        let names: Vec<&str> = state.orgs.iter().map(|o| o.name.as_str()).collect();
+        let refusal = json_error(
+            StatusCode::NOT_FOUND,
+            "org_required",
+            &format!(
+                "several orgs are guarded: post to /salesforce/events/{{org}} ({})",
+                names.join(", ")
+            ),
+        );
+        return refuse_before_reading(&req, payload, refusal).await;
+    };
+    platform_events(req, payload, &state, &org).await
+}
+
+/// `POST /salesforce/events/{org}`: a callout on one org's path starts runs for that org only.
+pub async fn platform_events_for_org(
+    req: HttpRequest,
+    name: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let Some(org) = state.org_named(&name).cloned() else {
+        let refusal = json_error(
+            StatusCode::NOT_FOUND,
+            "unknown_org",
+            "no such org is guarded here",
+        );
+        return refuse_before_reading(&req, payload, refusal).await;
+    };
+    platform_events(req, payload, &state, &org).await
+}
+
+async fn platform_events(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    org: &OrgRoute,
+) -> HttpResponse {
     // The token is judged before the body is read: a forged flood costs a header parse and at
     // most one RSA verification a request.
-    if let Err(refusal) = authorize_event_callout(&req, &state).await {
+    if let Err(refusal) = authorize_event_callout(&req, state).await {
         return refuse_before_reading(&req, payload, refusal).await;
     }
     let refuse = |refusal: BodyRefusal| {
@@ -196,11 +236,11 @@ pub async fn platform_events(
         .iter()
         .map(|e| Delivery {
             source: DeliverySource::PlatformEvent,
-            key: e.dedupe_key.clone(),
+            key: org.delivery_key(&e.dedupe_key),
         })
         .collect();
     let hint = NewHint {
-        org_id: state.org_key.clone(),
+        org_id: org.store_key.clone(),
         trigger: Trigger::PlatformEvent,
         detail: events.first().map(|e| e.channel.clone()),
     };
@@ -217,7 +257,7 @@ pub async fn platform_events(
             HttpResponse::Accepted()
                 .json(json!({ "accepted": outcome.new, "duplicates": outcome.duplicates }))
         }
-        Err(e) => events_store_unavailable(&state, e),
+        Err(e) => events_store_unavailable(state, e),
     }
 }
 

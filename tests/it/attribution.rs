@@ -30,7 +30,11 @@ async fn start() -> Harness {
 
 impl Harness {
     fn username(&self) -> String {
-        self.config.salesforce.username().unwrap().to_owned()
+        self.config.orgs[0]
+            .salesforce
+            .username()
+            .unwrap()
+            .to_owned()
     }
 
     /// What the lead's two lines do after a drifted plan.

@@ -333,7 +333,9 @@ async fn the_simulated_answers_to_these_reads_are_valid_metadata() {
     let org = Org::start(&[]).await;
     org.sim.set_connected_app("IPGuard_Legacy", Some("ENFORCE"));
     let config = org.config();
-    let parts = ipguard::app::Parts::build(&config, &[], crate::service::fast_retry()).unwrap();
+    let parts =
+        ipguard::app::Parts::build(&config, &config.orgs[0], &[], crate::service::fast_retry())
+            .unwrap();
     let (http, client) = (parts.http, parts.client);
     let session = client.session().await.unwrap();
     let url = format!("{}/services/Soap/m/66.0", org.sim.base_url());

@@ -557,17 +557,17 @@ async fn a_remediating_run_shows_in_the_deploy_and_profile_gauges() {
             .text()
             .await
             .unwrap();
-        if text.contains("ipguard_deploy_duration_seconds_count 1") {
+        if text.contains("ipguard_deploy_duration_seconds_count{org=\"default\"} 1") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(
-        text.contains("ipguard_deploy_duration_seconds_count 1"),
+        text.contains("ipguard_deploy_duration_seconds_count{org=\"default\"} 1"),
         "{text}"
     );
     assert!(
-        text.contains("ipguard_profile_in_sync{profile=\"Admin\"} 1"),
+        text.contains("ipguard_profile_in_sync{org=\"default\",profile=\"Admin\"} 1"),
         "the read-back, not the plan that found drift: {text}"
     );
 }

@@ -29,7 +29,8 @@ async fn apply(org: &Org) -> RunReport {
 }
 
 async fn apply_opts(org: &Org, options: ApplyOptions) -> RunReport {
-    apply_with(&org.config(), &[], options)
+    let config = org.config();
+    apply_with(&config, &config.orgs[0], &[], options)
         .await
         .expect("apply runs")
         .report

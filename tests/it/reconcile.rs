@@ -2,7 +2,6 @@
 //! each one spends.
 
 use std::collections::HashMap;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use ipguard::app::Parts;
@@ -13,19 +12,7 @@ use ipguard::salesforce::client::RetryPolicy;
 use ipguard_sim::{DeployOutcome, FailureKind, Faults, SimConfig, SimOrg};
 use secrecy::ExposeSecret;
 
-fn keys() -> &'static ipguard::keygen::KeyMaterial {
-    static KEYS: OnceLock<ipguard::keygen::KeyMaterial> = OnceLock::new();
-    KEYS.get_or_init(|| ipguard::keygen::generate("ipguard-test", 2).expect("test key"))
-}
-
-pub(crate) fn range(start: &str, end: &str) -> LoginIpRange {
-    LoginIpRange::parse_existing(start, end, None).unwrap()
-}
-
-/// The space's two NAT IPs merge into one desired range.
-fn desired() -> Vec<LoginIpRange> {
-    vec![range("203.0.113.10", "203.0.113.11")]
-}
+pub(crate) use crate::service::{desired, keys, range};
 
 /// A simulated org plus an ipguard configured against it, with one client reused across runs
 /// (as the service does) so the token stays cached.
@@ -69,7 +56,7 @@ impl Harness {
             max_delay: Duration::from_millis(100),
             max_attempts: 4,
         };
-        let mut parts = Parts::build(&config, &[], retry).unwrap();
+        let mut parts = Parts::build(&config, &config.orgs[0], &[], retry).unwrap();
         if let Some(h) = parts.sources.heroku.take() {
             parts.sources.heroku =
                 Some(h.with_retry_delays(Duration::from_millis(10), Duration::from_millis(50)));
@@ -376,11 +363,11 @@ async fn demo_org_ends_in_sync() {
     let demo = ipguard_sim::demo::DemoOrg::start().await.unwrap();
     // The configuration `ipguard demo` builds from the same vars.
     let config = Config::from_lookup(|name| demo.var(name), Needs::serve()).unwrap();
-    let first = ipguard::cli::apply_with(&config, &[], Default::default())
+    let first = ipguard::cli::apply_with(&config, &config.orgs[0], &[], Default::default())
         .await
         .unwrap();
     assert_eq!(first.report.outcome, Outcome::Remediated);
-    let again = ipguard::cli::apply_with(&config, &[], Default::default())
+    let again = ipguard::cli::apply_with(&config, &config.orgs[0], &[], Default::default())
         .await
         .unwrap();
     assert_eq!(again.report.outcome, Outcome::InSync);

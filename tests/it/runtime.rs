@@ -236,7 +236,7 @@ async fn an_unknown_deploy_id_is_closed_and_a_fresh_run_follows() {
     let org = Org::start(&[("IPGUARD_DEPLOY_TIMEOUT", "10m")]).await;
     let config = org.config();
     let store = Store::connect(&config.database).await.unwrap();
-    let org_key = ipguard::app::org_key(&config);
+    let org_key = ipguard::app::org_key(&config.orgs[0]);
     let fence = store
         .try_acquire_lease(&org_key, "serve@web.1-dead", Duration::from_millis(1))
         .await
@@ -299,7 +299,7 @@ async fn a_standby_takes_over_as_soon_as_the_dead_leaders_lease_expires() {
     } else {
         (b, a)
     };
-    let org_key = ipguard::app::org_key(&org.config());
+    let org_key = ipguard::app::org_key(&org.config().orgs[0]);
     leader.service.crash().await;
     let expires_at = standby
         .service
@@ -546,8 +546,8 @@ async fn deployments_sharing_a_database_without_org_ids_each_guard_their_own_org
     )
     .await;
     assert_ne!(
-        ipguard::app::org_key(&first.config()),
-        ipguard::app::org_key(&second.config())
+        ipguard::app::org_key(&first.config().orgs[0]),
+        ipguard::app::org_key(&second.config().orgs[0])
     );
     a.service.stop().await;
     b.service.stop().await;
@@ -558,16 +558,19 @@ async fn deployments_sharing_a_database_without_org_ids_each_guard_their_own_org
 #[tokio::test]
 async fn an_org_key_without_an_org_id_is_the_username_within_its_instance_type() {
     let mut org = Org::start_as("Integration@Acme.example", &[]).await;
-    assert_eq!(ipguard::app::org_key(&org.config()), org.sim.org_id());
+    assert_eq!(
+        ipguard::app::org_key(&org.config().orgs[0]),
+        org.sim.org_id()
+    );
     org.vars.remove("SALESFORCE_ORG_ID");
     assert_eq!(
-        ipguard::app::org_key(&org.config()),
+        ipguard::app::org_key(&org.config().orgs[0]),
         "user:login.salesforce.com/integration@acme.example"
     );
     org.vars
         .insert("SALESFORCE_AUDIENCE", "https://test.salesforce.com".into());
     assert_eq!(
-        ipguard::app::org_key(&org.config()),
+        ipguard::app::org_key(&org.config().orgs[0]),
         "user:test.salesforce.com/integration@acme.example"
     );
 }
@@ -627,7 +630,7 @@ async fn apply_during_a_service_deploy_hands_off_and_never_deploys_alongside() {
     let config = org.config();
     let (most, applied) = most_unfinished_deploys_during(
         &org.sim,
-        ipguard::cli::apply_with(&config, &[], Default::default()),
+        ipguard::cli::apply_with(&config, &config.orgs[0], &[], Default::default()),
     )
     .await;
     let applied = applied.expect("apply answers with the service's run");
@@ -672,8 +675,8 @@ async fn two_applies_at_once_take_turns_on_the_lease() {
     let started = Instant::now();
     let (most, (first, second)) = most_unfinished_deploys_during(&org.sim, async {
         tokio::join!(
-            ipguard::cli::apply_with(&config, &[], Default::default()),
-            ipguard::cli::apply_with(&config, &[], Default::default()),
+            ipguard::cli::apply_with(&config, &config.orgs[0], &[], Default::default()),
+            ipguard::cli::apply_with(&config, &config.orgs[0], &[], Default::default()),
         )
     })
     .await;

@@ -54,7 +54,7 @@ async fn run_demo() -> Result<bool, String> {
     n.detail(&format!(
         "Guarded profiles: {} — policy merge (the default): the Private Space's IPs, plus \
          others' ranges inside IPGUARD_KEEP_WITHIN={KEEP_WITHIN} (the head office).",
-        config
+        config.orgs[0]
             .profiles
             .iter()
             .map(ToString::to_string)
@@ -131,11 +131,12 @@ async fn run_demo() -> Result<bool, String> {
 
     println!();
     // Judged by the planner a run uses: in sync means the policy wants nothing changed.
-    let rules = config.policy_rules();
+    let org = &config.orgs[0];
+    let rules = org.policy_rules();
     let space = LoginIpRange::parse_existing("203.0.113.10", "203.0.113.11", None)
         .map_err(|e| e.to_string())?;
     let mut held: Vec<(String, String, bool)> = Vec::new();
-    for p in &config.profiles {
+    for p in &org.profiles {
         let ranges = demo.sim.login_ip_ranges(p.as_str()).unwrap_or_default();
         let plan = plan_profile(
             p.clone(),

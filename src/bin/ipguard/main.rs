@@ -30,6 +30,9 @@ enum Command {
     },
     /// Read the org and print the per-profile diff (exit 0 in sync, 2 drift, 1 error).
     Plan {
+        /// Which org of IPGUARD_ORGS (required when there are several).
+        #[arg(long, value_name = "KEY")]
+        org: Option<String>,
         /// Only this managed profile (repeatable).
         #[arg(long = "profile", value_name = "P")]
         profiles: Vec<String>,
@@ -38,6 +41,9 @@ enum Command {
     },
     /// Reconcile now (exit 0 in sync/remediated, 2 planned, 1 failed/unknown, 3 locked out).
     Apply {
+        /// Which org of IPGUARD_ORGS (required when there are several).
+        #[arg(long, value_name = "KEY")]
+        org: Option<String>,
         /// Send a checkOnly deploy: Salesforce validates, nothing changes.
         #[arg(long)]
         check_only: bool,
@@ -51,6 +57,9 @@ enum Command {
     },
     /// Recent runs from the store, newest first.
     History {
+        /// Only this org of IPGUARD_ORGS (default: every org).
+        #[arg(long, value_name = "KEY")]
+        org: Option<String>,
         #[arg(long, default_value_t = 20)]
         limit: u32,
         #[arg(long)]
@@ -68,6 +77,9 @@ enum Command {
     /// Doctor: config, Heroku NAT, token, profiles, deploy permission, IP policies; one line
     /// per check with its fix (exit 0 nothing failed, 1 otherwise).
     Check {
+        /// Only this org of IPGUARD_ORGS (default: every org).
+        #[arg(long, value_name = "KEY")]
+        org: Option<String>,
         /// API name of the External Client App whose OAuth policies are read.
         #[arg(long, value_name = "NAME", default_value = "IPGuard")]
         app: String,
@@ -106,19 +118,28 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve => ipguard::cli::serve().await,
             Command::Ranges { json } => ipguard::cli::ranges(json).await,
-            Command::Plan { profiles, json } => ipguard::cli::plan(&profiles, json).await,
+            Command::Plan {
+                org,
+                profiles,
+                json,
+            } => ipguard::cli::plan(org.as_deref(), &profiles, json).await,
             Command::Apply {
+                org,
                 check_only,
                 profiles,
                 allow_self_lockout,
-            } => ipguard::cli::apply(&profiles, check_only, allow_self_lockout).await,
-            Command::History { limit, json } => ipguard::cli::history(limit, json).await,
+            } => {
+                ipguard::cli::apply(org.as_deref(), &profiles, check_only, allow_self_lockout).await
+            }
+            Command::History { org, limit, json } => {
+                ipguard::cli::history(org.as_deref(), limit, json).await
+            }
             Command::Keygen {
                 out,
                 common_name,
                 days,
             } => ipguard::cli::keygen(&out, &common_name, days),
-            Command::Check { app } => ipguard::cli::check::check(&app).await,
+            Command::Check { app, org } => ipguard::cli::check::check(&app, org.as_deref()).await,
             Command::Sim { port, tls } => demo::sim(port, tls).await,
             Command::Demo => demo::demo().await,
         }

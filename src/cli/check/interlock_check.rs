@@ -3,7 +3,7 @@
 //! (docs/contract.md §5 rule 10).
 
 use super::CheckLine;
-use crate::config::Config;
+use crate::config::{Config, OrgSettings};
 use crate::ranges::Source;
 use crate::reconcile::interlock::{self, LoginSeen};
 use crate::salesforce::client::MetadataClient;
@@ -15,6 +15,7 @@ const NAME: &str = "self-lock-out interlock";
 /// function, so the line says what the next deploy will be held to.
 pub(super) async fn interlock_check(
     config: &Config,
+    org: &OrgSettings,
     client: &MetadataClient,
     managed: &[ProfileName],
     sources: Option<&[Source]>,
@@ -23,7 +24,7 @@ pub(super) async fn interlock_check(
     let nat = sources
         .map(|s| interlock::nat_ips(s, space))
         .unwrap_or_default();
-    let way_in = interlock::own_way_in(client, config.salesforce.username(), managed, nat).await;
+    let way_in = interlock::own_way_in(client, org.salesforce.username(), managed, nat).await;
     let seen = interlock::describe(&way_in);
     match &way_in.login {
         LoginSeen::Unreadable(_) if way_in.nat.is_empty() => CheckLine::warn(

@@ -3,24 +3,26 @@
 
 use super::{CheckLine, LISTED_RANGES, range_text};
 use crate::app::parts;
-use crate::config::Config;
+use crate::config::{Config, OrgSettings};
 use crate::heroku::{HerokuError, NatUnusable};
 use crate::ranges::{LoginIpRange, Source, desired_ranges};
 
 /// The heroku line and, when known, every source (static ones and the NAT's).
 pub(super) async fn heroku(
     config: &Config,
+    org: &OrgSettings,
     http: &reqwest::Client,
 ) -> (CheckLine, Option<Vec<Source>>) {
     let mut sources: Vec<Source> = config
         .source_ips
         .iter()
+        .chain(&org.source_ips)
         .map(|net| Source {
             net: *net,
             label: "IPGUARD_SOURCE_IPS".into(),
         })
         .collect();
-    let Some(heroku) = parts::sources(config, http).heroku else {
+    let Some(heroku) = parts::sources(config, org, http).heroku else {
         return (
             CheckLine::skipped("heroku", "static sources only (no HEROKU_SPACE)"),
             Some(sources),

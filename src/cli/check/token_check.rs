@@ -3,11 +3,11 @@
 //! to.
 
 use super::CheckLine;
-use crate::config::Config;
+use crate::config::OrgSettings;
 use crate::salesforce::auth::AuthError;
 use crate::salesforce::client::{MetadataClient, SalesforceError};
 
-pub(super) async fn token(config: &Config, client: &MetadataClient) -> CheckLine {
+pub(super) async fn token(config: &OrgSettings, client: &MetadataClient) -> CheckLine {
     let username = config.salesforce.username().unwrap_or_default();
     match client.session().await {
         Ok(session) => CheckLine::ok(
@@ -54,7 +54,7 @@ pub(super) async fn token(config: &Config, client: &MetadataClient) -> CheckLine
 /// the org does not have. A sandbox is known from its login URL or audience, and its My
 /// Domain host (`name--sandbox.sandbox.my.salesforce.com`) names it; users copied into a
 /// sandbox carry its name as a suffix (`user@acme.com.uat`).
-fn unapproved_cause(config: &Config) -> String {
+fn unapproved_cause(config: &OrgSettings) -> String {
     let sf = &config.salesforce;
     let username = sf.username().unwrap_or_default();
     let host = sf.login_url.host_str().unwrap_or_default();

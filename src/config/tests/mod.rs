@@ -33,8 +33,8 @@ fn err(vars: &[(&str, &str)], needs: Needs) -> ConfigError {
     }
 }
 
-fn variables(err: &ConfigError) -> Vec<&'static str> {
-    err.problems.iter().map(|p| p.variable).collect()
+fn variables(err: &ConfigError) -> Vec<&str> {
+    err.problems.iter().map(|p| p.variable.as_str()).collect()
 }
 
 fn message_for<'e>(err: &'e ConfigError, variable: &str) -> &'e str {
@@ -78,18 +78,21 @@ fn defaults_when_nothing_is_set() {
         matches!(&config.database, DatabaseUrl::Sqlite { path } if path == &PathBuf::from("ipguard.db"))
     );
     assert_eq!(
-        config.salesforce.login_url.as_str(),
+        config.orgs[0].salesforce.login_url.as_str(),
         "https://login.salesforce.com/"
     );
-    assert_eq!(config.salesforce.audience, "https://login.salesforce.com");
-    assert_eq!(config.salesforce.api_version, "66.0");
-    assert!(config.salesforce.credentials.is_none());
-    assert!(config.salesforce.org_id.is_none());
-    assert!(config.profiles.is_empty());
+    assert_eq!(
+        config.orgs[0].salesforce.audience,
+        "https://login.salesforce.com"
+    );
+    assert_eq!(config.orgs[0].salesforce.api_version, "66.0");
+    assert!(config.orgs[0].salesforce.credentials.is_none());
+    assert!(config.orgs[0].salesforce.org_id.is_none());
+    assert!(config.orgs[0].profiles.is_empty());
     assert!(config.source_ips.is_empty());
     assert!(config.heroku.is_none());
-    assert_eq!(config.policy, Policy::Merge);
-    assert_eq!(config.mode, Mode::Enforce);
+    assert_eq!(config.orgs[0].policy, Policy::Merge);
+    assert_eq!(config.orgs[0].mode, Mode::Enforce);
     assert_eq!(config.resync_interval, Duration::from_secs(600));
     assert_eq!(config.debounce, Duration::from_secs(2));
     assert_eq!(config.deploy_timeout, Duration::from_secs(1800));
@@ -150,12 +153,12 @@ fn values_are_parsed_into_types() {
         DatabaseUrl::Postgres { url } if url.expose_secret() == "postgres://user:pw@db.example.com:5432/ipguard"
     ));
     assert_eq!(
-        config.salesforce.org_id.as_ref().map(OrgId::as_str),
+        config.orgs[0].salesforce.org_id.as_ref().map(OrgId::as_str),
         Some("00D000000000062EAA")
     );
-    assert_eq!(config.salesforce.api_version, "64.0");
-    assert_eq!(config.policy, Policy::Exact);
-    assert_eq!(config.mode, Mode::DryRun);
+    assert_eq!(config.orgs[0].salesforce.api_version, "64.0");
+    assert_eq!(config.orgs[0].policy, Policy::Exact);
+    assert_eq!(config.orgs[0].mode, Mode::DryRun);
     assert_eq!(config.resync_interval, Duration::from_secs(5400));
     assert_eq!(config.debounce, Duration::from_millis(500));
     assert_eq!(config.deploy_timeout, Duration::from_secs(2700));
@@ -356,7 +359,11 @@ fn needs_decide_what_is_required() {
     );
     assert!(message_for(&e, SALESFORCE_PRIVATE_KEY).contains("SALESFORCE_PRIVATE_KEY_FILE"));
     let config = ok(&salesforce_vars(), Needs::salesforce());
-    let credentials = config.salesforce.credentials.expect("credentials");
+    let credentials = config.orgs[0]
+        .salesforce
+        .credentials
+        .clone()
+        .expect("credentials");
     assert_eq!(credentials.client_id, "3MVG9consumerkey");
     assert_eq!(credentials.username, "integration@example.com");
 

@@ -76,16 +76,17 @@ fn exact_profiles_and_keep_within() {
     vars.push((IPGUARD_EXACT_PROFILES, "Custom%3A Integration"));
     vars.push((IPGUARD_KEEP_WITHIN, "10.0.0.0/8, 198.51.100.7"));
     let config = ok(&vars, Needs::salesforce());
-    assert_eq!(config.exact_profiles, ["Custom%3A Integration"]);
-    let keep: Vec<String> = config
+    assert_eq!(config.orgs[0].exact_profiles, ["Custom%3A Integration"]);
+    let keep: Vec<String> = config.orgs[0]
         .keep_within
+        .clone()
         .unwrap()
         .iter()
         .map(ToString::to_string)
         .collect();
     assert_eq!(keep, ["10.0.0.0/8", "198.51.100.7/32"]);
     assert_eq!(
-        ok(&salesforce_vars(), Needs::salesforce()).keep_within,
+        ok(&salesforce_vars(), Needs::salesforce()).orgs[0].keep_within,
         None
     );
 

@@ -88,7 +88,12 @@ fn private_key_with_escaped_newlines_is_accepted() {
     vars.retain(|(k, _)| *k != SALESFORCE_PRIVATE_KEY);
     vars.push((SALESFORCE_PRIVATE_KEY, &escaped));
     let config = ok(&vars, Needs::salesforce());
-    let stored = config.salesforce.credentials.expect("credentials").key;
+    let stored = config.orgs[0]
+        .salesforce
+        .credentials
+        .clone()
+        .expect("credentials")
+        .key;
     // RS256 signatures are deterministic: the same claims signed alike mean the same key.
     let claims = serde_json::json!({ "sub": "integration@example.com" });
     let expected = crate::salesforce::auth::SigningKey::from_rsa_pem(key_pem()).unwrap();
@@ -115,7 +120,12 @@ fn private_key_from_file_and_pkcs1_form() {
     vars.retain(|(k, _)| *k != SALESFORCE_PRIVATE_KEY);
     vars.push((SALESFORCE_PRIVATE_KEY_FILE, path));
     let config = ok(&vars, Needs::salesforce());
-    let stored = config.salesforce.credentials.expect("credentials").key;
+    let stored = config.orgs[0]
+        .salesforce
+        .credentials
+        .clone()
+        .expect("credentials")
+        .key;
     let claims = serde_json::json!({ "sub": "integration@example.com" });
     let expected = crate::salesforce::auth::SigningKey::from_rsa_pem(&pkcs1).unwrap();
     assert_eq!(
@@ -192,15 +202,15 @@ fn login_url_forms_and_audience_defaults() {
     ];
     for (value, url, audience) in cases {
         let config = ok(&[(SALESFORCE_LOGIN_URL, value)], Needs::default());
-        assert_eq!(config.salesforce.login_url.as_str(), url, "{value}");
-        assert_eq!(config.salesforce.audience, audience, "{value}");
+        assert_eq!(config.orgs[0].salesforce.login_url.as_str(), url, "{value}");
+        assert_eq!(config.orgs[0].salesforce.audience, audience, "{value}");
     }
     let config = ok(
         &[(SALESFORCE_LOGIN_URL, "https://acme.my.salesforce.com")],
         Needs::default(),
     );
     assert_eq!(
-        config
+        config.orgs[0]
             .salesforce
             .login_url
             .join("/services/oauth2/token")
@@ -219,7 +229,7 @@ fn login_url_forms_and_audience_defaults() {
         ],
         Needs::default(),
     );
-    assert_eq!(config.salesforce.audience, LOGIN_AUDIENCE);
+    assert_eq!(config.orgs[0].salesforce.audience, LOGIN_AUDIENCE);
 }
 
 /// A name Salesforce could never return (it would become a zip path outside `profiles/`) is
@@ -237,7 +247,7 @@ fn a_bad_profile_name_is_reported_with_the_other_problems() {
     let mut vars = salesforce_vars();
     vars.push((IPGUARD_EXACT_PROFILES, "Admin"));
     let config = ok(&vars, Needs::salesforce());
-    assert_eq!(config.exact_profiles, ["Admin"]);
+    assert_eq!(config.orgs[0].exact_profiles, ["Admin"]);
 }
 
 #[test]
@@ -246,7 +256,7 @@ fn profiles_are_verbatim_trimmed_and_deduplicated() {
         &[(IPGUARD_PROFILES, " Admin ,, Custom%3A Integration ,")],
         Needs::default(),
     );
-    assert_eq!(config.profiles, ["Admin", "Custom%3A Integration"]);
+    assert_eq!(config.orgs[0].profiles, ["Admin", "Custom%3A Integration"]);
 
     let e = err(
         &[(IPGUARD_PROFILES, "Admin,Custom%3A Sales,Admin,Admin")],
