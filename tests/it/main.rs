@@ -12,6 +12,7 @@ mod corpus;
 mod faults;
 mod instances;
 mod operator;
+mod orgs;
 mod outgoing;
 mod policy;
 mod reconcile;

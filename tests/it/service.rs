@@ -73,7 +73,7 @@ impl Org {
         Self::start_with(sim_config, extra).await
     }
 
-    async fn start_with(sim_config: SimConfig, extra: &[(&'static str, &str)]) -> Self {
+    pub async fn start_with(sim_config: SimConfig, extra: &[(&'static str, &str)]) -> Self {
         let profiles: Vec<String> = sim_config.profiles.iter().map(|(n, _)| n.clone()).collect();
         let mut vars: HashMap<&'static str, String> = HashMap::from([
             ("SALESFORCE_CLIENT_ID", sim_config.client_id.clone()),

@@ -8,6 +8,7 @@ use secrecy::ExposeSecret;
 use std::collections::HashMap;
 
 mod events;
+mod orgs;
 mod policy;
 mod salesforce;
 

@@ -1,0 +1,294 @@
+//! Many orgs from one deployment (docs/contract.md §8): a production org and a sandbox guarded
+//! by one `ipguard serve`, each message and callout reaching only its own org.
+
+use std::time::Duration;
+
+use ipguard::store::RunRecord;
+use ipguard::trigger::Trigger;
+use ipguard_sim::{SendRetry, SimConfig};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::cli::{ipguard, text};
+use crate::service::{ADMIN_TOKEN, App, Org, desired, http, keys, range};
+
+/// The sandbox's id: a different org from the simulated production org.
+const UAT_ORG_ID: &str = "00D5g000004SNDBEA4";
+
+/// `prod` (the base org, whose plain variables are every org's defaults) and `uat` (its own
+/// login URL, org id and policy; the same External Client App, integration user and key).
+struct TwoOrgs {
+    prod: Org,
+    uat: Org,
+}
+
+impl TwoOrgs {
+    async fn start() -> Self {
+        let mut prod = Org::start(&[]).await;
+        let mut uat_config = SimConfig::new(keys().certificate_pem.clone());
+        uat_config.org_id = UAT_ORG_ID.to_owned();
+        let uat = Org::start_with(uat_config, &[]).await;
+        let both_certs = format!(
+            "{}\n{}",
+            prod.sim.event_signing_certificate(),
+            uat.sim.event_signing_certificate()
+        );
+        prod.vars.remove("SALESFORCE_ORG_ID");
+        prod.vars.insert("IPGUARD_ORGS", "prod,uat".into());
+        prod.vars
+            .insert("IPGUARD_ORG_PROD_SALESFORCE_ORG_ID", prod.sim.org_id());
+        prod.vars
+            .insert("IPGUARD_ORG_UAT_SALESFORCE_ORG_ID", UAT_ORG_ID.into());
+        prod.vars
+            .insert("IPGUARD_ORG_UAT_SALESFORCE_LOGIN_URL", uat.sim.base_url());
+        // The sandbox holds exactly the space's IPs; production keeps the default `merge`.
+        prod.vars
+            .insert("IPGUARD_ORG_UAT_IPGUARD_POLICY", "exact".into());
+        prod.vars.insert("EVENTS_JWT_CERTS", both_certs);
+        Self { prod, uat }
+    }
+
+    async fn serve(&self) -> App {
+        self.prod.serve().await
+    }
+}
+
+fn finished_for<'r>(runs: &'r [RunRecord], org_id: &str) -> impl Iterator<Item = &'r RunRecord> {
+    runs.iter()
+        .filter(move |r| r.org_id == org_id && r.outcome.is_some())
+}
+
+/// Both orgs' start-up runs, each against its own org.
+async fn started(orgs: &TwoOrgs, app: &App) -> Vec<RunRecord> {
+    let prod_id = orgs.prod.sim.org_id();
+    app.wait_for_runs(Duration::from_secs(15), |runs| {
+        finished_for(runs, &prod_id).count() >= 1 && finished_for(runs, UAT_ORG_ID).count() >= 1
+    })
+    .await
+}
+
+#[tokio::test]
+async fn each_org_is_reconciled_against_itself_from_one_service() {
+    let orgs = TwoOrgs::start().await;
+    let app = orgs.serve().await;
+    started(&orgs, &app).await;
+    for org in [&orgs.prod, &orgs.uat] {
+        assert_eq!(org.sim.login_ip_ranges("Admin").unwrap(), desired());
+        assert_eq!(org.sim.count("deploy"), 1, "one deploy per org");
+    }
+    app.service.stop().await;
+}
+
+#[tokio::test]
+async fn an_outbound_message_runs_only_the_org_whose_id_it_carries() {
+    let orgs = TwoOrgs::start().await;
+    let app = orgs.serve().await;
+    started(&orgs, &app).await;
+    let prod_deploys = orgs.prod.sim.count("deploy");
+    orgs.uat.sim.set_login_ip_ranges(
+        "Custom%3A Support",
+        vec![range("0.0.0.0", "255.255.255.255")],
+    );
+    let report = orgs
+        .uat
+        .sim
+        .send_outbound_message(
+            &app.url("/salesforce/outbound-messages"),
+            &["04l000000000000001".to_owned()],
+            SendRetry::default(),
+        )
+        .await;
+    assert!(report.delivered, "{report:?}");
+    let runs = app
+        .wait_for_runs(Duration::from_secs(15), |runs| {
+            finished_for(runs, UAT_ORG_ID).any(|r| r.trigger.contains(Trigger::OutboundMessage))
+        })
+        .await;
+    assert_eq!(
+        orgs.uat.sim.login_ip_ranges("Custom%3A Support").unwrap(),
+        desired()
+    );
+    let prod_id = orgs.prod.sim.org_id();
+    assert!(
+        !finished_for(&runs, &prod_id).any(|r| r.trigger.contains(Trigger::OutboundMessage)),
+        "the sandbox's message started a production run: {runs:#?}"
+    );
+    assert_eq!(orgs.prod.sim.count("deploy"), prod_deploys);
+
+    // an org nobody configured: refused, and no run anywhere
+    let stranger = orgs
+        .uat
+        .sim
+        .send_outbound_message_as(
+            "00D000000000999AAA",
+            &app.url("/salesforce/outbound-messages"),
+            &["04l000000000000002".to_owned()],
+            SendRetry {
+                attempts: 1,
+                ..SendRetry::default()
+            },
+        )
+        .await;
+    assert!(!stranger.delivered);
+    assert_eq!(stranger.last_status, Some(403), "{stranger:?}");
+    app.service.stop().await;
+}
+
+#[tokio::test]
+async fn an_event_callout_runs_only_the_org_whose_path_it_took() {
+    let orgs = TwoOrgs::start().await;
+    let app = orgs.serve().await;
+    started(&orgs, &app).await;
+    // Signed by production's key (both are trusted) and naming a profile both orgs have: the
+    // path alone says which org looks.
+    orgs.uat.sim.set_login_ip_ranges(
+        "Custom%3A Support",
+        vec![range("0.0.0.0", "255.255.255.255")],
+    );
+    let report = orgs
+        .prod
+        .sim
+        .send_platform_events(
+            &app.url("/salesforce/events/prod"),
+            &["Custom%3A Support".to_owned()],
+            &orgs.prod.claims(),
+            SendRetry::default(),
+        )
+        .await;
+    assert!(report.delivered, "{report:?}");
+    let prod_id = orgs.prod.sim.org_id();
+    let runs = app
+        .wait_for_runs(Duration::from_secs(15), |runs| {
+            finished_for(runs, &prod_id).any(|r| r.trigger.contains(Trigger::PlatformEvent))
+        })
+        .await;
+    assert!(
+        !finished_for(&runs, UAT_ORG_ID).any(|r| r.trigger.contains(Trigger::PlatformEvent)),
+        "production's callout started a sandbox run: {runs:#?}"
+    );
+    assert_ne!(
+        orgs.uat.sim.login_ip_ranges("Custom%3A Support").unwrap(),
+        desired(),
+        "the sandbox's drift waits for its own hint"
+    );
+
+    // the sandbox's own path remediates it
+    let report = orgs
+        .uat
+        .sim
+        .send_platform_events(
+            &app.url("/salesforce/events/uat"),
+            &["Custom%3A Support".to_owned()],
+            &orgs.uat.claims(),
+            SendRetry::default(),
+        )
+        .await;
+    assert!(report.delivered, "{report:?}");
+    app.wait_for_runs(Duration::from_secs(15), |runs| {
+        finished_for(runs, UAT_ORG_ID).any(|r| r.trigger.contains(Trigger::PlatformEvent))
+    })
+    .await;
+    assert_eq!(
+        orgs.uat.sim.login_ip_ranges("Custom%3A Support").unwrap(),
+        desired()
+    );
+
+    // with several orgs the plain path names none; an unknown org is not found
+    for path in ["/salesforce/events", "/salesforce/events/dev9"] {
+        let token = orgs.prod.sim.event_token(&orgs.prod.claims());
+        let answer = http()
+            .post(app.url(path))
+            .bearer_auth(token)
+            .header("Content-Type", "application/json")
+            .body("[]")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+    app.service.stop().await;
+}
+
+#[tokio::test]
+async fn status_and_metrics_show_every_org() {
+    let orgs = TwoOrgs::start().await;
+    let app = orgs.serve().await;
+    started(&orgs, &app).await;
+    let all: Value = app.status_json().await;
+    let names: Vec<&str> = all["orgs"]
+        .as_array()
+        .expect("orgs")
+        .iter()
+        .map(|o| o["org"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(names, ["prod", "uat"]);
+    let uat: Value = http()
+        .get(app.url("/status?org=uat"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(uat["org"], "uat");
+    assert!(
+        uat["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["org_id"] == UAT_ORG_ID),
+        "{uat:#}"
+    );
+    let metrics = http()
+        .get(app.url("/metrics"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for org in ["prod", "uat"] {
+        let needle = format!("ipguard_profile_in_sync{{org=\"{org}\",profile=\"Admin\"}} 1");
+        assert!(metrics.contains(&needle), "{needle} missing:\n{metrics}");
+    }
+    app.service.stop().await;
+}
+
+#[tokio::test]
+async fn plan_and_apply_need_org_when_several_are_configured() {
+    let orgs = TwoOrgs::start().await;
+    let vars: Vec<(&str, String)> = orgs
+        .prod
+        .vars
+        .iter()
+        .map(|(k, v)| (*k, v.clone()))
+        .collect();
+    let run = |args: &'static [&'static str]| {
+        let vars = vars.clone();
+        tokio::task::spawn_blocking(move || ipguard(args, &vars))
+    };
+    let ambiguous = run(&["plan"]).await.unwrap();
+    assert_eq!(ambiguous.status.code(), Some(1), "{}", text(&ambiguous));
+    assert!(text(&ambiguous).contains("--org"), "{}", text(&ambiguous));
+    let unknown = run(&["apply", "--org", "dev9"]).await.unwrap();
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(text(&unknown).contains("prod, uat"), "{}", text(&unknown));
+    let plan = run(&["plan", "--org", "uat", "--json"]).await.unwrap();
+    assert_eq!(plan.status.code(), Some(2), "drift: {}", text(&plan));
+    let doc: Value = serde_json::from_slice(&plan.stdout).unwrap();
+    assert_eq!(doc["org"], "uat");
+    assert_eq!(
+        orgs.prod.sim.count("readMetadata"),
+        0,
+        "only the sandbox was read"
+    );
+    let apply = run(&["apply", "--org", "uat"]).await.unwrap();
+    assert_eq!(apply.status.code(), Some(0), "{}", text(&apply));
+    assert_eq!(orgs.uat.sim.login_ip_ranges("Admin").unwrap(), desired());
+    assert_ne!(orgs.prod.sim.login_ip_ranges("Admin").unwrap(), desired());
+    let history = run(&["history", "--json"]).await.unwrap();
+    let rows: Value = serde_json::from_slice(&history.stdout).unwrap();
+    assert_eq!(rows[0]["org"], "uat", "{rows:#}");
+}
