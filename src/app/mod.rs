@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::ingress::jwt::EventsVerifier;
 use crate::metrics::{ApiCallLabels, Metrics};
 use crate::reconcile::controller::{Controller, ControllerTiming};
+use crate::reconcile::share::Share;
 use crate::reconcile::status::StatusBoard;
 use crate::salesforce::client::RetryPolicy;
 use crate::server::{self, AppState, OrgRoute};
@@ -128,6 +129,12 @@ impl Application {
             .timing
             .unwrap_or_else(|| ControllerTiming::new(config.debounce, config.resync_interval));
         let mut controllers = tokio::task::JoinSet::new();
+        let share = Arc::new(Share::new(holder.clone(), config.orgs.len()));
+        {
+            let (share, store, ttl) = (share.clone(), store.clone(), timing.lease_ttl);
+            let shutdown = shutdown_rx.clone();
+            controllers.spawn(async move { share.keep_announcing(&store, ttl, shutdown).await });
+        }
         for ((org, parts), status) in built.into_iter().zip(&statuses) {
             let call_metrics = metrics.clone();
             let org_name = org.name().to_owned();
@@ -163,6 +170,7 @@ impl Application {
                 metrics: metrics.clone(),
                 status: status.clone(),
                 alerts: alerts.clone(),
+                share: share.clone(),
             };
             controllers.spawn(controller.run(shutdown_rx.clone()));
         }

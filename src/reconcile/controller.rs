@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use super::drive::{self, Driven, RecordedRun, Tenure};
 use super::policy::{Backoff, NextAction, Streak};
 use super::run::{Outcome, Run, RunReport, RunSettings, Sources};
+use super::share::Share;
 use super::status::{ProfileStatus, StatusBoard};
 use crate::alerts::IncidentState;
 use crate::metrics::{Metrics, OrgLabels, OutcomeLabels, ProfileLabels};
@@ -92,6 +93,8 @@ pub struct Controller {
     pub status: Arc<StatusBoard>,
     /// Slack-compatible alerts: one per incident, delivered off the reconcile path.
     pub alerts: crate::alerts::Alerter,
+    /// This instance's part of the orgs, shared by its controllers (one per org).
+    pub share: Arc<Share>,
 }
 
 /// Where the loop stands between runs.
@@ -102,6 +105,9 @@ struct Schedule {
     streak: Streak,
     reconcile_now: bool,
     next_prune: Instant,
+    /// Gave the lease up for another instance's fair share: not taken again before this
+    /// (unless nobody took it).
+    yielded_until: Option<Instant>,
 }
 
 impl Controller {
@@ -126,6 +132,7 @@ impl Controller {
             streak: Streak::default(),
             reconcile_now: false,
             next_prune: Instant::now(),
+            yielded_until: None,
         };
         let mut tenure: Option<Tenure<'_>> = None;
         while !*shutdown.borrow() {
@@ -135,12 +142,35 @@ impl Controller {
             }
         }
         if let Some(tenure) = tenure {
+            self.share.lost();
             tenure.release().await;
         }
     }
 
     /// One turn of the loop: hold the lease, then run, wait or back off.
     async fn step<'a>(&'a self, tenure: &mut Option<Tenure<'a>>, schedule: &mut Schedule) {
+        // Between runs: hand this org to an instance with less than its share.
+        if tenure.is_some() && self.share.give_up_one() {
+            if let Some(held) = tenure.take() {
+                tracing::info!(
+                    fair = self.share.fair(),
+                    "giving the lease up to another instance (this one holds more than its share of the orgs)"
+                );
+                held.release().await;
+                self.status.update(|s| s.leader = false);
+                self.metrics.leader.get_or_create(&self.org_labels()).set(0);
+            }
+            // Long enough for a standby, which looks at least once a TTL, to take it.
+            schedule.yielded_until = Some(Instant::now() + self.timing.lease_ttl * 2);
+        }
+        if tenure.is_none()
+            && let Some(until) = schedule.yielded_until.take()
+            && Instant::now() < until
+        {
+            schedule.yielded_until = Some(until);
+            tokio::time::sleep_until(until).await;
+            return;
+        }
         match Tenure::acquire(
             &self.store,
             &self.org_key,
@@ -150,6 +180,9 @@ impl Controller {
         .await
         {
             Ok(Some(held)) => {
+                if tenure.is_none() {
+                    self.share.took();
+                }
                 if tenure.as_ref().map(|t| t.fence.token) != Some(held.fence.token) {
                     self.begin_tenure(&held).await;
                 }
@@ -157,6 +190,7 @@ impl Controller {
             }
             Ok(None) => {
                 if tenure.take().is_some() {
+                    self.share.lost();
                     tracing::warn!("lost the reconcile lease");
                     self.status.update(|s| s.leader = false);
                     self.metrics.leader.get_or_create(&self.org_labels()).set(0);

@@ -7,4 +7,5 @@ pub mod interlock;
 pub mod plan;
 pub mod policy;
 pub mod run;
+pub mod share;
 pub mod status;

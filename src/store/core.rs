@@ -236,8 +236,15 @@ impl<D: Dialect> Core<D> {
             .bind(Arg::secs(keep))
             .execute(&mut *tx)
             .await?;
+            // Every process start leaves one presence row (its holder name is unique).
+            let presences = query(sql!(
+                "DELETE FROM leases WHERE org_id LIKE 'instance:%' AND expires_at < " now_minus(1)
+            ))
+            .bind(Arg::secs(keep))
+            .execute(&mut *tx)
+            .await?;
             D::commit(tx).await?;
-            Ok(deliveries + jtis + hints)
+            Ok(deliveries + jtis + hints + presences)
         }
         .await;
         self.observe(written)

@@ -141,6 +141,11 @@ pub struct RunRecord {
     pub plan: Option<PlanRecord>,
 }
 
+/// The lease key of an instance's presence; never an org key (org ids, `user:…`, `default`).
+pub fn presence_key(holder: &str) -> String {
+    format!("instance:{holder}")
+}
+
 /// One login IP range ipguard asserted on a profile (docs/contract.md §1 Owned ranges); addresses in
 /// their canonical text form.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -607,6 +612,24 @@ impl Store {
         legacy_key: &str,
     ) -> Result<u64, StoreError> {
         dispatch!(self, b => b.adopt_legacy_key(fence, legacy_key).await)
+    }
+
+    /// Says `holder` (a serving instance) is alive for `ttl`: a lease on its own name, so the
+    /// instances sharing many orgs can count each other ([`Store::live_instances`]).
+    pub async fn announce(&self, holder: &str, ttl: Duration) -> Result<(), StoreError> {
+        self.try_acquire_lease(&presence_key(holder), holder, ttl)
+            .await
+            .map(|_| ())
+    }
+
+    /// Ends `holder`'s presence now (a clean stop).
+    pub async fn withdraw(&self, holder: &str) -> Result<(), StoreError> {
+        self.release_lease(&presence_key(holder), holder).await
+    }
+
+    /// Instances whose presence has not expired.
+    pub async fn live_instances(&self) -> Result<u64, StoreError> {
+        dispatch!(self, b => b.live_instances().await)
     }
 
     /// Ends `holder`'s lease now (nothing if it does not hold it). The row and its fencing

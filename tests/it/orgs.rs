@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::cli::{ipguard, text};
-use crate::service::{ADMIN_TOKEN, App, Org, desired, http, keys, range};
+use crate::service::{ADMIN_TOKEN, App, Org, desired, fast_timing, http, keys, range, wait_until};
 
 /// The sandbox's id: a different org from the simulated production org.
 const UAT_ORG_ID: &str = "00D5g000004SNDBEA4";
@@ -291,4 +291,107 @@ async fn plan_and_apply_need_org_when_several_are_configured() {
     let history = run(&["history", "--json"]).await.unwrap();
     let rows: Value = serde_json::from_slice(&history.stdout).unwrap();
     assert_eq!(rows[0]["org"], "uat", "{rows:#}");
+}
+
+/// An 18-character org id: `00D` and `n`, with the case-checksum suffix Salesforce appends.
+fn org_id(n: usize) -> String {
+    let base = format!("00D5g0000{n:02}ORGS");
+    let base = &base[..15];
+    const SUFFIX: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ012345";
+    let suffix: String = base
+        .as_bytes()
+        .chunks(5)
+        .map(|chunk| {
+            let bits = chunk
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.is_ascii_uppercase())
+                .fold(0, |bits, (i, _)| bits | (1 << i));
+            char::from(SUFFIX[bits])
+        })
+        .collect();
+    format!("{base}{suffix}")
+}
+
+/// `count` orgs `o1`…: the first is the base org (its plain variables the defaults), each
+/// other its own simulated org with its own id and login URL.
+async fn many_orgs(count: usize) -> (Org, Vec<Org>) {
+    let mut base = Org::start(&[]).await;
+    let mut others = Vec::new();
+    let mut keys_listed = vec!["o1".to_owned()];
+    base.vars.remove("SALESFORCE_ORG_ID");
+    base.vars
+        .insert("IPGUARD_ORG_O1_SALESFORCE_ORG_ID", base.sim.org_id());
+    for n in 2..=count {
+        let mut config = SimConfig::new(keys().certificate_pem.clone());
+        config.org_id = org_id(n);
+        let other = Org::start_with(config, &[]).await;
+        let var = |name: &str| -> &'static str { format!("IPGUARD_ORG_O{n}_{name}").leak() };
+        base.vars
+            .insert(var("SALESFORCE_ORG_ID"), other.sim.org_id());
+        base.vars
+            .insert(var("SALESFORCE_LOGIN_URL"), other.sim.base_url());
+        keys_listed.push(format!("o{n}"));
+        others.push(other);
+    }
+    base.vars.insert("IPGUARD_ORGS", keys_listed.join(","));
+    (base, others)
+}
+
+fn leading(app: &App) -> usize {
+    app.service
+        .statuses
+        .iter()
+        .filter(|s| s.snapshot().leader)
+        .count()
+}
+
+/// Two web dynos and six orgs: both reconcile, three orgs each; when one dies, the other has
+/// all six within the lease TTL.
+#[tokio::test]
+async fn six_orgs_spread_over_two_instances_and_move_when_one_dies() {
+    let Some(schema) = ipguard::store::testing::PgSchema::create().await else {
+        return;
+    };
+    let (mut base, others) = many_orgs(6).await;
+    base.vars.insert("DATABASE_URL", schema.url());
+    let a = base.serve().await;
+    wait_until(
+        "the first instance takes every org",
+        Duration::from_secs(15),
+        async || leading(&a) == 6,
+    )
+    .await;
+    let b = base.serve().await;
+    wait_until(
+        "the orgs spread over both",
+        Duration::from_secs(15),
+        async || leading(&a) == 3 && leading(&b) == 3,
+    )
+    .await;
+    // every org reconciled, by one instance or the other
+    let runs = a.runs().await;
+    for org in std::iter::once(&base).chain(&others) {
+        let id = org.sim.org_id();
+        assert!(
+            runs.iter().any(|r| r.org_id == id && r.outcome.is_some()),
+            "org {id} never reconciled: {runs:#?}"
+        );
+        assert_eq!(org.sim.login_ip_ranges("Admin").unwrap(), desired());
+    }
+
+    // one dies without releasing anything: its orgs move within the lease TTL
+    let ttl = fast_timing().lease_ttl;
+    b.service.crash().await;
+    let died = std::time::Instant::now();
+    wait_until("the survivor takes every org", ttl * 4, async || {
+        leading(&a) == 6
+    })
+    .await;
+    let moved = died.elapsed();
+    assert!(
+        moved <= ttl + Duration::from_millis(700),
+        "orgs moved {moved:?} after the crash; the lease TTL is {ttl:?}"
+    );
+    a.service.stop().await;
 }

@@ -170,7 +170,7 @@ async fn steal_lease(org: &Org) {
     let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
     let done = sqlx::query(
         "UPDATE leases SET holder = 'intruder', fencing_token = fencing_token + 1, \
-         expires_at = '9999-12-31T23:59:59.999999Z'",
+         expires_at = '9999-12-31T23:59:59.999999Z' WHERE org_id NOT LIKE 'instance:%'",
     )
     .execute(&mut conn)
     .await

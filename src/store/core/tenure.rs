@@ -82,6 +82,20 @@ impl<D: Dialect> Core<D> {
         Ok(())
     }
 
+    /// How many instances announced themselves ([`super::super::presence_key`]) and have not
+    /// expired.
+    pub(crate) async fn live_instances(&self) -> Result<u64, StoreError> {
+        self.check_open()?;
+        let mut conn = self.db.reader().await?;
+        let row = query(sql!(
+            "SELECT COUNT(*) AS live FROM leases \
+             WHERE org_id LIKE 'instance:%' AND expires_at > " now
+        ))
+        .fetch_one(&mut *conn)
+        .await?;
+        Ok(u64::try_from(row.int("live")?).unwrap_or_default())
+    }
+
     pub(crate) async fn adopt_legacy_key(
         &self,
         fence: &Fence,

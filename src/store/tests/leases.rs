@@ -6,7 +6,52 @@ both_backends!(
     leases,
     fenced_writes_refuse_a_finished_tenure,
     lease_state_says_who_holds_it_and_for_how_long,
+    instances_announce_themselves_and_are_counted_while_alive,
 );
+
+/// The presence the instances sharing many orgs count each other by (docs/contract.md §8).
+async fn instances_announce_themselves_and_are_counted_while_alive(db: &TestDb) {
+    let store = db.connect().await;
+    assert_eq!(store.live_instances().await.unwrap(), 0);
+    store
+        .announce("serve@web.1", Duration::from_secs(30))
+        .await
+        .unwrap();
+    store
+        .announce("serve@web.2", Duration::from_secs(30))
+        .await
+        .unwrap();
+    // announcing again renews, it does not add
+    store
+        .announce("serve@web.1", Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(store.live_instances().await.unwrap(), 2);
+    // org leases are not instances
+    store
+        .try_acquire_lease("00D5g000004FAKEEA4", "serve@web.1", Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(store.live_instances().await.unwrap(), 2);
+    store.withdraw("serve@web.2").await.unwrap();
+    assert_eq!(store.live_instances().await.unwrap(), 1);
+    // an instance that stopped long ago is pruned; a live one and the org's lease stay
+    db.exec(
+        "UPDATE leases SET expires_at = '2000-01-01T00:00:00.000000000Z' WHERE holder = 'serve@web.2'"
+            .into(),
+    )
+    .await;
+    assert!(store.prune(MIN_DELIVERY_RETENTION).await.unwrap() >= 1);
+    assert_eq!(store.live_instances().await.unwrap(), 1);
+    assert!(store.lease("00D5g000004FAKEEA4").await.unwrap().is_some());
+    assert!(
+        store
+            .lease(&presence_key("serve@web.2"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
 
 async fn leases(db: &TestDb) {
     let store = db.connect().await;

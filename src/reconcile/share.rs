@@ -1,0 +1,123 @@
+//! How the instances of one deployment share many orgs (docs/contract.md §8): each serving
+//! instance announces itself in the store, and one holding more than its fair share of the
+//! orgs' leases — ⌈orgs / live instances⌉ — gives the surplus up between runs, so a second web
+//! dyno starts reconciling half the orgs instead of idling. Taking a lease is never held back
+//! by the share: an expired lease is taken at once (a dead instance's orgs move within the
+//! lease TTL) and the balance is restored afterwards by giving up.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::store::Store;
+
+pub struct Share {
+    holder: String,
+    orgs: usize,
+    /// Org leases this instance holds now.
+    held: AtomicUsize,
+    /// Live instances as last counted, this one included.
+    instances: AtomicUsize,
+}
+
+impl Share {
+    pub fn new(holder: String, orgs: usize) -> Self {
+        Self {
+            holder,
+            orgs,
+            held: AtomicUsize::new(0),
+            instances: AtomicUsize::new(1),
+        }
+    }
+
+    /// ⌈orgs / live instances⌉.
+    pub fn fair(&self) -> usize {
+        let instances = self.instances.load(Ordering::Acquire).max(1);
+        self.orgs.div_ceil(instances)
+    }
+
+    pub fn took(&self) {
+        self.held.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub fn lost(&self) {
+        let _ = self
+            .held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |h| h.checked_sub(1));
+    }
+
+    /// Whether the caller should give its lease up: true for at most (held − fair) of this
+    /// instance's controllers at a time, each then counted as no longer holding.
+    pub fn give_up_one(&self) -> bool {
+        let fair = self.fair();
+        self.held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |h| {
+                (h > fair).then(|| h - 1)
+            })
+            .is_ok()
+    }
+
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Acquire)
+    }
+
+    /// Announces this instance every third of `ttl` and counts the live ones, until
+    /// `shutdown`; then withdraws, so the others' shares grow at once.
+    pub async fn keep_announcing(
+        &self,
+        store: &Store,
+        ttl: Duration,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        while !*shutdown.borrow() {
+            match store.announce(&self.holder, ttl).await {
+                Ok(()) => match store.live_instances().await {
+                    Ok(live) => {
+                        let live = usize::try_from(live).unwrap_or(usize::MAX).max(1);
+                        self.instances.store(live, Ordering::Release);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot count the live instances"),
+                },
+                Err(e) => tracing::warn!(error = %e, "cannot announce this instance"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(ttl / 3) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        if let Err(e) = store.withdraw(&self.holder).await {
+            tracing::warn!(error = %e, "could not withdraw this instance; it expires by itself");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn share(orgs: usize, instances: usize, held: usize) -> Share {
+        let share = Share::new("serve@test".into(), orgs);
+        share.instances.store(instances, Ordering::Release);
+        share.held.store(held, Ordering::Release);
+        share
+    }
+
+    #[test]
+    fn the_fair_share_rounds_up() {
+        assert_eq!(share(6, 2, 0).fair(), 3);
+        assert_eq!(share(5, 2, 0).fair(), 3);
+        assert_eq!(share(1, 2, 0).fair(), 1);
+        assert_eq!(share(6, 0, 0).fair(), 6, "never fewer than this instance");
+    }
+
+    #[test]
+    fn only_the_surplus_is_given_up() {
+        let s = share(6, 2, 6);
+        let given: usize = (0..6).filter(|_| s.give_up_one()).count();
+        assert_eq!(given, 3);
+        assert_eq!(s.held(), 3);
+        // one org, two instances: the holder keeps it
+        assert!(!share(1, 2, 1).give_up_one());
+    }
+}
