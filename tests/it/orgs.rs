@@ -395,3 +395,85 @@ async fn six_orgs_spread_over_two_instances_and_move_when_one_dies() {
     );
     a.service.stop().await;
 }
+
+/// One org locked out, another slow: neither holds up the third's remediation, and the
+/// lock-out stays that org's alone.
+#[tokio::test]
+async fn one_orgs_lock_out_or_slow_deploy_never_delays_another() {
+    let (base, others) = many_orgs(3).await;
+    // o2: the integration user's own profile no longer admits the space (locked out)
+    others[0].sim.set_login_ip_ranges(
+        "Custom%3A Integration",
+        vec![range("192.0.2.1", "192.0.2.1")],
+    );
+    let app = base.serve().await;
+    let ids: Vec<String> = [&base, &others[0], &others[1]]
+        .iter()
+        .map(|o| o.sim.org_id())
+        .collect();
+    app.wait_for_runs(Duration::from_secs(15), |runs| {
+        ids.iter().all(|id| finished_for(runs, id).count() >= 1)
+    })
+    .await;
+    let locked = app.runs().await;
+    assert!(
+        finished_for(&locked, &ids[1])
+            .all(|r| r.outcome == Some(ipguard::outcome::Outcome::LockedOut)),
+        "{locked:#?}"
+    );
+    // o3: every Salesforce call now takes four seconds, and it has a run going
+    others[1].sim.set_faults(ipguard_sim::Faults {
+        latency: Duration::from_secs(4),
+        ..Default::default()
+    });
+    others[1]
+        .sim
+        .send_outbound_message(
+            &app.url("/salesforce/outbound-messages"),
+            &["04l000000000000102".to_owned()],
+            SendRetry::default(),
+        )
+        .await;
+    // now production drifts: it is remediated at once, beside the other two
+    base.sim.set_login_ip_ranges(
+        "Custom%3A Support",
+        vec![range("0.0.0.0", "255.255.255.255")],
+    );
+    base.sim
+        .set_login_ip_ranges("Admin", vec![range("198.51.100.1", "198.51.100.1")]);
+    let started = std::time::Instant::now();
+    base.sim
+        .send_outbound_message(
+            &app.url("/salesforce/outbound-messages"),
+            &["04l000000000000109".to_owned()],
+            SendRetry::default(),
+        )
+        .await;
+    let runs = app
+        .wait_for_runs(Duration::from_secs(15), |runs| {
+            finished_for(runs, &ids[0]).any(|r| r.trigger.contains(Trigger::OutboundMessage))
+        })
+        .await;
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(4),
+        "production waited {took:?} (the slow org's calls take 4 s each)"
+    );
+    let prod_run = finished_for(&runs, &ids[0])
+        .find(|r| r.trigger.contains(Trigger::OutboundMessage))
+        .unwrap();
+    assert_eq!(
+        prod_run.outcome,
+        Some(ipguard::outcome::Outcome::Remediated)
+    );
+    let status = app.status_json().await;
+    let locked_out: Vec<bool> = status["orgs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["locked_out"].as_bool() == Some(true))
+        .collect();
+    assert_eq!(locked_out, [false, true, false], "{status:#}");
+    others[1].sim.set_faults(ipguard_sim::Faults::default());
+    app.service.crash().await;
+}
