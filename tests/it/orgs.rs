@@ -477,3 +477,25 @@ async fn one_orgs_lock_out_or_slow_deploy_never_delays_another() {
     others[1].sim.set_faults(ipguard_sim::Faults::default());
     app.service.crash().await;
 }
+
+/// `ipguard demo --orgs 2`: production and a sandbox from one service, a sandbox message
+/// reaching the sandbox alone, both ending in sync.
+#[test]
+fn the_demo_guards_production_and_a_sandbox() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = ipguard(
+        &["demo", "--orgs", "2"],
+        &[("TMPDIR", tmp.path().display().to_string())],
+    );
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    for line in [
+        "IPGUARD_ORGS=prod,uat",
+        "routed by the OrganizationId it carries to `uat` alone",
+        "Production was not touched: 0 deploy(s)",
+        "uat: 4 of 4 profiles in sync",
+        "every org ends in sync",
+    ] {
+        assert!(said.contains(line), "missing {line:?} in:\n{said}");
+    }
+}

@@ -26,6 +26,8 @@ pub struct DemoOrg {
     pub vars: HashMap<&'static str, String>,
     /// Holds the demo's SQLite file (`DATABASE_URL` points into it); removed on drop.
     pub dir: tempfile::TempDir,
+    /// The certificate of the key pair the configuration signs in with.
+    certificate_pem: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,11 +87,52 @@ impl DemoOrg {
                 format!("sqlite://{}", dir.path().join("demo.db").display()),
             ),
         ]);
-        Ok(Self { sim, vars, dir })
+        Ok(Self {
+            sim,
+            vars,
+            dir,
+            certificate_pem: keys.certificate_pem,
+        })
     }
 
     /// One config var, for `Config::from_lookup`.
     pub fn var(&self, name: &str) -> Option<String> {
         self.vars.get(name).cloned()
+    }
+
+    /// The many-orgs scene (docs/contract.md §8): this org as `prod` plus a simulated sandbox
+    /// for each further key — its own org id and login URL, the same External Client App,
+    /// integration user and key pair — guarded by one configuration (`IPGUARD_ORGS`).
+    /// Returns the sandboxes, in `keys` order after `prod`.
+    pub async fn with_sandboxes(&mut self, keys: &[&str]) -> Result<Vec<SimOrg>, DemoError> {
+        let certificate = self.certificate_pem.clone();
+        let mut sandboxes = Vec::new();
+        let mut certs = vec![self.sim.event_signing_certificate()];
+        let prod_id = self.vars.remove("SALESFORCE_ORG_ID").unwrap_or_default();
+        self.vars
+            .insert("IPGUARD_ORG_PROD_SALESFORCE_ORG_ID", prod_id);
+        for key in keys {
+            let mut config = SimConfig::new(certificate.clone());
+            config.org_id = crate::ids::mint("00D");
+            let sandbox = SimOrg::start(config, 0).await.map_err(DemoError::Start)?;
+            let prefix = format!(
+                "IPGUARD_ORG_{}_",
+                key.to_ascii_uppercase().replace('-', "_")
+            );
+            let var = |name: &str| -> &'static str { format!("{prefix}{name}").leak() };
+            self.vars.insert(var("SALESFORCE_ORG_ID"), sandbox.org_id());
+            self.vars
+                .insert(var("SALESFORCE_LOGIN_URL"), sandbox.base_url());
+            // A sandbox holds exactly the space's IPs; production keeps the head office.
+            self.vars.insert(var("IPGUARD_POLICY"), "exact".into());
+            certs.push(sandbox.event_signing_certificate());
+            sandboxes.push(sandbox);
+        }
+        let listed: Vec<&str> = std::iter::once("prod")
+            .chain(keys.iter().copied())
+            .collect();
+        self.vars.insert("IPGUARD_ORGS", listed.join(","));
+        self.vars.insert("EVENTS_JWT_CERTS", certs.join("\n"));
+        Ok(sandboxes)
     }
 }

@@ -13,9 +13,14 @@ use ipguard::store::RunRecord;
 use ipguard_sim::demo::{DemoOrg, EVENTS_AUDIENCE, EVENTS_ISSUER, KEEP_WITHIN};
 use ipguard_sim::{EventClaims, SendRetry, SimConfig, TlsMaterial};
 
-/// `ipguard demo`: exit 0 when the org ends in sync.
-pub async fn demo() -> u8 {
-    match run_demo().await {
+/// `ipguard demo [--orgs N]`: exit 0 when every org ends in sync.
+pub async fn demo(orgs: usize) -> u8 {
+    let ran = if orgs > 1 {
+        super::demo_orgs::run(orgs).await
+    } else {
+        run_demo().await
+    };
+    match ran {
         Ok(true) => EXIT_OK,
         Ok(false) => EXIT_ERROR,
         Err(e) => {
@@ -25,14 +30,14 @@ pub async fn demo() -> u8 {
     }
 }
 
-struct Narrator(Instant);
+pub(crate) struct Narrator(pub(crate) Instant);
 
 impl Narrator {
-    fn say(&self, text: &str) {
+    pub(crate) fn say(&self, text: &str) {
         println!("[{:>5.2}s] {text}", self.0.elapsed().as_secs_f64());
     }
 
-    fn detail(&self, text: &str) {
+    pub(crate) fn detail(&self, text: &str) {
         println!("         {text}");
     }
 }

@@ -2,6 +2,7 @@
 //! run the simulated org (crates/ipguard-sim), which only the binary links.
 
 mod demo;
+mod demo_orgs;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -94,14 +95,18 @@ enum Command {
         tls: bool,
     },
     /// The whole loop against an embedded simulated org, narrated; no account needed.
-    Demo,
+    Demo {
+        /// Guard production and N−1 simulated sandboxes from one service (2–5).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
+        orgs: u8,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo narrates on stdout; the service's own info logs would only interleave with it.
     init_tracing(match cli.command {
-        Command::Demo | Command::Check { .. } => "warn",
+        Command::Demo { .. } | Command::Check { .. } => "warn",
         _ => "info,actix_server=warn",
     });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -141,7 +146,7 @@ fn main() -> ExitCode {
             } => ipguard::cli::keygen(&out, &common_name, days),
             Command::Check { app, org } => ipguard::cli::check::check(&app, org.as_deref()).await,
             Command::Sim { port, tls } => demo::sim(port, tls).await,
-            Command::Demo => demo::demo().await,
+            Command::Demo { orgs } => demo::demo(usize::from(orgs)).await,
         }
     });
     ExitCode::from(code)
