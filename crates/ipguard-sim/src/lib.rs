@@ -25,7 +25,7 @@ pub mod demo;
 mod deploy;
 mod emitter;
 mod heroku;
-mod ids;
+pub mod ids;
 mod oauth;
 mod rest;
 mod rest_deploy;
