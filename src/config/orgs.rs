@@ -201,6 +201,13 @@ impl Loader<'_> {
         if keys.is_empty() {
             self.problem(IPGUARD_ORGS, "lists no org key");
         }
+        // It would be every org's id, which no two orgs share: say where it belongs.
+        if self.raw(SALESFORCE_ORG_ID).is_some() {
+            self.problem(
+                SALESFORCE_ORG_ID,
+                "is not read when IPGUARD_ORGS is set: set IPGUARD_ORG_<KEY>_SALESFORCE_ORG_ID for each org instead",
+            );
+        }
         let mut orgs: Vec<OrgSettings> = Vec::new();
         for key in keys {
             self.scope = Some(Scope {

@@ -108,6 +108,9 @@ struct Schedule {
     /// Gave the lease up for another instance's fair share: not taken again before this
     /// (unless nobody took it).
     yielded_until: Option<Instant>,
+    /// When this instance took the lease it holds: a lease just taken over from a dead
+    /// instance is not given up while that instance still counts as live.
+    held_since: Option<Instant>,
 }
 
 impl Controller {
@@ -133,6 +136,7 @@ impl Controller {
             reconcile_now: false,
             next_prune: Instant::now(),
             yielded_until: None,
+            held_since: None,
         };
         let mut tenure: Option<Tenure<'_>> = None;
         while !*shutdown.borrow() {
@@ -149,8 +153,13 @@ impl Controller {
 
     /// One turn of the loop: hold the lease, then run, wait or back off.
     async fn step<'a>(&'a self, tenure: &mut Option<Tenure<'a>>, schedule: &mut Schedule) {
-        // Between runs: hand this org to an instance with less than its share.
-        if tenure.is_some() && self.share.give_up_one() {
+        // Between runs: hand this org to an instance with less than its share — not a lease
+        // taken in the last two TTLs (a dead instance's presence outlives it by up to a TTL,
+        // and its orgs must not bounce while it still counts).
+        let settled = schedule
+            .held_since
+            .is_some_and(|t| t.elapsed() >= self.timing.lease_ttl * 2);
+        if tenure.is_some() && settled && self.share.give_up_one() {
             if let Some(held) = tenure.take() {
                 tracing::info!(
                     fair = self.share.fair(),
@@ -166,9 +175,16 @@ impl Controller {
         if tenure.is_none()
             && let Some(until) = schedule.yielded_until.take()
             && Instant::now() < until
+            && !self.taken_by_another().await
         {
+            // Still nobody's: leave it to the others a little longer.
             schedule.yielded_until = Some(until);
-            tokio::time::sleep_until(until).await;
+            tokio::time::sleep(
+                until
+                    .saturating_duration_since(Instant::now())
+                    .min(self.timing.lease_ttl / 3),
+            )
+            .await;
             return;
         }
         match Tenure::acquire(
@@ -182,6 +198,7 @@ impl Controller {
             Ok(Some(held)) => {
                 if tenure.is_none() {
                     self.share.took();
+                    schedule.held_since = Some(Instant::now());
                 }
                 if tenure.as_ref().map(|t| t.fence.token) != Some(held.fence.token) {
                     self.begin_tenure(&held).await;
@@ -297,13 +314,23 @@ impl Controller {
         }
     }
 
+    /// Whether another instance holds the org's lease now (it took what this one gave up; from
+    /// here on this one is an ordinary standby, ready to take over when that holder dies).
+    async fn taken_by_another(&self) -> bool {
+        matches!(
+            self.store.lease(&self.org_key).await,
+            Ok(Some(state)) if state.lease.holder != self.holder && !state.expires_in.is_zero()
+        )
+    }
+
     /// How long a standby sleeps before trying the lease again: until just after the
     /// holder's lease would expire (so a dead leader is replaced within the TTL), at most a
-    /// TTL.
+    /// third of a TTL (so a lease another instance gives up for the orgs' spread is taken
+    /// soon: the holder's renewals keep pushing the expiry a TTL ahead).
     async fn until_lease_may_expire(&self) -> Duration {
         const MARGIN: Duration = Duration::from_millis(50);
         match self.store.lease(&self.org_key).await {
-            Ok(Some(state)) => (state.expires_in + MARGIN).min(self.timing.lease_ttl),
+            Ok(Some(state)) => (state.expires_in + MARGIN).min(self.timing.lease_ttl / 3),
             Ok(None) => MARGIN,
             Err(_) => self.timing.min_backoff,
         }

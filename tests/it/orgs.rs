@@ -10,7 +10,9 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::cli::{ipguard, text};
-use crate::service::{ADMIN_TOKEN, App, Org, desired, fast_timing, http, keys, range, wait_until};
+use crate::service::{
+    ADMIN_TOKEN, App, Org, alert_receiver, desired, fast_timing, http, keys, range, wait_until,
+};
 
 /// The sandbox's id: a different org from the simulated production org.
 const UAT_ORG_ID: &str = "00D5g000004SNDBEA4";
@@ -191,6 +193,41 @@ async fn an_event_callout_runs_only_the_org_whose_path_it_took() {
     assert_eq!(
         orgs.uat.sim.login_ip_ranges("Custom%3A Support").unwrap(),
         desired()
+    );
+
+    // a callout signed by a key no org uses, on the sandbox's path: refused, nothing runs
+    let stranger = ipguard::keygen::generate("not-an-org", 1).unwrap();
+    let forged = jsonwebtoken::encode(
+        &jsonwebtoken::Header {
+            kid: Some(ipguard_sim::EVENT_SIGNING_CERT_NAME.to_owned()),
+            ..jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256)
+        },
+        &serde_json::json!({
+            "iss": crate::service::ISSUER, "aud": crate::service::AUDIENCE,
+            "sub": "integration@ipguard.example",
+            "iat": chrono::Utc::now().timestamp(), "exp": chrono::Utc::now().timestamp() + 120,
+            "jti": "forged-cross-org-1",
+        }),
+        &jsonwebtoken::EncodingKey::from_rsa_pem(
+            secrecy::ExposeSecret::expose_secret(&stranger.private_key_pem).as_bytes(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let uat_runs = finished_for(&app.runs().await, UAT_ORG_ID).count();
+    let answer = http()
+        .post(app.url("/salesforce/events/uat"))
+        .bearer_auth(forged)
+        .header("Content-Type", "application/json")
+        .body("[]")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        finished_for(&app.runs().await, UAT_ORG_ID).count(),
+        uat_runs
     );
 
     // with several orgs the plain path names none; an unknown org is not found
@@ -400,7 +437,9 @@ async fn six_orgs_spread_over_two_instances_and_move_when_one_dies() {
 /// lock-out stays that org's alone.
 #[tokio::test]
 async fn one_orgs_lock_out_or_slow_deploy_never_delays_another() {
-    let (base, others) = many_orgs(3).await;
+    let (mut base, others) = many_orgs(3).await;
+    let (hook, alerts) = alert_receiver().await;
+    base.vars.insert("IPGUARD_ALERT_WEBHOOK_URL", hook);
     // o2: the integration user's own profile no longer admits the space (locked out)
     others[0].sim.set_login_ip_ranges(
         "Custom%3A Integration",
@@ -474,6 +513,13 @@ async fn one_orgs_lock_out_or_slow_deploy_never_delays_another() {
         .map(|o| o["locked_out"].as_bool() == Some(true))
         .collect();
     assert_eq!(locked_out, [false, true, false], "{status:#}");
+    // the alert names the org it is about: its key and its id
+    let said = alerts.lock().unwrap().join("\n");
+    assert!(
+        said.contains(&format!("LOCKED OUT of org o2 ({})", ids[1])),
+        "{said}"
+    );
+    assert_eq!(said.matches("LOCKED OUT").count(), 1, "{said}");
     others[1].sim.set_faults(ipguard_sim::Faults::default());
     app.service.crash().await;
 }

@@ -130,6 +130,15 @@ fn the_org_a_command_names_is_the_one_it_gets() {
     assert!(unknown.contains("prod, uat"), "{unknown}");
     assert_eq!(config.orgs_named(None).map(|o| o.len()), Ok(2));
 
+    // the plain org id names no org once IPGUARD_ORGS is set
+    let mut vars = two_orgs();
+    vars.push((SALESFORCE_ORG_ID, PROD_ID));
+    let plain = err(&vars, Needs::serve());
+    assert!(
+        message_for(&plain, SALESFORCE_ORG_ID).contains("IPGUARD_ORG_<KEY>_SALESFORCE_ORG_ID"),
+        "{plain}"
+    );
+
     let single = ok(&salesforce_vars(), Needs::serve());
     assert_eq!(single.org(None).map(|o| o.key.is_none()), Ok(true));
 }
