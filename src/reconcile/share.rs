@@ -58,6 +58,11 @@ impl Share {
             .is_ok()
     }
 
+    /// Live instances as last counted (this one included).
+    pub fn instances(&self) -> usize {
+        self.instances.load(Ordering::Acquire).max(1)
+    }
+
     pub fn held(&self) -> usize {
         self.held.load(Ordering::Acquire)
     }
