@@ -108,10 +108,6 @@ struct Schedule {
     /// Gave the lease up for another instance's fair share: not taken again before this
     /// (unless nobody took it).
     yielded_until: Option<Instant>,
-    /// A lease taken while other instances counted as live is kept until then: it may be a
-    /// dead instance's, whose presence outlives it by up to a TTL, and its orgs must not
-    /// bounce while it still counts.
-    keep_until: Option<Instant>,
 }
 
 impl Controller {
@@ -137,7 +133,6 @@ impl Controller {
             reconcile_now: false,
             next_prune: Instant::now(),
             yielded_until: None,
-            keep_until: None,
         };
         let mut tenure: Option<Tenure<'_>> = None;
         while !*shutdown.borrow() {
@@ -155,8 +150,7 @@ impl Controller {
     /// One turn of the loop: hold the lease, then run, wait or back off.
     async fn step<'a>(&'a self, tenure: &mut Option<Tenure<'a>>, schedule: &mut Schedule) {
         // Between runs: hand this org to an instance with less than its share.
-        let settled = schedule.keep_until.is_none_or(|t| Instant::now() >= t);
-        if tenure.is_some() && settled && self.share.give_up_one() {
+        if tenure.is_some() && self.share.give_up_one() {
             if let Some(held) = tenure.take() {
                 tracing::info!(
                     fair = self.share.fair(),
@@ -194,9 +188,7 @@ impl Controller {
         {
             Ok(Some(held)) => {
                 if tenure.is_none() {
-                    self.share.took();
-                    schedule.keep_until = (self.share.instances() > 1)
-                        .then(|| Instant::now() + self.timing.lease_ttl);
+                    self.share.took(self.timing.lease_ttl);
                 }
                 if tenure.as_ref().map(|t| t.fence.token) != Some(held.fence.token) {
                     self.begin_tenure(&held).await;

@@ -5,8 +5,9 @@
 //! by the share: an expired lease is taken at once (a dead instance's orgs move within the
 //! lease TTL) and the balance is restored afterwards by giving up.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -19,6 +20,10 @@ pub struct Share {
     held: AtomicUsize,
     /// Live instances as last counted, this one included.
     instances: AtomicUsize,
+    /// No lease is given up before this: set when a lease is taken while other instances
+    /// count as live — it may be a dead instance's, whose presence outlives it by up to a
+    /// TTL, and nothing may bounce back to it while it still counts.
+    quiet_until: Mutex<Option<Instant>>,
 }
 
 impl Share {
@@ -28,6 +33,7 @@ impl Share {
             orgs,
             held: AtomicUsize::new(0),
             instances: AtomicUsize::new(1),
+            quiet_until: Mutex::new(None),
         }
     }
 
@@ -37,8 +43,15 @@ impl Share {
         self.orgs.div_ceil(instances)
     }
 
-    pub fn took(&self) {
+    /// A lease taken; while others count as live, none is given up for `hold` (a lease TTL).
+    pub fn took(&self, hold: Duration) {
         self.held.fetch_add(1, Ordering::AcqRel);
+        if self.instances() > 1
+            && let Ok(mut quiet) = self.quiet_until.lock()
+        {
+            let until = Instant::now() + hold;
+            *quiet = Some(quiet.map_or(until, |q| q.max(until)));
+        }
     }
 
     pub fn lost(&self) {
@@ -50,6 +63,15 @@ impl Share {
     /// Whether the caller should give its lease up: true for at most (held − fair) of this
     /// instance's controllers at a time, each then counted as no longer holding.
     pub fn give_up_one(&self) -> bool {
+        let quiet = self
+            .quiet_until
+            .lock()
+            .ok()
+            .and_then(|q| *q)
+            .is_some_and(|until| Instant::now() < until);
+        if quiet {
+            return false;
+        }
         let fair = self.fair();
         self.held
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |h| {
@@ -124,5 +146,23 @@ mod tests {
         assert_eq!(s.held(), 3);
         // one org, two instances: the holder keeps it
         assert!(!share(1, 2, 1).give_up_one());
+    }
+
+    #[test]
+    fn nothing_is_given_up_right_after_a_take_over() {
+        // another instance counted as live when this one took a lease: maybe a dead one's
+        let s = share(6, 2, 3);
+        s.took(Duration::from_secs(30));
+        assert_eq!(s.held(), 4);
+        assert!(
+            !s.give_up_one(),
+            "the dead instance still counts; nothing bounces back"
+        );
+        // alone at start-up: no hold
+        let alone = share(6, 1, 0);
+        alone.took(Duration::from_secs(30));
+        alone.instances.store(2, Ordering::Release);
+        alone.held.store(6, Ordering::Release);
+        assert!(alone.give_up_one());
     }
 }

@@ -399,13 +399,20 @@ async fn six_orgs_spread_over_two_instances_and_move_when_one_dies() {
         async || leading(&a) == 6,
     )
     .await;
+    let ttl = fast_timing().lease_ttl;
     let b = base.serve().await;
+    let arrived = std::time::Instant::now();
     wait_until(
         "the orgs spread over both",
         Duration::from_secs(15),
         async || leading(&a) == 3 && leading(&b) == 3,
     )
     .await;
+    let spread = arrived.elapsed();
+    assert!(
+        spread <= ttl * 3,
+        "the orgs spread {spread:?} after the second instance started; the lease TTL is {ttl:?}"
+    );
     // every org reconciled, by one instance or the other
     let runs = a.runs().await;
     for org in std::iter::once(&base).chain(&others) {
@@ -418,7 +425,6 @@ async fn six_orgs_spread_over_two_instances_and_move_when_one_dies() {
     }
 
     // one dies without releasing anything: its orgs move within the lease TTL
-    let ttl = fast_timing().lease_ttl;
     b.service.crash().await;
     let died = std::time::Instant::now();
     wait_until("the survivor takes every org", ttl * 4, async || {
