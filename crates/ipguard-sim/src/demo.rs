@@ -101,8 +101,9 @@ impl DemoOrg {
     }
 
     /// The many-orgs scene (docs/contract.md §8): this org as `prod` plus a simulated sandbox
-    /// for each further key — its own org id and login URL, the same External Client App,
-    /// integration user and key pair — guarded by one configuration (`IPGUARD_ORGS`).
+    /// for each further key — its own org id, login URL and integration username (production's
+    /// with `.<key>` appended, as a sandbox copy has it); the same External Client App and key
+    /// pair — guarded by one configuration (`IPGUARD_ORGS`).
     /// Returns the sandboxes, in `keys` order after `prod`.
     pub async fn with_sandboxes(&mut self, keys: &[&str]) -> Result<Vec<SimOrg>, DemoError> {
         let certificate = self.certificate_pem.clone();
@@ -111,9 +112,12 @@ impl DemoOrg {
         let prod_id = self.vars.remove("SALESFORCE_ORG_ID").unwrap_or_default();
         self.vars
             .insert("IPGUARD_ORG_PROD_SALESFORCE_ORG_ID", prod_id);
+        let username = self.vars["SALESFORCE_USERNAME"].clone();
         for key in keys {
             let mut config = SimConfig::new(certificate.clone());
             config.org_id = crate::ids::mint("00D");
+            // A sandbox copies production's users with the sandbox name appended.
+            config.username = format!("{username}.{key}");
             let sandbox = SimOrg::start(config, 0).await.map_err(DemoError::Start)?;
             let prefix = format!(
                 "IPGUARD_ORG_{}_",
@@ -123,6 +127,8 @@ impl DemoOrg {
             self.vars.insert(var("SALESFORCE_ORG_ID"), sandbox.org_id());
             self.vars
                 .insert(var("SALESFORCE_LOGIN_URL"), sandbox.base_url());
+            self.vars
+                .insert(var("SALESFORCE_USERNAME"), format!("{username}.{key}"));
             // A sandbox holds exactly the space's IPs; production keeps the head office.
             self.vars.insert(var("IPGUARD_POLICY"), "exact".into());
             certs.push(sandbox.event_signing_certificate());

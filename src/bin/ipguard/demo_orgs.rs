@@ -32,13 +32,20 @@ pub async fn run(orgs: usize) -> Result<bool, String> {
         .chain(keys.iter().copied().zip(&sandboxes))
         .collect();
     n.say(&format!(
-        "IPGUARD_ORGS={}: one External Client App, one integration user and one key pair; \
-         each org its own id and login URL (IPGUARD_ORG_<KEY>_…).",
+        "IPGUARD_ORGS={}: one External Client App and one key pair; each org its own id, \
+         login URL and integration username (IPGUARD_ORG_<KEY>_…).",
         demo.var("IPGUARD_ORGS").unwrap_or_default()
     ));
     for (key, sim) in &all {
+        let user = demo
+            .var(&format!(
+                "IPGUARD_ORG_{}_SALESFORCE_USERNAME",
+                key.to_ascii_uppercase()
+            ))
+            .or_else(|| demo.var("SALESFORCE_USERNAME"))
+            .unwrap_or_default();
         n.detail(&format!(
-            "{key}: org {} at {}",
+            "{key}: org {} at {}, as {user}",
             sim.org_id(),
             sim.base_url()
         ));
