@@ -193,17 +193,7 @@ async fn alert_deliveries_are_counted_in_metrics() {
     let org = Org::start(&[("IPGUARD_ALERT_WEBHOOK_URL", hook.as_str())]).await;
     lock_out(&org);
     let app = org.serve_with(real_lockout_backoff()).await;
-    let metrics = async || {
-        http()
-            .get(app.url("/metrics"))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
+    let metrics = async || app.admin_text("/metrics", "text/plain").await;
     let before = metrics().await;
     assert!(before.contains("ipguard_alerts_sent_total 0"), "{before}");
     assert!(before.contains("ipguard_alert_retries_total 0"), "{before}");
@@ -548,15 +538,7 @@ async fn a_remediating_run_shows_in_the_deploy_and_profile_gauges() {
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut text = String::new();
     while Instant::now() < deadline {
-        text = http()
-            .get(app.url("/metrics"))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        text = app.admin_text("/metrics", "text/plain").await;
         if text.contains("ipguard_deploy_duration_seconds_count{org=\"default\"} 1") {
             break;
         }

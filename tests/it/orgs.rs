@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::cli::{ipguard, text};
 use crate::service::{
-    ADMIN_TOKEN, App, Org, alert_receiver, desired, fast_timing, http, keys, range, wait_until,
+    App, Org, alert_receiver, desired, fast_timing, http, keys, range, wait_until,
 };
 
 /// The sandbox's id: a different org from the simulated production org.
@@ -259,15 +259,7 @@ async fn status_and_metrics_show_every_org() {
         .map(|o| o["org"].as_str().unwrap_or_default())
         .collect();
     assert_eq!(names, ["prod", "uat"]);
-    let uat: Value = http()
-        .get(app.url("/status?org=uat"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let uat = app.admin_json("/status?org=uat").await;
     assert_eq!(uat["org"], "uat");
     assert!(
         uat["runs"]
@@ -277,15 +269,7 @@ async fn status_and_metrics_show_every_org() {
             .all(|r| r["org_id"] == UAT_ORG_ID),
         "{uat:#}"
     );
-    let metrics = http()
-        .get(app.url("/metrics"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.admin_text("/metrics", "text/plain").await;
     for org in ["prod", "uat"] {
         let needle = format!("ipguard_profile_in_sync{{org=\"{org}\",profile=\"Admin\"}} 1");
         assert!(metrics.contains(&needle), "{needle} missing:\n{metrics}");

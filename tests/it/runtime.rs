@@ -497,16 +497,7 @@ async fn a_standby_shows_what_the_leader_saw() {
     );
     let holder = from_standby["lease"]["holder"].as_str().unwrap();
     assert!(holder.starts_with("serve@"), "{holder}");
-    let page = http()
-        .get(standby.url("/status"))
-        .bearer_auth(ADMIN_TOKEN)
-        .header("Accept", "text/html")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = standby.admin_text("/status", "text/html").await;
     assert!(page.contains("another instance"), "{page}");
     assert!(!page.contains("not checked yet"), "{page}");
     leader.service.stop().await;

@@ -179,13 +179,25 @@ impl App {
 
     /// `GET /status` as a script reads it (admin bearer, JSON).
     pub async fn status_json(&self) -> serde_json::Value {
+        self.admin_json("/status").await
+    }
+
+    /// An operator endpoint's JSON, with the admin bearer.
+    pub async fn admin_json(&self, path: &str) -> serde_json::Value {
+        serde_json::from_str(&self.admin_text(path, "application/json").await)
+            .unwrap_or_else(|e| panic!("{path} is not JSON: {e}"))
+    }
+
+    /// An operator endpoint's body as text (`/metrics`, or the page with `text/html`).
+    pub async fn admin_text(&self, path: &str, accept: &str) -> String {
         http()
-            .get(self.url("/status"))
+            .get(self.url(path))
             .bearer_auth(ADMIN_TOKEN)
+            .header("Accept", accept)
             .send()
             .await
             .unwrap()
-            .json()
+            .text()
             .await
             .unwrap()
     }

@@ -67,14 +67,7 @@ async fn run_demo() -> Result<bool, String> {
             .join(", ")
     ));
 
-    let overrides = Overrides {
-        bind: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
-        ..Overrides::default()
-    };
-    let service = Application::build_with(&config, overrides)
-        .await
-        .map_err(|e| e.to_string())?;
-    let base = format!("http://127.0.0.1:{}", service.port);
+    let (service, base) = serve_locally(&config).await?;
     n.say(&format!(
         "`ipguard serve` is listening at {base} (SQLite store, webhooks, reconciler)."
     ));
@@ -200,6 +193,19 @@ async fn run_demo() -> Result<bool, String> {
         kept.display()
     ));
     Ok(in_sync)
+}
+
+/// `ipguard serve`'s application on a free local port, and its base URL.
+pub(crate) async fn serve_locally(config: &Config) -> Result<(Application, String), String> {
+    let overrides = Overrides {
+        bind: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+        ..Overrides::default()
+    };
+    let service = Application::build_with(config, overrides)
+        .await
+        .map_err(|e| e.to_string())?;
+    let base = format!("http://127.0.0.1:{}", service.port);
+    Ok((service, base))
 }
 
 /// The `count`-th run, once finished.

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use ipguard::app::{Application, Overrides};
+use ipguard::app::Application;
 use ipguard::config::{Config, Needs};
 use ipguard::ranges::LoginIpRange;
 use ipguard::store::RunRecord;
@@ -52,14 +52,7 @@ pub async fn run(orgs: usize) -> Result<bool, String> {
     }
     n.detail("Production keeps the head office's block (policy merge); sandboxes hold exactly the space (IPGUARD_ORG_<KEY>_IPGUARD_POLICY=exact).");
 
-    let overrides = Overrides {
-        bind: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
-        ..Overrides::default()
-    };
-    let service = Application::build_with(&config, overrides)
-        .await
-        .map_err(|e| e.to_string())?;
-    let base = format!("http://127.0.0.1:{}", service.port);
+    let (service, base) = super::demo::serve_locally(&config).await?;
     n.say(&format!(
         "`ipguard serve` is listening at {base}: one controller per org, each with its own lease."
     ));
