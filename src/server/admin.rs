@@ -103,19 +103,10 @@ pub async fn reconcile(
             "this form must be sent from ipguard's own page",
         );
     }
-    let org = match (&query.org, state.only_org()) {
-        (Some(name), _) => match state.org_named(name) {
-            Some(org) => org,
-            None => {
-                return json_error(
-                    StatusCode::NOT_FOUND,
-                    "unknown_org",
-                    "no such org is guarded here",
-                );
-            }
-        },
-        (None, Some(only)) => only,
-        (None, None) => return reconcile_every_org(&state, caller).await,
+    let org = match the_org(&state, query.org.as_deref()) {
+        Ok(Some(org)) => org,
+        Ok(None) => return reconcile_every_org(&state, caller).await,
+        Err(unknown) => return unknown.response(),
     };
     let hint = NewHint {
         org_id: org.store_key.clone(),
@@ -174,6 +165,31 @@ pub async fn reconcile(
     HttpResponse::Accepted().json(json!({ "run": run_id, "outcome": null }))
 }
 
+/// `?org=KEY` names no org guarded here (404).
+struct UnknownOrg;
+
+impl UnknownOrg {
+    fn response(self) -> HttpResponse {
+        json_error(
+            StatusCode::NOT_FOUND,
+            "unknown_org",
+            "no such org is guarded here",
+        )
+    }
+}
+
+/// The org a request names (`?org=KEY`), or the only one; `Ok(None)` when it names none
+/// and several are guarded.
+fn the_org<'s>(
+    state: &'s AppState,
+    name: Option<&str>,
+) -> Result<Option<&'s OrgRoute>, UnknownOrg> {
+    match name {
+        Some(name) => state.org_named(name).map(Some).ok_or(UnknownOrg),
+        None => Ok(state.only_org()),
+    }
+}
+
 /// `POST /reconcile` naming no org while several are guarded: a hint for each, not waited on.
 async fn reconcile_every_org(state: &AppState, caller: Caller) -> HttpResponse {
     let mut hints = Vec::with_capacity(state.orgs.len());
@@ -222,18 +238,9 @@ pub async fn status(
         signed_in: caller == Caller::Session,
         org: None,
     };
-    let one = match (&query.org, state.only_org()) {
-        (Some(name), _) => match state.org_named(name) {
-            Some(org) => Some(org),
-            None => {
-                return json_error(
-                    StatusCode::NOT_FOUND,
-                    "unknown_org",
-                    "no such org is guarded here",
-                );
-            }
-        },
-        (None, only) => only,
+    let one = match the_org(&state, query.org.as_deref()) {
+        Ok(one) => one,
+        Err(unknown) => return unknown.response(),
     };
     let found = match one {
         Some(org) => org_status(&state, org).await,
