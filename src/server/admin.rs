@@ -123,6 +123,12 @@ pub async fn reconcile(
             );
         }
     };
+    // The page the button was on: the org's own when there are several.
+    let page = if org.keyed {
+        format!("/status?org={}", org.name)
+    } else {
+        "/status".to_owned()
+    };
     // Heroku's router ends a request at 30 s (H12): every wait here fits in ROUTER_BUDGET,
     // and an answer without the outcome names the run (or hint) to follow on `/status`.
     let deadline = tokio::time::Instant::now() + ROUTER_BUDGET;
@@ -136,7 +142,7 @@ pub async fn reconcile(
     }
     let Some(run_id) = run_id else {
         if caller == Caller::Session {
-            return session::see_other("/status").finish();
+            return session::see_other(&page).finish();
         }
         return HttpResponse::Accepted().json(json!({ "run": null, "hint": hint_id }));
     };
@@ -150,7 +156,7 @@ pub async fn reconcile(
             && let Some(outcome) = &run.outcome
         {
             if caller == Caller::Session {
-                return session::see_other("/status").finish();
+                return session::see_other(&page).finish();
             }
             return HttpResponse::Ok().json(json!({
                 "run": run_id, "outcome": outcome, "deploy_id": run.deploy_id,
@@ -160,7 +166,7 @@ pub async fn reconcile(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     if caller == Caller::Session {
-        return session::see_other("/status").finish();
+        return session::see_other(&page).finish();
     }
     HttpResponse::Accepted().json(json!({ "run": run_id, "outcome": null }))
 }

@@ -163,11 +163,13 @@ pub fn html(status: StatusCode) -> HttpResponseBuilder {
     builder
 }
 
-/// 303 to `location` (a browser follows it with a GET).
-pub fn see_other(location: &'static str) -> HttpResponseBuilder {
+/// 303 to `location`, a path of ours (a browser follows it with a GET).
+pub fn see_other(location: &str) -> HttpResponseBuilder {
+    // Our paths and org keys (`[a-z0-9-]`) are always valid header text.
+    let location = HeaderValue::from_str(location).unwrap_or(HeaderValue::from_static("/status"));
     let mut builder = HttpResponse::SeeOther();
     builder
-        .insert_header((header::LOCATION, HeaderValue::from_static(location)))
+        .insert_header((header::LOCATION, location))
         .insert_header((header::CACHE_CONTROL, "no-store"));
     builder
 }

@@ -593,10 +593,17 @@ pub fn render_page(doc: &Value, page: &Page) -> String {
         ],
         &rows,
     ));
-    html.push_str(
-        "</main><footer><p>JSON of this page: <code>GET /status</code> without \
-         <code>Accept: text/html</code>.</p></footer></body></html>",
-    );
+    let (path, every) = match &page.org {
+        Some(org) => (
+            format!("/status?org={}", esc(org)),
+            " <a href=\"/status\">Every org</a>.",
+        ),
+        None => ("/status".to_owned(), ""),
+    };
+    html.push_str(&format!(
+        "</main><footer><p>JSON of this page: <code>GET {path}</code> without \
+         <code>Accept: text/html</code>.{every}</p></footer></body></html>"
+    ));
     html
 }
 

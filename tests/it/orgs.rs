@@ -535,3 +535,38 @@ fn the_demo_guards_production_and_a_sandbox() {
         assert!(said.contains(line), "missing {line:?} in:\n{said}");
     }
 }
+
+/// Every org at a glance and one org's own page, in headless Chromium as a person uses them
+/// (tests/browser/orgs-page.mjs): rows in `IPGUARD_ORGS` order, captions and scoped headers,
+/// the org's "Check … now" asking that org only and coming back to its page, no sideways
+/// scrolling on a phone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_orgs_page_in_headless_chromium() {
+    if !crate::status_page::browser_available() {
+        return;
+    }
+    let orgs = TwoOrgs::start().await;
+    let app = orgs.serve().await;
+    started(&orgs, &app).await;
+    let uat_runs = finished_for(&app.runs().await, UAT_ORG_ID).count();
+    let prod_id = orgs.prod.sim.org_id();
+    let prod_runs = finished_for(&app.runs().await, &prod_id).count();
+    crate::status_page::run_browser_script(
+        "orgs-page.mjs",
+        &app.base,
+        vec![("IPGUARD_ORG_KEYS", "prod,uat".to_owned())],
+    )
+    .await;
+    let runs = app.runs().await;
+    assert_eq!(
+        finished_for(&runs, UAT_ORG_ID).count(),
+        uat_runs + 1,
+        "the button ran uat"
+    );
+    assert_eq!(
+        finished_for(&runs, &prod_id).count(),
+        prod_runs,
+        "and not prod"
+    );
+    app.service.stop().await;
+}

@@ -54,8 +54,8 @@ fn artefact_dir() -> PathBuf {
         .join("test-artefacts/status-page")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn status_page_in_headless_chromium_sign_in_remediation_lock_out_and_recovery() {
+/// Whether the browser tests can run here: a loud SKIPPED line if not (a failure under `CI`).
+pub(crate) fn browser_available() -> bool {
     let missing = missing_prerequisites();
     if !missing.is_empty() {
         let why = format!("status page browser test needs: {}", missing.join(", "));
@@ -71,6 +71,50 @@ async fn status_page_in_headless_chromium_sign_in_remediation_lock_out_and_recov
              =========================================================================\n"
         );
         let _ = std::io::Write::write_all(&mut std::io::stderr(), banner.as_bytes());
+        return false;
+    }
+    true
+}
+
+/// Runs a script of `tests/browser/` against `base` (as `localhost`) with the admin token and
+/// `envs` in its environment, on a blocking thread; echoes its checks and panics if any fails.
+pub(crate) async fn run_browser_script(
+    script: &'static str,
+    base: &str,
+    envs: Vec<(&'static str, String)>,
+) {
+    let out = artefact_dir();
+    let base = base.replace("127.0.0.1", "localhost");
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(Path::new(BROWSER_DIR).join(script))
+            .arg(&base)
+            .arg(&out)
+            .env("IPGUARD_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("CHROMIUM", chromium())
+            .envs(envs)
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !stdout.contains(ADMIN_TOKEN) && !stderr.contains(ADMIN_TOKEN),
+        "the browser script printed the admin token"
+    );
+    eprintln!("{script}:\n{stdout}{stderr}");
+    assert!(
+        output.status.success(),
+        "{script}: checks failed ({})",
+        output.status
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_page_in_headless_chromium_sign_in_remediation_lock_out_and_recovery() {
+    if !browser_available() {
         return;
     }
 
