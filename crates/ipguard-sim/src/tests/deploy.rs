@@ -480,7 +480,9 @@ async fn an_out_of_order_profile_file_fails_the_deploy() {
 #[tokio::test]
 async fn an_org_runs_one_deploy_at_a_time_and_queues_the_rest() {
     let sim = start(config()).await;
-    sim.set_deploy_timing(Duration::from_millis(20), Duration::from_millis(400));
+    // The first deploy runs long enough that both looks below land while it runs, even when
+    // the machine stalls this test for a second (tests run eight at a time on two cores).
+    sim.set_deploy_timing(Duration::from_millis(20), Duration::from_secs(2));
     let session = login(&sim).await;
     let first = deploy(
         &sim,

@@ -123,13 +123,16 @@ async fn token_calls_take_http_failures_and_leave_soap_ones_queued() {
 
 #[tokio::test]
 async fn an_outage_fails_every_call_until_its_time_is_up() {
+    // Long enough for six calls even when the machine stalls this test (tests run eight at a
+    // time on two cores): a 400 ms outage was over before the sixth call under load.
+    const OUTAGE: Duration = Duration::from_secs(2);
     let sim = start(config()).await;
     let session = login(&sim).await;
     // An HTTP-level outage takes token calls too, and leaves the queue for afterwards.
     sim.set_faults(Faults {
         outage: Some(Outage {
             kind: FailureKind::Http503,
-            duration: Duration::from_millis(400),
+            duration: OUTAGE,
         }),
         next_failures: vec![FailureKind::ServerUnavailable],
         ..Faults::default()
@@ -142,10 +145,10 @@ async fn an_outage_fails_every_call_until_its_time_is_up() {
         assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
     }
     assert!(
-        started.elapsed() < Duration::from_millis(400),
+        started.elapsed() < OUTAGE,
         "test too slow to see the outage"
     );
-    tokio::time::sleep(Duration::from_millis(400).saturating_sub(started.elapsed())).await;
+    tokio::time::sleep(OUTAGE.saturating_sub(started.elapsed())).await;
     let (code, _) = soap(&sim, &session, &list_profiles_body()).await.fault();
     assert_eq!(
         code, "sf:SERVER_UNAVAILABLE",
