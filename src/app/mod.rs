@@ -81,9 +81,10 @@ impl Application {
             .transpose()
             .map_err(|e| ServeError::EventKeys(e.to_string()))?;
         let retry = overrides.retry.unwrap_or_default();
+        let http = parts::http_client()?;
         let mut built = Vec::with_capacity(config.orgs.len());
         for org in &config.orgs {
-            let parts = Parts::build(config, org, &[], retry.clone())?;
+            let parts = Parts::build_on(http.clone(), config, org, &[], retry.clone())?;
             built.push((org, parts));
         }
         let statuses: Vec<Arc<StatusBoard>> = built
@@ -116,7 +117,6 @@ impl Application {
         let handle = server.handle();
         let server_task = tokio::spawn(server);
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let http = built[0].1.http.clone();
         let alerts = crate::alerts::Alerter::start_counted(
             http,
             config.alert_webhook_url.clone(),

@@ -44,7 +44,18 @@ impl Parts {
         only: &[String],
         retry: RetryPolicy,
     ) -> Result<Self, PartsError> {
-        let http = http_client()?;
+        Self::build_on(http_client()?, config, org, only, retry)
+    }
+
+    /// [`Parts::build`] over an HTTP client the caller already has (`serve` builds one for
+    /// every org: one connection pool and TLS setup, not one per org).
+    pub fn build_on(
+        http: reqwest::Client,
+        config: &Config,
+        org: &OrgSettings,
+        only: &[String],
+        retry: RetryPolicy,
+    ) -> Result<Self, PartsError> {
         Ok(Self {
             client: metadata_client(org, &http, retry)?,
             sources: sources(config, org, &http),
