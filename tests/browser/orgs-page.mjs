@@ -8,10 +8,8 @@
 // as orgs-{desktop,phone}.png and org-<key>-desktop.png. The admin token comes from the
 // environment (IPGUARD_ADMIN_TOKEN), never from argv. Exits non-zero on the first failed check.
 
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { check, launch, run, submit } from './browser.mjs';
 
 const [base, outDir] = process.argv.slice(2);
 const token = process.env.IPGUARD_ADMIN_TOKEN;
@@ -22,26 +20,8 @@ if (!base || !outDir || !token || keys.length < 2) {
 }
 const statusUrl = new URL('/status', base).toString();
 
-let failures = 0;
-function check(ok, what, detail = '') {
-  console.log(`${ok ? 'ok  ' : 'FAIL'} ${what}${detail ? ` — ${detail}` : ''}`);
-  if (!ok) failures += 1;
-}
-
-mkdirSync(outDir, { recursive: true });
-const userDataDir = mkdtempSync(join(tmpdir(), 'ipguard-chromium-'));
-const context = await chromium.launchPersistentContext(userDataDir, {
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  viewport: { width: 1280, height: 900 },
-});
-
-async function submit(page, button) {
-  await Promise.all([page.waitForEvent('framenavigated', { timeout: 30000 }), button.click()]);
-  await page.waitForLoadState('load');
-}
+const browser = await launch(outDir);
+const { context } = browser;
 
 // Every table captioned with scoped header cells, headings in order, no script.
 async function structure(page, what) {
@@ -57,7 +37,7 @@ async function structure(page, what) {
   check((await page.locator('script').count()) === 0, `${what}: no JavaScript`);
 }
 
-try {
+await run(browser, async () => {
   const page = context.pages()[0] ?? (await context.newPage());
   const urls = [];
   page.on('request', (r) => urls.push(r.url()));
@@ -115,16 +95,4 @@ try {
   await submit(page, page.getByRole('button', { name: 'Sign out' }));
   check(new URL(page.url()).pathname === '/signin', 'signing out shows the sign-in form', page.url());
   check(urls.every((u) => !u.includes(token)), 'the token never appears in a URL');
-} catch (e) {
-  console.error(`FAIL ${e?.stack ?? e}`);
-  failures += 1;
-} finally {
-  await context.close();
-  rmSync(userDataDir, { recursive: true, force: true });
-}
-
-if (failures) {
-  console.error(`${failures} check(s) failed`);
-  process.exit(1);
-}
-console.log('all orgs page checks passed');
+}, 'all orgs page checks passed');

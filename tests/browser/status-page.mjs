@@ -15,10 +15,8 @@
 // does not show up in `ps` or in a test's failure message; it is typed into the form only and
 // must never appear in a URL. Exits non-zero on the first failed check.
 
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { check, launch, run, submit } from './browser.mjs';
 
 const [base, outDir] = process.argv.slice(2);
 const token = process.env.IPGUARD_ADMIN_TOKEN;
@@ -26,45 +24,17 @@ if (!base || !outDir || !token) {
   console.error('usage: IPGUARD_ADMIN_TOKEN=… node status-page.mjs <base-url> <out-dir>');
   process.exit(2);
 }
-const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 const statusUrl = new URL('/status', base).toString();
 const phase = process.env.IPGUARD_PHASE || 'remediated';
 const shot = (device) => join(outDir, `status-${phase}-${device}.png`);
 
-let failures = 0;
-function check(ok, what, detail = '') {
-  console.log(`${ok ? 'ok  ' : 'FAIL'} ${what}${detail ? ` — ${detail}` : ''}`);
-  if (!ok) failures += 1;
-}
-
-mkdirSync(outDir, { recursive: true });
-// A fresh profile every run: no state leaks between runs, nothing written to $HOME.
-const userDataDir = mkdtempSync(join(tmpdir(), 'ipguard-chromium-'));
-const context = await chromium.launchPersistentContext(userDataDir, {
-  executablePath,
-  headless: true,
-  args: [
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-quic',
-    '--no-first-run',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-  ],
-  viewport: { width: 1280, height: 900 },
-});
-
-// Clicks a form's button and waits for the page the answer (or its redirect) shows.
-async function submit(page, button) {
-  await Promise.all([page.waitForEvent('framenavigated', { timeout: 30000 }), button.click()]);
-  await page.waitForLoadState('load');
-}
+const browser = await launch(outDir);
+const { context } = browser;
 
 const sessionCookie = async () =>
   (await context.cookies(base)).find((c) => c.name === '__Host-ipguard_session');
 
-try {
+await run(browser, async () => {
   const page = context.pages()[0] ?? (await context.newPage());
   const urls = [];
   page.on('request', (r) => urls.push(r.url()));
@@ -245,16 +215,4 @@ try {
 
   check(urls.every((u) => !u.includes(token)), 'the token never appears in a URL');
   console.log(`screenshots: ${shot('desktop')}, ${shot('phone')}`);
-} catch (e) {
-  console.error(`FAIL ${e?.stack ?? e}`);
-  failures += 1;
-} finally {
-  await context.close();
-  rmSync(userDataDir, { recursive: true, force: true });
-}
-
-if (failures) {
-  console.error(`${failures} check(s) failed`);
-  process.exit(1);
-}
-console.log('all status page checks passed');
+}, 'all status page checks passed');

@@ -84,7 +84,12 @@ pub(crate) async fn run_browser_script(
     envs: Vec<(&'static str, String)>,
 ) {
     let out = artefact_dir();
+    // `localhost`, as a person would type it: a potentially trustworthy origin, where the
+    // browser keeps the `Secure` session cookie even over plain HTTP.
     let base = base.replace("127.0.0.1", "localhost");
+    let started = std::time::Instant::now();
+    // Blocking wait on its own thread: the service keeps answering on the runtime's workers.
+    // The token goes in the environment, never argv (visible in `ps`); never print the Command.
     let output = tokio::task::spawn_blocking(move || {
         Command::new("node")
             .arg(Path::new(BROWSER_DIR).join(script))
@@ -104,7 +109,8 @@ pub(crate) async fn run_browser_script(
         !stdout.contains(ADMIN_TOKEN) && !stderr.contains(ADMIN_TOKEN),
         "the browser script printed the admin token"
     );
-    eprintln!("{script}:\n{stdout}{stderr}");
+    // the script never prints the token (checked above) before its output is echoed
+    eprintln!("{script} ({:.1?}):\n{stdout}{stderr}", started.elapsed());
     assert!(
         output.status.success(),
         "{script}: checks failed ({})",
@@ -202,10 +208,6 @@ async fn status_page_in_headless_chromium_sign_in_remediation_lock_out_and_recov
 /// Runs `status-page.mjs` against `base` for `phase`, echoing its checks; panics if any
 /// fails.
 async fn browser_checks(base: &str, phase: &'static str) {
-    let out = artefact_dir();
-    // `localhost`, as a person would type it: a potentially trustworthy origin, where the
-    // browser keeps the `Secure` session cookie even over plain HTTP.
-    let base = base.replace("127.0.0.1", "localhost");
     let mut expected_shots: Vec<String> = ["desktop", "phone"]
         .iter()
         .map(|device| format!("status-{phase}-{device}.png"))
@@ -213,39 +215,18 @@ async fn browser_checks(base: &str, phase: &'static str) {
     if phase == "remediated" {
         expected_shots.extend(["signin-desktop.png".into(), "signin-phone.png".into()]);
     }
-    let started = std::time::Instant::now();
-    // Blocking wait on its own thread: the service keeps answering on the runtime's workers.
-    // The token goes in the environment, never argv (visible in `ps`); never print the Command.
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(Path::new(BROWSER_DIR).join("status-page.mjs"))
-            .arg(&base)
-            .arg(&out)
-            .env("IPGUARD_ADMIN_TOKEN", ADMIN_TOKEN)
-            .env("IPGUARD_EXPECT_CHANGED_BY", ipguard_sim::ADMIN_USERNAME)
-            .env("CHROMIUM", chromium())
-            .env("IPGUARD_PHASE", phase)
-            .output()
-    })
-    .await
-    .unwrap()
-    .expect("node runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    // the script never prints the token; make sure of it before echoing its output
-    assert!(
-        !stdout.contains(ADMIN_TOKEN) && !stderr.contains(ADMIN_TOKEN),
-        "the browser script printed the admin token"
-    );
-    eprintln!(
-        "status-page.mjs ({:.1?}):\n{stdout}{stderr}",
-        started.elapsed()
-    );
-    assert!(
-        output.status.success(),
-        "browser checks failed ({})",
-        output.status
-    );
+    run_browser_script(
+        "status-page.mjs",
+        base,
+        vec![
+            (
+                "IPGUARD_EXPECT_CHANGED_BY",
+                ipguard_sim::ADMIN_USERNAME.to_owned(),
+            ),
+            ("IPGUARD_PHASE", phase.to_owned()),
+        ],
+    )
+    .await;
     for shot in expected_shots {
         let path = artefact_dir().join(shot);
         let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
