@@ -200,22 +200,10 @@ impl Plan {
 pub struct PlanRecord {
     pub drift: bool,
     pub policy: Policy,
-    pub profiles: Vec<ProfileRecord>,
+    /// Each profile's plan with an empty `target` (never serialised, never kept).
+    pub profiles: Vec<ProfilePlan>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attribution: Option<AttributionResult>,
-}
-
-/// A [`ProfilePlan`] without its target.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProfileRecord {
-    pub name: ProfileName,
-    pub policy: Policy,
-    pub policy_from: PolicyFrom,
-    pub in_sync: bool,
-    pub add: Vec<LoginIpRange>,
-    pub remove: Vec<LoginIpRange>,
-    pub keep: Vec<LoginIpRange>,
-    pub why: Vec<RangeWhy>,
 }
 
 /// A plan record as any version stored it. Records written before profiles had a policy of
@@ -250,7 +238,7 @@ impl From<StoredPlan> for PlanRecord {
         let profiles = stored
             .profiles
             .into_iter()
-            .map(|p| ProfileRecord {
+            .map(|p| ProfilePlan {
                 name: p.name,
                 policy: p.policy.unwrap_or(stored.policy),
                 policy_from: p.policy_from.unwrap_or(PolicyFrom::Policy),
@@ -259,6 +247,7 @@ impl From<StoredPlan> for PlanRecord {
                 remove: p.remove,
                 keep: p.keep,
                 why: p.why,
+                target: Vec::new(),
             })
             .collect();
         Self {
@@ -275,15 +264,9 @@ impl PlanRecord {
         let profiles = plan
             .profiles
             .iter()
-            .map(|p| ProfileRecord {
-                name: p.name.clone(),
-                policy: p.policy,
-                policy_from: p.policy_from,
-                in_sync: p.in_sync,
-                add: p.add.clone(),
-                remove: p.remove.clone(),
-                keep: p.keep.clone(),
-                why: p.why.clone(),
+            .map(|p| ProfilePlan {
+                target: Vec::new(),
+                ..p.clone()
             })
             .collect();
         PlanRecord {

@@ -4,7 +4,7 @@ use super::*;
 use crate::config::Policy;
 use crate::ranges::LoginIpRange;
 use crate::reconcile::attribution::{Attribution, AttributionResult};
-use crate::reconcile::plan::{PlanRecord, PolicyFrom, ProfileRecord, RangeWhy, Reason};
+use crate::reconcile::plan::{PlanRecord, PolicyFrom, ProfilePlan, RangeWhy, Reason};
 use crate::salesforce::profile::ProfileName;
 
 both_backends!(
@@ -25,7 +25,8 @@ fn plan_record() -> PlanRecord {
     PlanRecord {
         drift: true,
         policy: Policy::Merge,
-        profiles: vec![ProfileRecord {
+        profiles: vec![ProfilePlan {
+            target: vec![],
             name: name.clone(),
             policy: Policy::Exact,
             policy_from: PolicyFrom::ExactProfiles,
