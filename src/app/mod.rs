@@ -129,11 +129,15 @@ impl Application {
             .timing
             .unwrap_or_else(|| ControllerTiming::new(config.debounce, config.resync_interval));
         let mut controllers = tokio::task::JoinSet::new();
-        let share = Arc::new(Share::new(holder.clone(), config.orgs.len()));
+        let share = Arc::new(Share::new(
+            holder.clone(),
+            config.orgs.len(),
+            timing.lease_ttl,
+        ));
         {
-            let (share, store, ttl) = (share.clone(), store.clone(), timing.lease_ttl);
+            let (share, store) = (share.clone(), store.clone());
             let shutdown = shutdown_rx.clone();
-            controllers.spawn(async move { share.keep_announcing(&store, ttl, shutdown).await });
+            controllers.spawn(async move { share.keep_announcing(&store, shutdown).await });
         }
         for ((org, parts), status) in built.into_iter().zip(&statuses) {
             let call_metrics = metrics.clone();

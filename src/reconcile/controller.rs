@@ -188,7 +188,7 @@ impl Controller {
         {
             Ok(Some(held)) => {
                 if tenure.is_none() {
-                    self.share.took(self.timing.lease_ttl);
+                    self.share.took();
                 }
                 if tenure.as_ref().map(|t| t.fence.token) != Some(held.fence.token) {
                     self.begin_tenure(&held).await;

@@ -531,7 +531,6 @@ impl Run<'_> {
         resumed: bool,
         on_poll: OnPoll<'_>,
     ) -> Result<DeployResult, Failure> {
-        let progress = |result: &DeployResult| on_poll(result);
         let poll_delays = self.settings.poll_delays();
         match deploy_poll::until_done(
             self.client,
@@ -539,7 +538,7 @@ impl Run<'_> {
             poll_delays,
             self.settings.poll_max,
             deadline,
-            progress,
+            on_poll,
         )
         .await
         {

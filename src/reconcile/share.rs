@@ -16,6 +16,8 @@ use crate::store::Store;
 pub struct Share {
     holder: String,
     orgs: usize,
+    /// The lease TTL: presence lasts it, and a take-over holds the share still for it.
+    ttl: Duration,
     /// Org leases this instance holds now.
     held: AtomicUsize,
     /// Live instances as last counted, this one included.
@@ -27,10 +29,11 @@ pub struct Share {
 }
 
 impl Share {
-    pub fn new(holder: String, orgs: usize) -> Self {
+    pub fn new(holder: String, orgs: usize, ttl: Duration) -> Self {
         Self {
             holder,
             orgs,
+            ttl,
             held: AtomicUsize::new(0),
             instances: AtomicUsize::new(1),
             quiet_until: Mutex::new(None),
@@ -43,13 +46,13 @@ impl Share {
         self.orgs.div_ceil(instances)
     }
 
-    /// A lease taken; while others count as live, none is given up for `hold` (a lease TTL).
-    pub fn took(&self, hold: Duration) {
+    /// A lease taken; while others count as live, none is given up for a TTL.
+    pub fn took(&self) {
         self.held.fetch_add(1, Ordering::AcqRel);
         if self.instances() > 1
             && let Ok(mut quiet) = self.quiet_until.lock()
         {
-            let until = Instant::now() + hold;
+            let until = Instant::now() + self.ttl;
             *quiet = Some(quiet.map_or(until, |q| q.max(until)));
         }
     }
@@ -91,12 +94,8 @@ impl Share {
 
     /// Announces this instance every third of `ttl` and counts the live ones, until
     /// `shutdown`; then withdraws, so the others' shares grow at once.
-    pub async fn keep_announcing(
-        &self,
-        store: &Store,
-        ttl: Duration,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
+    pub async fn keep_announcing(&self, store: &Store, mut shutdown: watch::Receiver<bool>) {
+        let ttl = self.ttl;
         while !*shutdown.borrow() {
             match store.announce(&self.holder, ttl).await {
                 Ok(()) => match store.live_instances().await {
@@ -124,7 +123,7 @@ mod tests {
     use super::*;
 
     fn share(orgs: usize, instances: usize, held: usize) -> Share {
-        let share = Share::new("serve@test".into(), orgs);
+        let share = Share::new("serve@test".into(), orgs, Duration::from_secs(30));
         share.instances.store(instances, Ordering::Release);
         share.held.store(held, Ordering::Release);
         share
@@ -152,7 +151,7 @@ mod tests {
     fn nothing_is_given_up_right_after_a_take_over() {
         // another instance counted as live when this one took a lease: maybe a dead one's
         let s = share(6, 2, 3);
-        s.took(Duration::from_secs(30));
+        s.took();
         assert_eq!(s.held(), 4);
         assert!(
             !s.give_up_one(),
@@ -160,7 +159,7 @@ mod tests {
         );
         // alone at start-up: no hold
         let alone = share(6, 1, 0);
-        alone.took(Duration::from_secs(30));
+        alone.took();
         alone.instances.store(2, Ordering::Release);
         alone.held.store(6, Ordering::Release);
         assert!(alone.give_up_one());
