@@ -16,6 +16,8 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::OrgId;
+use crate::reconcile::doors::{Door, SideDoors};
+use crate::reconcile::guarded::{Entry, ProfileSelection};
 use crate::salesforce::auth::SigningKey;
 use crate::salesforce::profile::ProfileName;
 
@@ -32,6 +34,8 @@ pub mod vars {
     pub const SALESFORCE_ORG_ID: &str = "SALESFORCE_ORG_ID";
     pub const SALESFORCE_API_VERSION: &str = "SALESFORCE_API_VERSION";
     pub const IPGUARD_PROFILES: &str = "IPGUARD_PROFILES";
+    pub const IPGUARD_APP: &str = "IPGUARD_APP";
+    pub const IPGUARD_SIDE_DOORS: &str = "IPGUARD_SIDE_DOORS";
     pub const IPGUARD_SOURCE_IPS: &str = "IPGUARD_SOURCE_IPS";
     pub const HEROKU_SPACE: &str = "HEROKU_SPACE";
     pub const HEROKU_API_TOKEN: &str = "HEROKU_API_TOKEN";
@@ -65,6 +69,8 @@ use values::{
 };
 
 const DEFAULT_PORT: u16 = 8080;
+/// `IPGUARD_APP`: the External Client App `salesforce-metadata/` installs.
+const DEFAULT_APP: &str = "IPGuard";
 const DEFAULT_SQLITE_PATH: &str = "ipguard.db";
 const LOGIN_AUDIENCE: &str = "https://login.salesforce.com";
 const TEST_AUDIENCE: &str = "https://test.salesforce.com";
@@ -474,47 +480,95 @@ impl Loader<'_> {
         }
     }
 
-    fn load_profiles(&mut self, needs: Needs) -> Vec<ProfileName> {
-        let mut profiles: Vec<ProfileName> = Vec::new();
+    /// `IPGUARD_PROFILES`: full names, `@app:<API name>` and `!<full name>` entries.
+    fn load_profiles(&mut self, needs: Needs) -> ProfileSelection {
+        let mut selection = ProfileSelection::default();
+        let mut seen: HashSet<String> = HashSet::new();
         let mut reported = HashSet::new();
-        let mut listed = false;
         if let Some(raw) = self.get(IPGUARD_PROFILES) {
-            for name in raw.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-                listed = true;
-                if profiles.iter().any(|p| p == name) {
-                    if reported.insert(name.to_owned()) {
+            for entry in raw.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                if !seen.insert(entry.to_owned()) {
+                    if reported.insert(entry.to_owned()) {
                         self.problem(
                             IPGUARD_PROFILES,
-                            format!("`{name}` is listed more than once"),
+                            format!("`{entry}` is listed more than once"),
                         );
                     }
                     continue;
                 }
-                match ProfileName::parse(name) {
-                    Ok(profile) => profiles.push(profile),
+                match Entry::parse(entry) {
+                    Ok(Entry::Profile(p)) => selection.named.push(p),
+                    Ok(Entry::App(app)) => selection.apps.push(app),
+                    Ok(Entry::Exclude(p)) => selection.excluded.push(p),
                     Err(e) => self.problem(IPGUARD_PROFILES, e.to_string()),
                 }
+            }
+        }
+        for excluded in &selection.excluded {
+            if selection.named.contains(excluded) {
+                self.problem(
+                    IPGUARD_PROFILES,
+                    format!("`{excluded}` is both listed and excluded (`!{excluded}`)"),
+                );
             }
         }
         if needs.salesforce {
             self.require(
                 IPGUARD_PROFILES,
-                listed,
-                "to call Salesforce: comma-separated profile full names as listMetadata returns them, e.g. `Admin,Custom%3A Integration`",
+                !selection.is_empty(),
+                "to call Salesforce: comma-separated profile full names as listMetadata returns them, e.g. `Admin,Custom%3A Integration`, and/or `@app:<API name>` for every profile whose users can use that app",
             );
         }
-        profiles
+        selection
+    }
+
+    /// `IPGUARD_SIDE_DOORS` (default none) and `IPGUARD_APP` (default `IPGuard`).
+    fn load_side_doors(&mut self) -> SideDoors {
+        let mut doors = SideDoors {
+            guarded: Vec::new(),
+            app: DEFAULT_APP.to_owned(),
+        };
+        if let Some(app) = self.get(IPGUARD_APP) {
+            let app = app.trim();
+            if !app.is_empty()
+                && app
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+            {
+                doors.app = app.to_owned();
+            } else {
+                self.problem(
+                    IPGUARD_APP,
+                    "expected the app's API name (letters, digits, `_`), e.g. `IPGuard`",
+                );
+            }
+        }
+        if let Some(raw) = self.get(IPGUARD_SIDE_DOORS) {
+            for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+                match Door::parse(entry) {
+                    Ok(door) if !doors.guarded.contains(&door) => doors.guarded.push(door),
+                    Ok(_) => {}
+                    Err(e) => self.problem(IPGUARD_SIDE_DOORS, e),
+                }
+            }
+        }
+        doors
     }
 
     /// Profiles forced to `exact`: each must be a managed one, or the setting would silently
     /// guard nothing.
-    fn load_exact_profiles(&mut self, managed: &[ProfileName]) -> Vec<ProfileName> {
+    fn load_exact_profiles(&mut self, selection: &ProfileSelection) -> Vec<ProfileName> {
         let Some(raw) = self.get(IPGUARD_EXACT_PROFILES) else {
             return Vec::new();
         };
+        let managed = &selection.named;
         let mut names: Vec<ProfileName> = Vec::new();
         for name in raw.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            if !managed.is_empty() && !managed.iter().any(|m| m == name) {
+            // With `@app:` entries the guarded set is known only at run time.
+            if selection.apps.is_empty()
+                && !managed.is_empty()
+                && !managed.iter().any(|m| m == name)
+            {
                 self.problem(
                     IPGUARD_EXACT_PROFILES,
                     format!(

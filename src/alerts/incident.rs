@@ -42,6 +42,8 @@ pub enum AlertKind {
     Recovered,
     /// Dry-run found drift: what enforce would deploy.
     WouldRemediate,
+    /// An `@app:` entry guards a new profile or no longer guards one.
+    GuardChanged,
 }
 
 /// One message for the webhook.
@@ -118,6 +120,8 @@ impl IncidentState {
             AlertKind::Recovered => recovered_text(org, before, report),
             AlertKind::Failing => failing_text(org, report, before),
             AlertKind::LockedOut => locked_out_text(org, report),
+            // Raised by `Alerter::announce`, never by a run's outcome.
+            AlertKind::GuardChanged => return None,
             AlertKind::WouldRemediate => would_remediate_text(org, report),
         };
         Some(Alert { kind, text })
@@ -132,6 +136,12 @@ fn remediation_lines(report: &RunReport, text: &mut String) {
                 p.name,
                 p.add.len(),
                 p.remove.len()
+            ));
+        }
+        for d in plan.drifted_doors() {
+            text.push_str(&format!(
+                "\n• side door {} ({}): {} → {}",
+                d.door, d.subject, d.actual, d.wanted
             ));
         }
     }
@@ -156,10 +166,24 @@ fn drifted_count(report: &RunReport) -> usize {
     report.plan.as_ref().map_or(0, |p| p.drifted().count())
 }
 
+/// `2 profile(s)`, `1 profile(s) and 1 side door(s)`.
+fn drifted_summary(report: &RunReport) -> String {
+    let doors = report
+        .plan
+        .as_ref()
+        .map_or(0, |p| p.drifted_doors().count());
+    let profiles = format!("{} profile(s)", drifted_count(report));
+    if doors == 0 {
+        profiles
+    } else {
+        format!("{profiles} and {doors} side door(s)")
+    }
+}
+
 fn remediated_text(org: &str, report: &RunReport) -> String {
     let mut text = format!(
-        "ipguard: drift remediated on {} profile(s) in org {org}",
-        drifted_count(report)
+        "ipguard: drift remediated on {} in org {org}",
+        drifted_summary(report)
     );
     remediation_lines(report, &mut text);
     text

@@ -158,6 +158,29 @@ impl Alerter {
         }
     }
 
+    /// Says which profiles an `@app:` entry newly guards or no longer guards: news once, outside
+    /// any incident (the run that found it may well be in sync).
+    pub fn announce(&self, org: &str, changes: &[crate::reconcile::guarded::GuardChange]) {
+        let Some(queue) = &self.queue else { return };
+        let mut text = format!("ipguard: the guarded profiles of {org} changed");
+        for change in changes {
+            text.push_str(&format!("\n• {change}"));
+        }
+        let alert = Alert {
+            kind: AlertKind::GuardChanged,
+            text,
+        };
+        if queue.tx.try_send(alert).is_err() {
+            self.counters
+                .dropped
+                .get_or_create(&DropLabels {
+                    reason: "queue_full",
+                })
+                .inc();
+            tracing::warn!(org, "alert dropped: the alert queue is full");
+        }
+    }
+
     /// Alerts dropped because the queue was full (or the delivery task gone).
     pub fn dropped(&self) -> u64 {
         self.dropped_for("queue_full")

@@ -170,6 +170,8 @@ impl Application {
                 sources: parts.sources,
                 settings: parts.settings,
                 profiles: parts.profiles,
+                doors: parts.doors,
+                last_grants: std::sync::Mutex::new(None),
                 timing: timing.clone(),
                 metrics: metrics.clone(),
                 status: status.clone(),

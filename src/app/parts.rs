@@ -7,10 +7,11 @@ use std::time::Duration;
 use crate::config::{Config, Mode, OrgSettings};
 use crate::heroku::HerokuClient;
 use crate::reconcile::attribution::{self, Matchers};
+use crate::reconcile::doors::SideDoors;
+use crate::reconcile::guarded::ProfileSelection;
 use crate::reconcile::run::{AttributionSettings, Run, RunSettings, Sources};
 use crate::salesforce::auth::{AuthError, JwtBearer};
 use crate::salesforce::client::{MetadataClient, RetryPolicy};
-use crate::salesforce::profile::ProfileName;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PartsError {
@@ -30,7 +31,8 @@ pub struct Parts {
     pub client: MetadataClient,
     pub sources: Sources,
     pub settings: RunSettings,
-    pub profiles: Vec<ProfileName>,
+    pub profiles: ProfileSelection,
+    pub doors: SideDoors,
     pub org_key: String,
 }
 
@@ -60,7 +62,8 @@ impl Parts {
             client: metadata_client(org, &http, retry)?,
             sources: sources(config, org, &http),
             settings: run_settings(config, org),
-            profiles: profile_names(org, only),
+            profiles: org.profiles.narrowed(only),
+            doors: org.side_doors.clone(),
             org_key: org_key(org),
             http,
         })
@@ -73,6 +76,7 @@ impl Parts {
             sources: &self.sources,
             settings: &self.settings,
             profiles: &self.profiles,
+            doors: &self.doors,
         }
     }
 }
@@ -133,15 +137,6 @@ fn metadata_client(
         &sf.api_version,
         retry,
     ))
-}
-
-/// The managed profiles, optionally narrowed to `only` (which must be managed ones).
-fn profile_names(org: &OrgSettings, only: &[String]) -> Vec<ProfileName> {
-    org.profiles
-        .iter()
-        .filter(|p| only.is_empty() || only.iter().any(|o| *p == o.as_str()))
-        .cloned()
-        .collect()
 }
 
 fn run_settings(config: &Config, org: &OrgSettings) -> RunSettings {

@@ -14,6 +14,7 @@ use super::{EXIT_ERROR, EXIT_OK};
 use crate::app::Parts;
 use crate::config::{Config, Needs, OrgSettings, Policy};
 use crate::ranges::LoginIpRange;
+use crate::reconcile::guarded::ProfileSelection;
 use crate::reconcile::plan::{Owned, plan_profile};
 use crate::reconcile::run::RunSettings;
 use crate::salesforce::client::{MetadataClient, RetryPolicy, SalesforceError};
@@ -68,6 +69,12 @@ impl CheckLine {
 
     pub fn skipped(name: &'static str, reason: impl Into<String>) -> Self {
         Self::new(Status::Skipped, name, reason, None)
+    }
+
+    /// The line with `note` added to its detail.
+    pub fn noted(mut self, note: &str) -> Self {
+        self.detail.push_str(note);
+        self
     }
 
     fn new(
@@ -148,7 +155,7 @@ impl Report {
 }
 
 /// `ipguard check [--app NAME] [--org KEY]`: every org unless one is named.
-pub async fn check(app: &str, org: Option<&str>) -> u8 {
+pub async fn check(app: Option<&str>, org: Option<&str>) -> u8 {
     let mut report = Report {
         fancy: std::io::stdout().is_terminal(),
         failed: 0,
@@ -189,14 +196,67 @@ pub async fn check(app: &str, org: Option<&str>) -> u8 {
     report.finish()
 }
 
-async fn run_checks(config: &Config, org: &OrgSettings, app: &str, report: &mut Report) {
+/// The profiles a run would guard now: `@app:` entries expanded (one line saying what they
+/// gave), else the named ones.
+async fn guarded_profiles(
+    client: &MetadataClient,
+    selection: &ProfileSelection,
+    report: &mut Report,
+) -> Vec<ProfileName> {
+    let fallback = || {
+        selection
+            .named
+            .iter()
+            .filter(|p| !selection.excluded.contains(p))
+            .cloned()
+            .collect()
+    };
+    if selection.apps.is_empty() {
+        return fallback();
+    }
+    match selection.resolve(client).await {
+        Ok(guarded) => {
+            let mut granted: Vec<String> = Vec::new();
+            for grant in &guarded.grants {
+                granted.push(format!(
+                    "{} (app {}, {})",
+                    grant.profile, grant.app, grant.via
+                ));
+            }
+            report.emit(CheckLine::ok(
+                "app grants",
+                if granted.is_empty() {
+                    format!(
+                        "no profile's users can use {} (nothing guarded from the apps)",
+                        selection.apps.join(", ")
+                    )
+                } else {
+                    format!("guarded from the apps: {}", granted.join("; "))
+                },
+            ));
+            guarded.profiles
+        }
+        Err(e) => {
+            report.emit(CheckLine::fail(
+                "app grants",
+                e.to_string(),
+                "give the integration user View Setup and Configuration (SetupEntityAccess, \
+                 PermissionSet, PermissionSetAssignment and PermissionSetGroupComponent need it) \
+                 and check the `@app:` API names",
+            ));
+            fallback()
+        }
+    }
+}
+
+async fn run_checks(config: &Config, org: &OrgSettings, app: Option<&str>, report: &mut Report) {
     // 1. config
     let retry = RetryPolicy {
         min_delay: Duration::from_millis(300),
         max_delay: Duration::from_secs(3),
         max_attempts: 3,
     };
-    let (http, client, names, settings) = match Parts::build(config, org, &[], retry) {
+    let (http, client, selection, settings) = match Parts::build(config, org, &[], retry) {
         Ok(parts) => (parts.http, parts.client, parts.profiles, parts.settings),
         Err(e) => {
             report.emit(CheckLine::fail(
@@ -210,8 +270,13 @@ async fn run_checks(config: &Config, org: &OrgSettings, app: &str, report: &mut 
     report.emit(CheckLine::ok(
         "config",
         format!(
-            "{} managed profile(s), policy {}, mode {}, API v{}",
-            names.len(),
+            "{} managed profile(s){}, policy {}, mode {}, API v{}",
+            selection.named.len(),
+            if selection.apps.is_empty() {
+                String::new()
+            } else {
+                format!(" and the profiles of app(s) {}", selection.apps.join(", "))
+            },
             org.policy,
             org.mode,
             org.salesforce.api_version
@@ -242,6 +307,7 @@ async fn run_checks(config: &Config, org: &OrgSettings, app: &str, report: &mut 
     let token = token(org, &client).await;
     let token_ok = report.emit(token) == Status::Ok;
     let salesforce_checks = [
+        "app grants",
         "profiles",
         "profile read",
         "integration user's profile",
@@ -261,7 +327,8 @@ async fn run_checks(config: &Config, org: &OrgSettings, app: &str, report: &mut 
         return;
     }
 
-    // 5. profiles
+    // 5. profiles: the apps' expanded first
+    let names = guarded_profiles(&client, &selection, report).await;
     let existing = match client.list_profiles().await {
         Ok(listed) => {
             let listed: Vec<String> = listed.into_iter().map(|c| c.full_name).collect();
@@ -326,8 +393,8 @@ async fn run_checks(config: &Config, org: &OrgSettings, app: &str, report: &mut 
     };
 
     // 11. every-request enforcement and the app's IP relaxation
-    report.emit(session_settings_check(&client).await);
-    report.emit(app_check(&client, app).await);
+    report.emit(session_settings_check(&client, &org.side_doors).await);
+    report.emit(app_check(&client, app.unwrap_or(&org.side_doors.app), &org.side_doors).await);
 }
 
 /// What to do when a Metadata API call is refused.

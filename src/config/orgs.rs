@@ -7,6 +7,8 @@ use ipnet::IpNet;
 
 use super::vars::*;
 use super::{InvalidChoice, Loader, Mode, Needs, Policy, SalesforceSettings};
+use crate::reconcile::doors::SideDoors;
+use crate::reconcile::guarded::ProfileSelection;
 use crate::reconcile::plan::PolicyRules;
 use crate::salesforce::profile::ProfileName;
 
@@ -21,6 +23,8 @@ const PER_ORG: &[&str] = &[
     SALESFORCE_ORG_ID,
     SALESFORCE_API_VERSION,
     IPGUARD_PROFILES,
+    IPGUARD_APP,
+    IPGUARD_SIDE_DOORS,
     IPGUARD_POLICY,
     IPGUARD_EXACT_PROFILES,
     IPGUARD_KEEP_WITHIN,
@@ -77,8 +81,11 @@ pub struct OrgSettings {
     /// Its key in `IPGUARD_ORGS`; `None` for the one org of a deployment without it.
     pub key: Option<OrgKey>,
     pub salesforce: SalesforceSettings,
-    /// Profile full names exactly as `listMetadata` returns them (still percent-encoded).
-    pub profiles: Vec<ProfileName>,
+    /// `IPGUARD_PROFILES`: full names exactly as `listMetadata` returns them (still
+    /// percent-encoded), apps whose users' profiles are guarded, exclusions.
+    pub profiles: ProfileSelection,
+    /// `IPGUARD_SIDE_DOORS` and `IPGUARD_APP`.
+    pub side_doors: SideDoors,
     pub policy: Policy,
     /// Profiles that always use `exact`, whatever `policy` says.
     pub exact_profiles: Vec<ProfileName>,
@@ -260,6 +267,7 @@ impl Loader<'_> {
             })
             .unwrap_or_default();
         let exact_profiles = self.load_exact_profiles(&profiles);
+        let side_doors = self.load_side_doors();
         let keep_within = self.load_keep_within();
         let mode = self
             .parse_with(IPGUARD_MODE, |v| {
@@ -270,6 +278,7 @@ impl Loader<'_> {
             key,
             salesforce,
             profiles,
+            side_doors,
             policy,
             exact_profiles,
             keep_within,

@@ -10,14 +10,16 @@
 //! A standby sleeps until the leader's lease would expire, so it takes over within the lease
 //! TTL of the leader's last renewal.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::Rng;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::doors::SideDoors;
 use super::drive::{self, Driven, RecordedRun, Tenure};
+use super::guarded::{self, Grant, Guarded, ProfileSelection};
 use super::policy::{Backoff, NextAction, Streak};
 use super::run::{Outcome, Run, RunReport, RunSettings, Sources};
 use super::share::Share;
@@ -25,7 +27,6 @@ use super::status::{ProfileStatus, StatusBoard};
 use crate::alerts::IncidentState;
 use crate::metrics::{Metrics, OrgLabels, OutcomeLabels, ProfileLabels};
 use crate::salesforce::client::MetadataClient;
-use crate::salesforce::profile::ProfileName;
 use crate::store::{MIN_DELIVERY_RETENTION, NewHint, Store};
 use crate::trigger::{Trigger, Triggers};
 
@@ -87,7 +88,11 @@ pub struct Controller {
     pub client: MetadataClient,
     pub sources: Sources,
     pub settings: RunSettings,
-    pub profiles: Vec<ProfileName>,
+    pub profiles: ProfileSelection,
+    pub doors: SideDoors,
+    /// The app grants of the last run that expanded `@app:` entries (`None`: not known yet,
+    /// so the next expansion raises no alert).
+    pub last_grants: Mutex<Option<Vec<Grant>>>,
     pub timing: ControllerTiming,
     pub metrics: Arc<Metrics>,
     pub status: Arc<StatusBoard>,
@@ -299,6 +304,12 @@ impl Controller {
                 let outcomes = runs.iter().rev().filter_map(|r| r.outcome);
                 self.alerts
                     .seed(&self.alert_name, IncidentState::replay(outcomes));
+                // Which app grants are news is in the newest run that planned.
+                let grants = runs
+                    .iter()
+                    .find_map(|r| r.plan.as_ref())
+                    .map(|plan| plan.grants.clone());
+                *self.last_grants.lock().unwrap_or_else(|e| e.into_inner()) = grants;
             }
             Err(e) => tracing::warn!(error = %e, "cannot read the run history for alerts"),
         }
@@ -398,6 +409,7 @@ impl Controller {
             sources: &self.sources,
             settings: &self.settings,
             profiles: &self.profiles,
+            doors: &self.doors,
         }
     }
 
@@ -411,6 +423,7 @@ impl Controller {
             })
             .inc();
         self.alerts.observe(&self.alert_name, report);
+        self.announce_guard_changes(report);
         self.status.update(|s| {
             s.locked_out = report.outcome == Outcome::LockedOut;
             s.last_error = report.error.clone();
@@ -420,10 +433,35 @@ impl Controller {
             outcome = %report.outcome,
             deploy_id = report.deploy_id.as_ref().map(|d| d.as_str()),
             duration_ms = report.duration_ms as u64,
-            profiles = self.profiles.len(),
+            profiles = report.guarded.len(),
             error = report.error.as_deref(),
             "run finished"
         );
+    }
+
+    /// Alerts (once) on profiles an `@app:` entry newly guards or no longer guards, against the
+    /// grants of the last run that expanded them.
+    fn announce_guard_changes(&self, report: &RunReport) {
+        if self.profiles.apps.is_empty() || report.plan.is_none() {
+            return;
+        }
+        let now = Guarded {
+            profiles: report.guarded.clone(),
+            grants: report.grants.clone(),
+        };
+        let before = self
+            .last_grants
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace(report.grants.clone());
+        let Some(before) = before else { return };
+        let changes = guarded::changes(&before, &now, &self.profiles.named);
+        for change in &changes {
+            tracing::warn!(org = %self.alert_name, "{change}");
+        }
+        if !changes.is_empty() {
+            self.alerts.announce(&self.alert_name, &changes);
+        }
     }
 
     /// Keeps `/status` and the in-sync gauges current from what the run found: the profiles as
@@ -458,6 +496,12 @@ impl Controller {
                 policy: Some(p.policy),
                 policy_from: Some(p.policy_from),
                 why: p.why.clone(),
+                granted: report
+                    .grants
+                    .iter()
+                    .filter(|g| g.profile == p.name)
+                    .map(|g| format!("app {}, {}", g.app, g.via))
+                    .collect(),
             })
             .collect();
         for p in &profiles {
@@ -469,7 +513,11 @@ impl Controller {
                 })
                 .set(i64::from(p.in_sync));
         }
-        self.status.update(|s| s.profiles = profiles);
+        let doors = plan.doors.clone();
+        self.status.update(|s| {
+            s.profiles = profiles;
+            s.doors = doors;
+        });
     }
 
     fn org_labels(&self) -> OrgLabels {

@@ -197,7 +197,7 @@ impl<'r> RecordedRun<'r> {
         trigger: &Triggers,
         hint_ids: &[i64],
     ) -> Result<Self, Driven> {
-        let names: Vec<String> = run.profiles.iter().map(|p| p.to_string()).collect();
+        let names = run.profiles.entries();
         match tenure
             .store
             .start_run(&tenure.fence, trigger, hint_ids, &names)
@@ -331,7 +331,7 @@ pub async fn resume_recorded(
                 .await;
             // A resumed deploy was verified against every profile: the run's profiles hold
             // exactly what ipguard owns.
-            let profiles: Vec<String> = run.profiles.iter().map(|p| p.to_string()).collect();
+            let profiles: Vec<String> = report.guarded.iter().map(|p| p.to_string()).collect();
             settle_ownership(tenure, &profiles, &report).await;
             report
         }
@@ -380,7 +380,7 @@ async fn record(tenure: &Tenure<'_>, run_id: RunId, report: RunReport) -> Driven
     let plan = report
         .plan
         .as_ref()
-        .map(|p| PlanRecord::new(p, report.attribution.clone()));
+        .map(|p| PlanRecord::new(p, report.grants.clone(), report.attribution.clone()));
     let store = tenure.store;
     let written = if report.deploy_closed {
         let reason = report.error.as_deref().unwrap_or("closed without a result");

@@ -2,7 +2,9 @@
 
 pub mod attribution;
 pub mod controller;
+pub mod doors;
 pub mod drive;
+pub mod guarded;
 pub mod interlock;
 pub mod plan;
 pub mod policy;

@@ -8,6 +8,8 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use super::attribution::AttributionResult;
+use super::doors::DoorPlan;
+use super::guarded::Grant;
 use crate::config::Policy;
 use crate::ranges::LoginIpRange;
 use crate::salesforce::profile::ProfileName;
@@ -175,6 +177,9 @@ pub struct Plan {
     /// `IPGUARD_POLICY`; each profile says which policy it got.
     pub policy: Policy,
     pub profiles: Vec<ProfilePlan>,
+    /// The guarded side doors (`IPGUARD_SIDE_DOORS`), as read.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub doors: Vec<DoorPlan>,
 }
 
 impl Plan {
@@ -183,7 +188,19 @@ impl Plan {
             drift: profiles.iter().any(|p| !p.in_sync),
             policy,
             profiles,
+            doors: Vec::new(),
         }
+    }
+
+    /// This plan with the side doors as read; a drifted door is drift.
+    pub fn with_doors(mut self, doors: Vec<DoorPlan>) -> Self {
+        self.drift |= doors.iter().any(|d| !d.in_sync);
+        self.doors = doors;
+        self
+    }
+
+    pub fn drifted_doors(&self) -> impl Iterator<Item = &DoorPlan> {
+        self.doors.iter().filter(|d| !d.in_sync)
     }
 
     pub fn drifted(&self) -> impl Iterator<Item = &ProfilePlan> {
@@ -202,6 +219,12 @@ pub struct PlanRecord {
     pub policy: Policy,
     /// Each profile's plan with an empty `target` (never serialised, never kept).
     pub profiles: Vec<ProfilePlan>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub doors: Vec<DoorPlan>,
+    /// Why each app-granted profile was guarded (`@app:` entries), so the next process knows
+    /// which grants are news.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<Grant>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attribution: Option<AttributionResult>,
 }
@@ -214,6 +237,10 @@ struct StoredPlan {
     drift: bool,
     policy: Policy,
     profiles: Vec<StoredProfile>,
+    #[serde(default)]
+    doors: Vec<DoorPlan>,
+    #[serde(default)]
+    grants: Vec<Grant>,
     #[serde(default)]
     attribution: Option<AttributionResult>,
 }
@@ -254,13 +281,19 @@ impl From<StoredPlan> for PlanRecord {
             drift: stored.drift,
             policy: stored.policy,
             profiles,
+            doors: stored.doors,
+            grants: stored.grants,
             attribution: stored.attribution,
         }
     }
 }
 
 impl PlanRecord {
-    pub fn new(plan: &Plan, attribution: Option<AttributionResult>) -> PlanRecord {
+    pub fn new(
+        plan: &Plan,
+        grants: Vec<Grant>,
+        attribution: Option<AttributionResult>,
+    ) -> PlanRecord {
         let profiles = plan
             .profiles
             .iter()
@@ -273,6 +306,8 @@ impl PlanRecord {
             drift: plan.drift,
             policy: plan.policy,
             profiles,
+            doors: plan.doors.clone(),
+            grants,
             attribution,
         }
     }
@@ -413,7 +448,7 @@ mod tests {
             value
         };
         for attribution in [None, Some(attribution)] {
-            let record = PlanRecord::new(&plan, attribution.clone());
+            let record = PlanRecord::new(&plan, Vec::new(), attribution.clone());
             let written = serde_json::to_value(&record).unwrap();
             assert_eq!(written, spliced(attribution.as_ref()));
             let read: PlanRecord = serde_json::from_value(written.clone()).unwrap();

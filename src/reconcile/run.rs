@@ -7,6 +7,8 @@ use ipnet::IpNet;
 use serde::Serialize;
 
 use super::attribution::{self, AttributionResult, Matchers};
+use super::doors::{self, SideDoors};
+use super::guarded::{Grant, ProfileSelection};
 use super::interlock;
 use super::plan::{Ownership, Plan, PolicyRules, plan_profile};
 use crate::heroku::HerokuClient;
@@ -15,7 +17,7 @@ use crate::ranges::{LoginIpRange, Source, desired_ranges};
 use crate::salesforce::client::{MetadataClient, SalesforceError};
 use crate::salesforce::deploy_poll::{self, PollStop};
 use crate::salesforce::metadata::{DeployId, DeployResult, DeployStatus};
-use crate::salesforce::package::deploy_zip;
+use crate::salesforce::package::{Component, package_zip};
 use crate::salesforce::profile::ProfileName;
 
 /// Where the allowed IPs come from.
@@ -131,6 +133,12 @@ pub struct RunReport {
     #[serde(skip)]
     pub sources: Vec<Source>,
     pub desired: Vec<LoginIpRange>,
+    /// The profiles this run guarded: `IPGUARD_PROFILES` with its apps expanded.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub guarded: Vec<ProfileName>,
+    /// Why each app-granted profile was guarded.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<Grant>,
     pub plan: Option<Plan>,
     /// The plan of the read-back after a deploy (every profile in sync when `remediated`).
     #[serde(skip)]
@@ -160,6 +168,8 @@ impl RunReport {
             outcome: Outcome::Failed,
             sources: Vec::new(),
             desired: Vec::new(),
+            guarded: Vec::new(),
+            grants: Vec::new(),
             plan: None,
             verified: None,
             deploy_id: None,
@@ -213,7 +223,10 @@ pub struct Run<'a> {
     pub client: &'a MetadataClient,
     pub sources: &'a Sources,
     pub settings: &'a RunSettings,
-    pub profiles: &'a [ProfileName],
+    /// `IPGUARD_PROFILES`, expanded at every run.
+    pub profiles: &'a ProfileSelection,
+    /// `IPGUARD_SIDE_DOORS`.
+    pub doors: &'a SideDoors,
 }
 
 /// What a caller sees of a deploy while it is polled (`apply --progress` prints it).
@@ -243,7 +256,10 @@ impl Run<'_> {
             let (sources, desired) = self.desired().await?;
             report.sources = sources;
             report.desired = desired;
-            let plan = self.read_and_plan(&report.desired, owned).await?;
+            self.guard(&mut report).await?;
+            let plan = self
+                .read_and_plan(&report.desired, &report.guarded, owned)
+                .await?;
             report.outcome = Outcome::InSync;
             report.plan = Some(plan);
             Ok::<_, Failure>(())
@@ -295,13 +311,15 @@ impl Run<'_> {
                 .ok_or_else(|| Failure::failed("no plan"))?;
             // A check-only deploy changes nothing, so it cannot lock anyone out.
             if !check_only {
-                self.interlock(&report.sources, plan).await?;
+                self.interlock(&report.sources, &report.guarded, plan)
+                    .await?;
             }
-            let files: Vec<(ProfileName, Vec<LoginIpRange>)> = plan
+            let mut files: Vec<Component> = plan
                 .drifted()
-                .map(|p| (p.name.clone(), p.target.clone()))
+                .map(|p| Component::profile(&p.name, &p.target))
                 .collect();
-            let zip = deploy_zip(&files, self.client.api_version()).map_err(Failure::failed)?;
+            files.extend(plan.drifted_doors().filter_map(|d| d.fix.clone()));
+            let zip = package_zip(&files, self.client.api_version()).map_err(Failure::failed)?;
             self.client
                 .deploy(&zip, check_only)
                 .await
@@ -345,16 +363,18 @@ impl Run<'_> {
         let started = Instant::now();
         let mut report = RunReport::empty();
         report.deploy_id = Some(id.clone());
-        match self.sources.resolve().await {
+        let known = match self.sources.resolve().await {
             Ok(sources) => {
                 report.desired = desired_ranges(&sources);
                 report.sources = sources;
+                self.guard(&mut report).await
             }
-            Err(e) => {
-                report.fail(Failure::failed(e));
-                report.duration_ms = started.elapsed().as_millis();
-                return report;
-            }
+            Err(e) => Err(Failure::failed(e)),
+        };
+        if let Err(failure) = known {
+            report.fail(failure);
+            report.duration_ms = started.elapsed().as_millis();
+            return report;
         }
         let age = (chrono::Utc::now() - submitted_at)
             .to_std()
@@ -411,8 +431,38 @@ impl Run<'_> {
     ) -> Result<(Vec<LoginIpRange>, Plan), (Outcome, String)> {
         let to_pair = |f: Failure| (f.outcome, f.message);
         let (_, desired) = self.desired().await.map_err(to_pair)?;
-        let plan = self.read_and_plan(&desired, owned).await.map_err(to_pair)?;
+        let mut report = RunReport::empty();
+        self.guard(&mut report).await.map_err(to_pair)?;
+        let plan = self
+            .read_and_plan(&desired, &report.guarded, owned)
+            .await
+            .map_err(to_pair)?;
         Ok((desired, plan))
+    }
+
+    /// Expands `IPGUARD_PROFILES` into the report (`guarded`, `grants`).
+    async fn guard(&self, report: &mut RunReport) -> Result<(), Failure> {
+        let guarded =
+            self.profiles
+                .resolve(self.client)
+                .await
+                .map_err(|e| match e.salesforce() {
+                    Some(source) if source.is_ip_restricted() => Failure {
+                        outcome: Outcome::LockedOut,
+                        message: e.to_string(),
+                        closes_deploy: false,
+                    },
+                    _ => Failure::failed(e),
+                })?;
+        if guarded.profiles.is_empty() && self.doors.guarded.is_empty() {
+            return Err(Failure::failed(
+                "IPGUARD_PROFILES guards no profile at this run (every app-granted profile is \
+                 excluded or no user can use the app) and no side door is guarded",
+            ));
+        }
+        report.guarded = guarded.profiles;
+        report.grants = guarded.grants;
+        Ok(())
     }
 
     async fn desired(&self) -> Result<(Vec<Source>, Vec<LoginIpRange>), Failure> {
@@ -423,7 +473,12 @@ impl Run<'_> {
 
     /// docs/contract.md §5 rule 10: refuses a deploy whose target for the integration user's profile would
     /// not admit ipguard's own way in (unless `--allow-self-lockout`).
-    async fn interlock(&self, sources: &[Source], plan: &Plan) -> Result<(), Failure> {
+    async fn interlock(
+        &self,
+        sources: &[Source],
+        guarded: &[ProfileName],
+        plan: &Plan,
+    ) -> Result<(), Failure> {
         if self.settings.allow_self_lockout {
             tracing::warn!("self-lock-out interlock overridden (--allow-self-lockout)");
             return Ok(());
@@ -432,7 +487,7 @@ impl Run<'_> {
         let way_in = interlock::own_way_in(
             self.client,
             self.settings.integration_username.as_deref(),
-            self.profiles,
+            guarded,
             interlock::nat_ips(sources, space),
         )
         .await;
@@ -476,9 +531,15 @@ impl Run<'_> {
         }
 
         // 6. verify by reading back
-        let after = self.read_and_plan(&report.desired, owned).await?;
+        let after = self
+            .read_and_plan(&report.desired, &report.guarded, owned)
+            .await?;
         let drift = after.drift;
-        let names: Vec<String> = after.drifted().map(|p| p.name.to_string()).collect();
+        let names: Vec<String> = after
+            .drifted()
+            .map(|p| p.name.to_string())
+            .chain(after.drifted_doors().map(|d| d.door.to_string()))
+            .collect();
         report.verified = Some(after);
         if drift {
             return Err(Failure::failed(format!(
@@ -493,15 +554,16 @@ impl Run<'_> {
     async fn read_and_plan(
         &self,
         desired: &[LoginIpRange],
+        profiles: &[ProfileName],
         owned: &Ownership,
     ) -> Result<Plan, Failure> {
         let records = self
             .client
-            .read_profiles(self.profiles)
+            .read_profiles(profiles)
             .await
             .map_err(Failure::salesforce)?;
-        let mut plans = Vec::with_capacity(self.profiles.len());
-        for name in self.profiles {
+        let mut plans = Vec::with_capacity(profiles.len());
+        for name in profiles {
             let record = records
                 .iter()
                 .find(|r| r.full_name == name.as_str())
@@ -517,7 +579,17 @@ impl Run<'_> {
                 &owned.of(name),
             ));
         }
-        Ok(Plan::new(self.settings.rules.default, plans))
+        let doors = doors::read_and_plan(self.client, self.doors)
+            .await
+            .map_err(|e| match e.salesforce() {
+                Some(source) if source.is_ip_restricted() => Failure {
+                    outcome: Outcome::LockedOut,
+                    message: e.to_string(),
+                    closes_deploy: false,
+                },
+                _ => Failure::failed(e),
+            })?;
+        Ok(Plan::new(self.settings.rules.default, plans).with_doors(doors))
     }
 
     /// Polls until the deploy is done. Transient errors keep polling until `deadline`; any

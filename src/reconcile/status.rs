@@ -19,6 +19,10 @@ pub struct ProfileStatus {
     pub policy_from: Option<crate::reconcile::plan::PolicyFrom>,
     /// Why each range is added, removed or kept.
     pub why: Vec<crate::reconcile::plan::RangeWhy>,
+    /// Why an app-granted profile is guarded (`app IPGuard, through permission set Api`);
+    /// empty for a profile `IPGUARD_PROFILES` names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub granted: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -28,6 +32,8 @@ pub struct StatusSnapshot {
     pub sources: Vec<String>,
     pub desired: Vec<LoginIpRange>,
     pub profiles: Vec<ProfileStatus>,
+    /// The guarded side doors (`IPGUARD_SIDE_DOORS`) as last read.
+    pub doors: Vec<crate::reconcile::doors::DoorPlan>,
     pub locked_out: bool,
     pub last_error: Option<String>,
     pub updated_at: Option<DateTime<Utc>>,

@@ -190,6 +190,9 @@ pub struct EcaOauthPolicies {
     pub ip_relaxation_policy_type: Option<String>,
     /// `AdminApprovedPreAuthorized` or `AllSelfAuthorized`; `None` when unset.
     pub permitted_users_policy_type: Option<String>,
+    /// Every field as read: a deploy replaces the whole component, so a change is written
+    /// back over all of them (`side_doors::eca_oauth_policies`).
+    pub record: Vec<Element>,
 }
 
 /// `None` when the org knows no policies by that name.
@@ -208,6 +211,7 @@ pub fn read_eca_oauth_policies(body: &Element) -> Result<Option<EcaOauthPolicies
             external_client_application: text("externalClientApplication").unwrap_or_default(),
             ip_relaxation_policy_type: text("ipRelaxationPolicyType"),
             permitted_users_policy_type: text("permittedUsersPolicyType"),
+            record: record.children.clone(),
         }
     }))
 }
@@ -217,6 +221,8 @@ pub fn read_eca_oauth_policies(body: &Element) -> Result<Option<EcaOauthPolicies
 pub struct ConnectedAppPolicy {
     pub full_name: String,
     pub ip_relaxation: Option<String>,
+    /// Every field as read (a deploy replaces the whole app; see `side_doors::connected_app`).
+    pub record: Vec<Element>,
 }
 
 pub fn read_connected_app(body: &Element) -> Result<Option<ConnectedAppPolicy>, ResponseError> {
@@ -231,6 +237,7 @@ pub fn read_connected_app(body: &Element) -> Result<Option<ConnectedAppPolicy>, 
             .and_then(|p| p.child_text(METADATA_NS, "ipRelaxation"))
             .filter(|t| !t.is_empty())
             .map(str::to_owned),
+        record: record.children.clone(),
     }))
 }
 

@@ -1,5 +1,6 @@
 //! Talking to Salesforce: OAuth JWT bearer, the Metadata SOAP API and its documents.
 
+pub mod app_access;
 pub mod auth;
 pub mod client;
 pub mod deploy_poll;
@@ -7,4 +8,4 @@ pub mod metadata;
 pub mod soap;
 
 // The wire pieces the simulated org shares (crates/ipguard-wire), kept at their old paths.
-pub use ipguard_wire::{package, profile, soql};
+pub use ipguard_wire::{package, profile, side_doors, soql};

@@ -100,9 +100,9 @@ async fn ipguards_own_deploys_are_never_attributed() {
         trail.iter().all(|e| e.username == h.username()),
         "{trail:#?}"
     );
-    let result = h.attribute(&h.parts.profiles).await;
+    let result = h.attribute(&h.parts.profiles.named).await;
     assert!(result.attributions.is_empty(), "{result:#?}");
-    assert_eq!(result.unattributed, h.parts.profiles);
+    assert_eq!(result.unattributed, h.parts.profiles.named);
 
     // An admin loosens a profile, ipguard reverts it: only the admin is named, once.
     h.sim

@@ -77,6 +77,7 @@ impl Harness {
             sources: &self.parts.sources,
             settings,
             profiles: &self.parts.profiles,
+            doors: &self.parts.doors,
         }
         .execute()
         .await
@@ -176,7 +177,7 @@ async fn more_than_ten_profiles_are_read_in_batches_of_ten() {
         &[],
     )
     .await;
-    assert_eq!(h.parts.profiles.len(), 25);
+    assert_eq!(h.parts.profiles.named.len(), 25);
     let report = h.run().await;
     assert_outcome(&report, Outcome::Remediated);
     // ⌈25/10⌉ reads to plan and again to verify; still one deploy
@@ -442,7 +443,7 @@ async fn api_call_budget_for_3_25_and_200_profiles() {
             &[],
         )
         .await;
-        let p = h.parts.profiles.len();
+        let p = h.parts.profiles.named.len();
         let reads = p.div_ceil(10);
         let remediation = h.run().await;
         assert_outcome(&remediation, Outcome::Remediated);
@@ -490,6 +491,7 @@ async fn a_resumed_deploy_is_polled_and_verified_never_redeployed() {
         sources: &h.parts.sources,
         settings: &h.settings(),
         profiles: &h.parts.profiles,
+        doors: &h.parts.doors,
     }
     .resume(
         first.deploy_id.clone().unwrap(),
@@ -529,6 +531,7 @@ async fn a_resumed_deploy_older_than_the_timeout_is_closed_after_one_look() {
         sources: &h.parts.sources,
         settings: &long,
         profiles: &h.parts.profiles,
+        doors: &h.parts.doors,
     }
     .resume(
         first.deploy_id.clone().unwrap(),

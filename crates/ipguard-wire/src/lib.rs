@@ -10,5 +10,6 @@ pub mod keygen;
 pub mod package;
 pub mod profile;
 pub mod ranges;
+pub mod side_doors;
 pub mod soql;
 pub mod xml;

@@ -1,5 +1,6 @@
-//! The deploy zip: `package.xml` at the root (singlePackage) plus one
-//! `profiles/<fullName>.profile` per drifted profile, each carrying its full target list.
+//! The deploy zip: `package.xml` at the root (singlePackage) plus one file per component: a
+//! `profiles/<fullName>.profile` per drifted profile, each carrying its full target list, and
+//! the side doors' files (`side_doors`).
 
 use std::io::{Cursor, Write};
 
@@ -15,24 +16,50 @@ pub enum PackageError {
     Zip(#[from] zip::result::ZipError),
     #[error("cannot build the deploy zip: {0}")]
     Io(#[from] std::io::Error),
-    #[error("a deploy needs at least one profile")]
+    #[error("a deploy needs at least one component")]
     Empty,
 }
 
-/// `package.xml` listing the profiles by their verbatim full names.
-pub fn package_xml<'a>(
-    profiles: impl IntoIterator<Item = &'a ProfileName>,
-    api_version: &str,
-) -> String {
-    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    out.push_str(&format!("<Package xmlns=\"{METADATA_NS}\">\n    <types>\n"));
-    for name in profiles {
-        out.push_str(&format!(
-            "        <members>{}</members>\n",
-            xml::escape(name.as_str())
-        ));
+/// One file of a deploy: its metadata type and member name as `package.xml` lists them, its
+/// path inside the zip and its content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Component {
+    pub type_name: &'static str,
+    pub member: String,
+    pub path: String,
+    pub content: String,
+}
+
+impl Component {
+    /// A profile file carrying the profile's full target list of login IP ranges.
+    pub fn profile(name: &ProfileName, ranges: &[LoginIpRange]) -> Self {
+        Self {
+            type_name: "Profile",
+            member: name.as_str().to_owned(),
+            path: name.file_path(),
+            content: profile_file(ranges),
+        }
     }
-    out.push_str("        <name>Profile</name>\n    </types>\n");
+}
+
+/// `package.xml` listing every component by its verbatim member name, one `types` block per
+/// metadata type (types in name order, members in the order given).
+pub fn package_xml(components: &[Component], api_version: &str) -> String {
+    let mut types: Vec<&'static str> = components.iter().map(|c| c.type_name).collect();
+    types.sort_unstable();
+    types.dedup();
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    out.push_str(&format!("<Package xmlns=\"{METADATA_NS}\">\n"));
+    for type_name in types {
+        out.push_str("    <types>\n");
+        for component in components.iter().filter(|c| c.type_name == type_name) {
+            out.push_str(&format!(
+                "        <members>{}</members>\n",
+                xml::escape(&component.member)
+            ));
+        }
+        out.push_str(&format!("        <name>{type_name}</name>\n    </types>\n"));
+    }
     out.push_str(&format!(
         "    <version>{}</version>\n</Package>\n",
         xml::escape(api_version)
@@ -40,23 +67,32 @@ pub fn package_xml<'a>(
     out
 }
 
-/// Builds the zip bytes for one deploy of all drifted profiles.
-pub fn deploy_zip(
-    profiles: &[(ProfileName, Vec<LoginIpRange>)],
-    api_version: &str,
-) -> Result<Vec<u8>, PackageError> {
-    if profiles.is_empty() {
+/// Builds the zip bytes for one deploy of these components.
+pub fn package_zip(components: &[Component], api_version: &str) -> Result<Vec<u8>, PackageError> {
+    if components.is_empty() {
         return Err(PackageError::Empty);
     }
     let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
     let options = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
     zip.start_file("package.xml", options)?;
-    zip.write_all(package_xml(profiles.iter().map(|(n, _)| n), api_version).as_bytes())?;
-    for (name, ranges) in profiles {
-        zip.start_file(name.file_path(), options)?;
-        zip.write_all(profile_file(ranges).as_bytes())?;
+    zip.write_all(package_xml(components, api_version).as_bytes())?;
+    for component in components {
+        zip.start_file(component.path.as_str(), options)?;
+        zip.write_all(component.content.as_bytes())?;
     }
     Ok(zip.finish()?.into_inner())
+}
+
+/// Builds the zip bytes for one deploy of profiles only.
+pub fn deploy_zip(
+    profiles: &[(ProfileName, Vec<LoginIpRange>)],
+    api_version: &str,
+) -> Result<Vec<u8>, PackageError> {
+    let components: Vec<Component> = profiles
+        .iter()
+        .map(|(name, ranges)| Component::profile(name, ranges))
+        .collect();
+    package_zip(&components, api_version)
 }
 
 #[cfg(test)]

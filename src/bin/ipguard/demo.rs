@@ -61,8 +61,8 @@ async fn run_demo() -> Result<bool, String> {
          others' ranges inside IPGUARD_KEEP_WITHIN={KEEP_WITHIN} (the head office).",
         config.orgs[0]
             .profiles
-            .iter()
-            .map(ToString::to_string)
+            .entries()
+            .into_iter()
             .collect::<Vec<_>>()
             .join(", ")
     ));
@@ -134,7 +134,7 @@ async fn run_demo() -> Result<bool, String> {
     let space = LoginIpRange::parse_existing("203.0.113.10", "203.0.113.11", None)
         .map_err(|e| e.to_string())?;
     let mut held: Vec<(String, String, bool)> = Vec::new();
-    for p in &org.profiles {
+    for p in &org.profiles.named {
         let ranges = demo.sim.login_ip_ranges(p.as_str()).unwrap_or_default();
         let plan = plan_profile(
             p.clone(),

@@ -81,9 +81,10 @@ enum Command {
         /// Only this org of IPGUARD_ORGS (default: every org).
         #[arg(long, value_name = "KEY")]
         org: Option<String>,
-        /// API name of the External Client App whose OAuth policies are read.
-        #[arg(long, value_name = "NAME", default_value = "IPGuard")]
-        app: String,
+        /// API name of the External Client App (or connected app) whose IP relaxation is read
+        /// (default: IPGUARD_APP, else IPGuard).
+        #[arg(long, value_name = "NAME")]
+        app: Option<String>,
     },
     /// Run a standalone simulated Salesforce org.
     Sim {
@@ -144,7 +145,9 @@ fn main() -> ExitCode {
                 common_name,
                 days,
             } => ipguard::cli::keygen(&out, &common_name, days),
-            Command::Check { app, org } => ipguard::cli::check::check(&app, org.as_deref()).await,
+            Command::Check { app, org } => {
+                ipguard::cli::check::check(app.as_deref(), org.as_deref()).await
+            }
             Command::Sim { port, tls } => demo::sim(port, tls).await,
             Command::Demo { orgs } => demo::demo(usize::from(orgs)).await,
         }

@@ -2,9 +2,27 @@
 //! relaxation.
 
 use super::CheckLine;
+use crate::reconcile::doors::{Door, SideDoors};
 use crate::salesforce::client::{MetadataClient, SalesforceError};
 
-pub(super) async fn session_settings_check(client: &MetadataClient) -> CheckLine {
+/// Whether ipguard keeps `door` shut, in words for a check line.
+fn guarded_note(doors: &SideDoors, door: Door) -> String {
+    if doors.guards(door) {
+        format!("; ipguard guards it (IPGUARD_SIDE_DOORS has {door})")
+    } else {
+        format!("; not guarded (add {door} to IPGUARD_SIDE_DOORS to have ipguard keep it)")
+    }
+}
+
+pub(super) async fn session_settings_check(
+    client: &MetadataClient,
+    doors: &SideDoors,
+) -> CheckLine {
+    let line = session_settings_line(client).await;
+    line.noted(&guarded_note(doors, Door::EveryRequest))
+}
+
+async fn session_settings_line(client: &MetadataClient) -> CheckLine {
     let name = "ip enforcement";
     match client.read_session_settings().await {
         Ok(Some(settings)) if settings.enforce_ip_ranges_every_request => CheckLine::ok(
@@ -31,7 +49,12 @@ pub(super) async fn session_settings_check(client: &MetadataClient) -> CheckLine
     }
 }
 
-pub(super) async fn app_check(client: &MetadataClient, app: &str) -> CheckLine {
+pub(super) async fn app_check(client: &MetadataClient, app: &str, doors: &SideDoors) -> CheckLine {
+    let line = app_line(client, app).await;
+    line.noted(&guarded_note(doors, Door::AppRelaxation))
+}
+
+async fn app_line(client: &MetadataClient, app: &str) -> CheckLine {
     let name = "app ip relaxation";
     let full_name = format!("{app}_oauthPlcy");
     match client.read_eca_oauth_policies(&full_name).await {

@@ -54,7 +54,7 @@ fn each_org_reads_its_own_variables_over_the_shared_defaults() {
     assert!(prod.source_ips.is_empty());
     assert_eq!(uat.source_ips.len(), 1);
     assert_eq!(config.source_ips.len(), 1);
-    assert_eq!(prod.profiles, ["Admin", "Custom%3A Integration"]);
+    assert_eq!(prod.profiles.named, ["Admin", "Custom%3A Integration"]);
 }
 
 #[test]

@@ -256,7 +256,10 @@ fn profiles_are_verbatim_trimmed_and_deduplicated() {
         &[(IPGUARD_PROFILES, " Admin ,, Custom%3A Integration ,")],
         Needs::default(),
     );
-    assert_eq!(config.orgs[0].profiles, ["Admin", "Custom%3A Integration"]);
+    assert_eq!(
+        config.orgs[0].profiles.named,
+        ["Admin", "Custom%3A Integration"]
+    );
 
     let e = err(
         &[(IPGUARD_PROFILES, "Admin,Custom%3A Sales,Admin,Admin")],

@@ -41,6 +41,8 @@ fn plan_record() -> PlanRecord {
                 reason: Reason::Desired,
             }],
         }],
+        doors: vec![],
+        grants: vec![],
         attribution: Some(AttributionResult {
             attributions: vec![Attribution {
                 profile: name,

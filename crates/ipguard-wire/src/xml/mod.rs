@@ -8,6 +8,7 @@
 use std::borrow::Cow;
 
 pub mod reader;
+pub mod writer;
 
 pub use reader::{ReadError, Reader, Token};
 
