@@ -154,6 +154,14 @@ fn remediation_lines(report: &RunReport, text: &mut String) {
                 a.profile
             ));
         }
+        for a in attribution.doors.iter().take(5) {
+            text.push_str(&format!(
+                "\nchanged by {} at {} (side door {})",
+                a.changed_by,
+                a.changed_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                a.door
+            ));
+        }
     }
     if let Some(id) = &report.deploy_id {
         text.push_str(&format!(

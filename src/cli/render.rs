@@ -54,10 +54,27 @@ pub fn plan_text(plan: &Plan) -> String {
             let _ = writeln!(out, "        {}", with_reason(p, r));
         }
     }
+    for d in &plan.doors {
+        if d.in_sync {
+            let _ = writeln!(out, "  side door {} ({}): {}", d.door, d.subject, d.actual);
+        } else {
+            let _ = writeln!(
+                out,
+                "  side door {} ({}): drift\n      ~ {} → {}",
+                d.door, d.subject, d.actual, d.wanted
+            );
+        }
+    }
+    let doors = plan.drifted_doors().count();
+    let door_note = if doors == 0 {
+        String::new()
+    } else {
+        format!(", {doors} side door(s) to shut")
+    };
     let drifted = plan.drifted().count();
     let adds: usize = plan.profiles.iter().map(|p| p.add.len()).sum();
     let removes: usize = plan.profiles.iter().map(|p| p.remove.len()).sum();
-    if drifted == 0 {
+    if drifted == 0 && doors == 0 {
         let _ = writeln!(
             out,
             "No drift: all {} profile(s) hold the desired ranges (policy {}).",
@@ -67,7 +84,7 @@ pub fn plan_text(plan: &Plan) -> String {
     } else {
         let _ = writeln!(
             out,
-            "Plan: {drifted} of {} profile(s) drifted — {adds} range(s) to add, {removes} to remove (policy {}).",
+            "Plan: {drifted} of {} profile(s) drifted — {adds} range(s) to add, {removes} to remove{door_note} (policy {}).",
             plan.profiles.len(),
             plan.policy.as_str()
         );

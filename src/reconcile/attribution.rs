@@ -18,6 +18,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::doors::Door;
 use crate::salesforce::client::{MetadataClient, SalesforceError};
 use crate::salesforce::profile::{self, ProfileName};
 use crate::salesforce::soql;
@@ -101,6 +102,40 @@ pub struct Attribution {
     pub delegate_user: Option<String>,
 }
 
+/// One change to a drifted side door, made by someone other than ipguard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DoorAttribution {
+    pub door: Door,
+    pub changed_by: String,
+    pub changed_at: DateTime<Utc>,
+    pub action: String,
+    pub display: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delegate_user: Option<String>,
+}
+
+/// A drifted side door to attribute: which door, and the app `app-relaxation` is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DoorSubject<'a> {
+    pub door: Door,
+    pub app: &'a str,
+}
+
+impl DoorSubject<'_> {
+    /// Whether an audit entry's `Display` is a change of this door. Salesforce documents
+    /// neither text, so these are GUESSES (docs/salesforce.md § Side doors): the setting's
+    /// label for `every-request`; "IP relaxation" naming the app for `app-relaxation`.
+    fn named_by(&self, display: &str) -> bool {
+        let display = display.to_lowercase();
+        match self.door {
+            Door::EveryRequest => display.contains("login ip ranges on every request"),
+            Door::AppRelaxation => {
+                display.contains("ip relaxation") && display.contains(&self.app.to_lowercase())
+            }
+        }
+    }
+}
+
 /// What attribution found: changes newest first, the drifted profiles no entry names, and
 /// notes on anything that limited the answer (an error, a truncated window).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,6 +143,9 @@ pub struct AttributionResult {
     pub attributions: Vec<Attribution>,
     pub unattributed: Vec<ProfileName>,
     pub notes: Vec<String>,
+    /// Changes to the drifted side doors, newest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub doors: Vec<DoorAttribution>,
 }
 
 impl AttributionResult {
@@ -117,6 +155,7 @@ impl AttributionResult {
             attributions: Vec::new(),
             unattributed: profiles.to_vec(),
             notes: vec![note],
+            doors: Vec::new(),
         }
     }
 
@@ -150,15 +189,20 @@ pub fn query(since: DateTime<Utc>) -> String {
 pub async fn attribute(
     client: &MetadataClient,
     profiles: &[ProfileName],
+    doors: &[DoorSubject<'_>],
     since: DateTime<Utc>,
     integration_username: &str,
     matchers: &Matchers,
 ) -> AttributionResult {
-    if profiles.is_empty() {
+    if profiles.is_empty() && doors.is_empty() {
         return AttributionResult::default();
     }
     match client.query_json(&query(since)).await {
-        Ok(answer) => attribute_records(&answer, profiles, integration_username, matchers),
+        Ok(answer) => {
+            let mut result = attribute_records(&answer, profiles, integration_username, matchers);
+            result.doors = attribute_doors(&answer, doors, integration_username);
+            result
+        }
         Err(error) => {
             tracing::warn!(error = %error, "cannot read SetupAuditTrail; drift left unattributed");
             AttributionResult::note(profiles, failure_note(&error))
@@ -212,6 +256,41 @@ fn entry(record: &Value) -> Option<Entry> {
             .filter(|u| !u.is_empty()),
         delegate_user: text(record, "DelegateUser").filter(|u| !u.is_empty()),
     })
+}
+
+/// The changes of the drifted `doors` in a query answer, newest first; ipguard's own and
+/// anonymous entries are never blamed.
+pub fn attribute_doors(
+    answer: &Value,
+    doors: &[DoorSubject<'_>],
+    integration_username: &str,
+) -> Vec<DoorAttribution> {
+    let records = answer
+        .get("records")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let mut found = Vec::new();
+    for entry in records.iter().filter_map(entry) {
+        let Some(username) = entry.username.as_ref() else {
+            continue;
+        };
+        if username.eq_ignore_ascii_case(integration_username) {
+            continue;
+        }
+        for subject in doors.iter().filter(|d| d.named_by(&entry.display)) {
+            found.push(DoorAttribution {
+                door: subject.door,
+                changed_by: username.clone(),
+                changed_at: entry.created_at,
+                action: entry.action.clone(),
+                display: entry.display.clone(),
+                delegate_user: entry.delegate_user.clone(),
+            });
+        }
+    }
+    found.sort_by_key(|a| std::cmp::Reverse(a.changed_at));
+    found
 }
 
 /// The pure core: a query answer (`{"records": […], "done": …}`) → attributions.
@@ -365,6 +444,46 @@ mod tests {
 
     fn answer(records: Vec<Value>) -> Value {
         json!({"totalSize": records.len(), "done": true, "records": records})
+    }
+
+    #[test]
+    fn door_changes_are_attributed_to_the_admin_never_to_ipguard() {
+        let records = answer(vec![
+            record(
+                Some("admin@acme.example"),
+                "2026-11-01T10:00:00.000+0000",
+                "Changed Enforce login IP ranges on every request from On to Off",
+            ),
+            record(
+                Some(ME),
+                "2026-11-01T10:05:00.000+0000",
+                "Changed Enforce login IP ranges on every request from Off to On",
+            ),
+            record(
+                Some("admin@acme.example"),
+                "2026-11-01T10:01:00.000+0000",
+                "Changed IP relaxation for OtherApp from Enforce to Bypass",
+            ),
+            record(
+                None,
+                "2026-11-01T10:02:00.000+0000",
+                "Changed IP relaxation for IPGuard from Enforce to Bypass",
+            ),
+        ]);
+        let doors = [
+            DoorSubject {
+                door: Door::EveryRequest,
+                app: "IPGuard",
+            },
+            DoorSubject {
+                door: Door::AppRelaxation,
+                app: "IPGuard",
+            },
+        ];
+        let found = attribute_doors(&records, &doors, ME);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert_eq!(found[0].door, Door::EveryRequest);
+        assert_eq!(found[0].changed_by, "admin@acme.example");
     }
 
     #[test]

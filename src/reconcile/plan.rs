@@ -438,6 +438,7 @@ mod tests {
             attributions: vec![],
             unattributed: vec![name()],
             notes: vec!["SetupAuditTrail: nothing in the window".to_owned()],
+            doors: vec![],
         };
 
         let spliced = |attribution: Option<&AttributionResult>| {

@@ -6,7 +6,7 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use ipnet::IpNet;
 use serde::Serialize;
 
-use super::attribution::{self, AttributionResult, Matchers};
+use super::attribution::{self, AttributionResult, DoorSubject, Matchers};
 use super::doors::{self, SideDoors};
 use super::guarded::{Grant, ProfileSelection};
 use super::interlock;
@@ -276,12 +276,25 @@ impl Run<'_> {
             .flat_map(|p| p.drifted())
             .map(|p| p.name.clone())
             .collect();
-        if let (Some(settings), false) = (&self.settings.attribution, drifted.is_empty()) {
+        let doors: Vec<DoorSubject<'_>> = report
+            .plan
+            .iter()
+            .flat_map(|p| p.drifted_doors())
+            .map(|d| DoorSubject {
+                door: d.door,
+                app: &self.doors.app,
+            })
+            .collect();
+        if let (Some(settings), false) = (
+            &self.settings.attribution,
+            drifted.is_empty() && doors.is_empty(),
+        ) {
             let since = attribution::window_start(chrono::Utc::now(), settings.window);
             report.attribution = Some(
                 attribution::attribute(
                     self.client,
                     &drifted,
+                    &doors,
                     since,
                     &settings.integration_username,
                     &settings.matchers,

@@ -539,8 +539,14 @@ pub fn render_page(doc: &Value, page: &Page) -> String {
                 ),
                 _ => String::new(),
             };
+            let granted: String = p["granted"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|g| format!("<br><small>guarded: {}</small>", text(g)))
+                .collect();
             format!(
-                "<tr><th scope=\"row\">{}</th><td>{state}{policy}</td><td class=\"mono\">{}{}</td><td>{}</td></tr>",
+                "<tr><th scope=\"row\">{}{granted}</th><td>{state}{policy}</td><td class=\"mono\">{}{}</td><td>{}</td></tr>",
                 profile_name(&p["name"]),
                 range_list(&p["ranges"]),
                 reasons(&p["why"]),
@@ -556,6 +562,38 @@ pub fn render_page(doc: &Value, page: &Page) -> String {
         &["Profile", "State", "Ranges seen", "Checked"],
         &rows,
     ));
+
+    let doors: Vec<String> = doc["doors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| {
+            let state = if d["in_sync"].as_bool() == Some(true) {
+                "<span class=\"ok\">as ipguard holds it</span>".to_owned()
+            } else {
+                format!(
+                    "<span class=\"bad\">drift: wants {}</span>",
+                    text(&d["wanted"])
+                )
+            };
+            format!(
+                "<tr><th scope=\"row\">{}</th><td>{}</td><td class=\"mono\">{}</td><td>{state}</td></tr>",
+                text(&d["door"]),
+                text(&d["subject"]),
+                text(&d["actual"]),
+            )
+        })
+        .collect();
+    if !doors.is_empty() {
+        html.push_str("<h2>Side doors</h2>");
+        html.push_str(&table(
+            "doors-caption",
+            "Settings that make the ranges matter (IPGUARD_SIDE_DOORS), as last read",
+            "",
+            &["Door", "Where", "Read", "State"],
+            &doors,
+        ));
+    }
 
     let rows: Vec<String> = doc["runs"]
         .as_array()
@@ -610,6 +648,24 @@ pub fn render_page(doc: &Value, page: &Page) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn side_doors_and_grants_show_beside_the_profiles_escaped() {
+        let doc = serde_json::json!({
+            "profiles": [{"name": "Custom%3A Ops", "in_sync": true, "ranges": [], "checked_at": null,
+                          "granted": ["app IPGuard, through permission set group <Ops>"]}],
+            "doors": [{"door": "app-relaxation", "subject": "External Client App <X>",
+                       "actual": "Bypass", "wanted": "Enforce", "in_sync": false}],
+            "runs": []
+        });
+        let html = render(&doc);
+        assert!(html.contains("<h2>Side doors</h2>"), "{html}");
+        assert!(html.contains("External Client App &lt;X&gt;"));
+        assert!(html.contains("drift: wants Enforce"));
+        assert!(html.contains("guarded: app IPGuard, through permission set group &lt;Ops&gt;"));
+        let without = render(&serde_json::json!({"profiles": [], "runs": []}));
+        assert!(!without.contains("Side doors"));
+    }
 
     #[test]
     fn escapes_everything_from_the_org() {

@@ -43,6 +43,7 @@ impl Harness {
         attribution::attribute(
             &self.parts.client,
             profiles,
+            &[],
             since,
             &self.username(),
             &Matchers::default(),

@@ -20,4 +20,5 @@ mod runtime;
 mod salesforce_metadata;
 mod schema;
 mod service;
+mod side_doors;
 mod status_page;

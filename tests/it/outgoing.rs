@@ -51,8 +51,9 @@ fn every_request_envelope_validates() {
         metadata::deploy_body(&zip_bytes(), false),
         metadata::deploy_body(&zip_bytes(), true),
         metadata::check_deploy_status_body(&id),
-        // `ipguard check`: Session Settings and the External Client App's OAuth policies
+        // side doors and `ipguard check`: Session Settings, the app's OAuth policies
         metadata::read_metadata_of_body("SecuritySettings", &["Security"]),
+        metadata::read_metadata_of_body("ConnectedApp", &["Legacy_App"]),
         metadata::read_metadata_of_body(
             "ExtlClntAppOauthConfigurablePolicies",
             &["IPGuard_oauthPlcy"],
@@ -79,6 +80,82 @@ fn every_file_in_the_deploy_zip_validates() {
     assert_eq!(files.len(), 1 + names().len());
     let docs: Vec<&str> = files.iter().map(String::as_str).collect();
     schema::assert_all_valid(&docs);
+}
+
+/// The children of a readMetadata record, as the client keeps them for read-modify-write.
+fn record(fields: &str) -> Vec<ipguard::xml::Element> {
+    ipguard::xml::parse(
+        format!("<records xmlns=\"http://soap.sforce.com/2006/04/metadata\">{fields}</records>")
+            .as_bytes(),
+    )
+    .unwrap()
+    .children
+}
+
+#[test]
+fn every_side_door_file_and_its_package_validate() {
+    use ipguard::salesforce::package::{Component, package_xml, package_zip};
+    use ipguard::salesforce::side_doors::{connected_app, eca_oauth_policies, security_settings};
+    let eca = record(
+        "<fullName>IPGuard_oauthPlcy</fullName><commaSeparatedPermissionSet>IPGuard_Integration</commaSeparatedPermissionSet>\
+         <externalClientApplication>IPGuard</externalClientApplication><ipRelaxationPolicyType>Bypass</ipRelaxationPolicyType>\
+         <isClientCredentialsFlowEnabled>false</isClientCredentialsFlowEnabled><label>IPGuard OAuth policies</label>\
+         <permittedUsersPolicyType>AdminApprovedPreAuthorized</permittedUsersPolicyType>\
+         <refreshTokenPolicyType>Infinite</refreshTokenPolicyType><sessionTimeoutInMinutes>30</sessionTimeoutInMinutes>",
+    );
+    // Unset relaxation: inserted where the sequence puts it.
+    let eca_unset = record(
+        "<fullName>IPGuard_oauthPlcy</fullName><externalClientApplication>IPGuard</externalClientApplication>\
+         <label>IPGuard OAuth policies</label>",
+    );
+    let legacy = record(
+        "<fullName>Legacy_App</fullName><contactEmail>admin@acme.example</contactEmail><label>Legacy &amp; Co</label>\
+         <oauthConfig><callbackUrl>https://login.salesforce.com/services/oauth2/success</callbackUrl>\
+         <consumerKey>3MVG9abc</consumerKey><isAdminApproved>true</isAdminApproved><scopes>Api</scopes></oauthConfig>\
+         <oauthPolicy><ipRelaxation>BYPASS</ipRelaxation><refreshTokenPolicy>infinite</refreshTokenPolicy></oauthPolicy>",
+    );
+    let mut components = vec![
+        Component::profile(&names()[1], &ranges()),
+        security_settings(true),
+        eca_oauth_policies("IPGuard", &eca),
+        connected_app("Legacy_App", &legacy).unwrap(),
+    ];
+    let unset = eca_oauth_policies("IPGuard", &eca_unset);
+    let mut docs: Vec<String> = components.iter().map(|c| c.content.clone()).collect();
+    docs.push(unset.content.clone());
+    docs.push(package_xml(&components, "66.0"));
+    let docs: Vec<&str> = docs.iter().map(String::as_str).collect();
+    schema::assert_all_valid(&docs);
+    // The zip holds exactly these files under their documented paths.
+    components.push(Component::profile(&names()[0], &ranges()));
+    let zip = package_zip(&components, "66.0").unwrap();
+    let archive = zip::ZipArchive::new(Cursor::new(zip)).unwrap();
+    let mut paths: Vec<String> = archive
+        .file_names()
+        .map(|n| n.unwrap().into_owned())
+        .collect();
+    paths.sort_unstable();
+    assert_eq!(
+        paths,
+        [
+            "connectedApps/Legacy_App.connectedApp",
+            "extlClntAppOauthPolicies/IPGuard_oauthPlcy.ecaOauthPlcy",
+            "package.xml",
+            "profiles/Admin.profile",
+            "profiles/Custom%3A Integration.profile",
+            "settings/Security.settings",
+        ]
+    );
+}
+
+#[test]
+fn the_validator_would_catch_a_policies_file_without_its_app() {
+    if schema::skipped_without_xmllint() {
+        return;
+    }
+    let bad = "<ExtlClntAppOauthConfigurablePolicies xmlns=\"http://soap.sforce.com/2006/04/metadata\">\
+               <ipRelaxationPolicyType>Enforce</ipRelaxationPolicyType></ExtlClntAppOauthConfigurablePolicies>";
+    assert!(schema::validate(bad).is_err());
 }
 
 #[test]

@@ -76,6 +76,9 @@ impl DemoOrg {
             ("HEROKU_API_TOKEN", token),
             ("HEROKU_API_URL", base),
             ("IPGUARD_KEEP_WITHIN", KEEP_WITHIN.into()),
+            // The org starts with "Enforce login IP ranges on every request" off (its
+            // default): the demo shows ipguard turning it on in its first deploy.
+            ("IPGUARD_SIDE_DOORS", "every-request".into()),
             ("IPGUARD_DEPLOY_TIMEOUT", "30s".into()),
             ("IPGUARD_DEBOUNCE", "300ms".into()),
             ("IPGUARD_RESYNC_INTERVAL", "1h".into()),

@@ -1,15 +1,21 @@
 //! What a Metadata API deploy does to the simulated org: read the zip (package.xml plus
-//! `profiles/<fullName>.profile` files), then — when the deploy finishes — validate every
-//! Profile member against the org and, if nothing failed (or `rollbackOnError` is false),
-//! REPLACE each profile's login IP ranges with the list its file carries. A file without
-//! `loginIpRanges` leaves the profile's list alone.
+//! `profiles/<fullName>.profile` files and the side doors' files), then — when the deploy
+//! finishes — validate every member against the org and, if nothing failed (or
+//! `rollbackOnError` is false), apply them all:
+//! - a Profile: REPLACE the profile's login IP ranges with the list its file carries (a file
+//!   without `loginIpRanges` leaves the profile's list alone);
+//! - `Settings` member `Security` (`settings/Security.settings`): PARTIAL — only the
+//!   `sessionSettings` fields the file names change (see `side_doors.rs`);
+//! - `ExtlClntAppOauthConfigurablePolicies` and `ConnectedApp`: REPLACE the whole record.
 
 use std::collections::BTreeMap;
 use std::io::{Cursor, Read};
 
 use super::DeployOutcome;
+use super::side_doors;
 use ipguard_wire::profile::{self, ProfileParseError};
 use ipguard_wire::ranges::{LoginIpRange, RangeError};
+use ipguard_wire::side_doors as wire;
 use ipguard_wire::xml::{self, METADATA_NS};
 
 /// Salesforce's documented limits: 10,000 files, ~600 MB unzipped (the sim is stricter).
@@ -85,6 +91,37 @@ pub(crate) enum Content {
     Invalid(String),
     /// The profile file's `loginIpRanges` (`None`: the list is absent).
     Ranges(Option<Vec<LoginIpRange>>),
+    /// `Security.settings`: the `sessionSettings` fields it names, in file order.
+    SessionSettings(Vec<(String, String)>),
+    /// An `.ecaOauthPlcy` file: every field (`fullName` left out), in file order.
+    EcaPolicies(Vec<(String, String)>),
+    /// A `.connectedApp` file, flattened (`oauthPolicy/ipRelaxation`), in file order.
+    ConnectedApp(Vec<(String, String)>),
+}
+
+/// What a successful deploy changes in the org.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// A profile's whole list of login IP ranges.
+    Ranges(String, Vec<LoginIpRange>),
+    /// These session settings (the others keep their values).
+    SessionSettings(Vec<(String, String)>),
+    /// An External Client App (developer name) gets exactly these OAuth policies.
+    EcaPolicies(String, Vec<(String, String)>),
+    /// A connected app becomes exactly this record.
+    ConnectedApp(String, Vec<(String, String)>),
+}
+
+/// The org as a deploy is validated against.
+pub(crate) trait Org {
+    /// A profile's ranges; `None` when the org has no such profile.
+    fn profile_ranges(&self, full_name: &str) -> Option<Vec<LoginIpRange>>;
+    /// A session setting's current text.
+    fn session_setting(&self, name: &str) -> Option<String>;
+    /// An External Client App's OAuth policies; `None` when the org has no such app.
+    fn eca_policies(&self, app: &str) -> Option<Vec<(String, String)>>;
+    /// A connected app's record, flattened; `None` when the org has no such app.
+    fn connected_app(&self, name: &str) -> Option<Vec<(String, String)>>;
 }
 
 /// A deploy zip as read when the deploy call arrived.
@@ -240,11 +277,30 @@ pub(crate) fn read_package(zip_bytes: &[u8]) -> Package {
             }
         }
         for full_name in names {
-            let member = if type_name == "Profile" {
-                let file_name = format!("{prefix}profiles/{full_name}.profile");
+            let file = match type_name {
+                "Profile" => Some((
+                    format!("profiles/{full_name}.profile"),
+                    read_profile as Reader,
+                )),
+                "Settings" if full_name == wire::SECURITY_SETTINGS_NAME => Some((
+                    format!("settings/{full_name}.settings"),
+                    side_doors::read_security_settings as Reader,
+                )),
+                "ExtlClntAppOauthConfigurablePolicies" => Some((
+                    format!("extlClntAppOauthPolicies/{full_name}.ecaOauthPlcy"),
+                    side_doors::read_eca_policies as Reader,
+                )),
+                "ConnectedApp" => Some((
+                    format!("connectedApps/{full_name}.connectedApp"),
+                    side_doors::read_connected_app as Reader,
+                )),
+                _ => None,
+            };
+            let member = if let Some((path, read)) = file {
+                let file_name = format!("{prefix}{path}");
                 let content = match entries.get(&file_name) {
                     None => Content::Missing,
-                    Some(bytes) => read_profile(bytes),
+                    Some(bytes) => read(bytes),
                 };
                 Member {
                     component_type: type_name.to_owned(),
@@ -270,6 +326,9 @@ pub(crate) fn read_package(zip_bytes: &[u8]) -> Package {
         package_file,
     }
 }
+
+/// Reads one component file into what the deploy would do with it.
+type Reader = fn(&[u8]) -> Content;
 
 /// No absolute paths, backslashes or `..`/`.` components: the zip must stay inside itself.
 fn is_safe_path(name: &str) -> bool {
@@ -349,7 +408,11 @@ const LOGIN_IP_RANGE_SEQUENCE: &[&str] = &["description", "endAddress", "startAd
 /// file: Element tabVisibilities is duplicated at this location in type Profile`. The text for
 /// an unknown or out-of-order element (`… invalid at this location in type …`) is a GUESS in
 /// the same style.
-fn schema_order(element: &xml::Element, type_name: &str, sequence: &[&str]) -> Result<(), String> {
+pub(crate) fn schema_order(
+    element: &xml::Element,
+    type_name: &str,
+    sequence: &[&str],
+) -> Result<(), String> {
     let mut last: Option<usize> = None;
     for child in &element.children {
         let position = (child.ns.as_deref() == Some(METADATA_NS))
@@ -426,8 +489,8 @@ pub(crate) struct Evaluation {
     pub components_total: usize,
     pub components_deployed: usize,
     pub component_errors: usize,
-    /// Profiles whose whole list is replaced (empty for checkOnly and failed deploys).
-    pub apply: Vec<(String, Vec<LoginIpRange>)>,
+    /// What the deploy changes (empty for checkOnly and failed deploys).
+    pub apply: Vec<Change>,
 }
 
 impl Evaluation {
@@ -444,12 +507,11 @@ impl Evaluation {
     }
 }
 
-/// Validates a package against the profiles as they are now (`current(name)` → the
-/// profile's ranges, `None` when the org has no such profile).
-pub(crate) fn evaluate<'a>(
+/// Validates a package against the org as it is now.
+pub(crate) fn evaluate(
     package: &Package,
     options: &DeployOptions,
-    current: impl Fn(&str) -> Option<&'a [LoginIpRange]>,
+    org: &dyn Org,
     forced: &DeployOutcome,
 ) -> Evaluation {
     let total = package.members.len();
@@ -502,8 +564,66 @@ pub(crate) fn evaluate<'a>(
                 "Not available for deploy for this organization".to_owned(),
             )),
             Content::Invalid(problem) => failures.push(fail(problem.clone())),
+            Content::SessionSettings(fields) => {
+                let changed = fields
+                    .iter()
+                    .any(|(name, value)| org.session_setting(name).as_ref() != Some(value));
+                successes.push(Message::success(
+                    "Settings",
+                    &member.file_name,
+                    &member.full_name,
+                    changed,
+                ));
+                apply.push(Change::SessionSettings(fields.clone()));
+            }
+            Content::EcaPolicies(fields) => {
+                let app = fields
+                    .iter()
+                    .find(|(f, _)| f == "externalClientApplication")
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default();
+                match org.eca_policies(&app) {
+                    None => failures.push(fail(format!(
+                        "In field: externalClientApplication - no ExternalClientApplication named {app} found"
+                    ))),
+                    Some(_) if member.full_name != wire::eca_policies_name(&app) => {
+                        failures.push(fail(format!(
+                            "In field: fullName - no ExtlClntAppOauthConfigurablePolicies named {} found",
+                            member.full_name
+                        )));
+                    }
+                    Some(existing) => {
+                        successes.push(Message::success(
+                            &member.component_type,
+                            &member.file_name,
+                            &member.full_name,
+                            !side_doors::same_fields(&existing, fields),
+                        ));
+                        apply.push(Change::EcaPolicies(app, fields.clone()));
+                    }
+                }
+            }
+            Content::ConnectedApp(fields) => match org.connected_app(&member.full_name) {
+                None => failures.push(fail(format!(
+                    "In field: fullName - no ConnectedApp named {} found (connected app creation \
+                     is restricted as of Spring '26; the simulated org creates none)",
+                    member.full_name
+                ))),
+                Some(existing) => {
+                    successes.push(Message::success(
+                        &member.component_type,
+                        &member.file_name,
+                        &member.full_name,
+                        existing != *fields,
+                    ));
+                    apply.push(Change::ConnectedApp(
+                        member.full_name.clone(),
+                        fields.clone(),
+                    ));
+                }
+            },
             Content::Ranges(ranges) => {
-                let Some(existing) = current(&member.full_name) else {
+                let Some(existing) = org.profile_ranges(&member.full_name) else {
                     failures.push(fail(format!(
                         "In field: fullName - no Profile named {} found",
                         member.full_name
@@ -535,9 +655,9 @@ pub(crate) fn evaluate<'a>(
                         "Profile",
                         &member.file_name,
                         &member.full_name,
-                        !same_list(existing, ranges),
+                        !same_list(&existing, ranges),
                     ));
-                    apply.push((member.full_name.clone(), ranges.clone()));
+                    apply.push(Change::Ranges(member.full_name.clone(), ranges.clone()));
                 } else {
                     failures.extend(problems.into_iter().map(fail));
                 }
@@ -624,6 +744,27 @@ mod tests {
         LoginIpRange::parse_existing(start, end, None).unwrap()
     }
 
+    /// An org of profiles only.
+    struct Profiles(Vec<(&'static str, Vec<LoginIpRange>)>);
+
+    impl Org for Profiles {
+        fn profile_ranges(&self, full_name: &str) -> Option<Vec<LoginIpRange>> {
+            self.0
+                .iter()
+                .find(|(n, _)| *n == full_name)
+                .map(|(_, r)| r.clone())
+        }
+        fn session_setting(&self, _: &str) -> Option<String> {
+            None
+        }
+        fn eca_policies(&self, _: &str) -> Option<Vec<(String, String)>> {
+            None
+        }
+        fn connected_app(&self, _: &str) -> Option<Vec<(String, String)>> {
+            None
+        }
+    }
+
     #[test]
     fn size_limit_problem_names_the_range_and_the_limit() {
         let error = LoginIpRange::new(
@@ -665,7 +806,12 @@ mod tests {
             package.problems[0].problem.as_deref(),
             Some("No package.xml found")
         );
-        let evaluation = evaluate(&package, &options(), |_| None, &DeployOutcome::Succeed);
+        let evaluation = evaluate(
+            &package,
+            &options(),
+            &Profiles(Vec::new()),
+            &DeployOutcome::Succeed,
+        );
         assert_eq!(evaluation.status, "Failed");
         assert_eq!(evaluation.component_errors, 0);
     }
@@ -680,8 +826,7 @@ mod tests {
             ("profiles/Admin.profile", &profile),
             ("profiles/Ghost.profile", &profile),
         ]));
-        let existing = vec![range("10.0.0.9", "10.0.0.9")];
-        let current = |name: &str| (name == "Admin").then_some(existing.as_slice());
+        let current = &Profiles(vec![("Admin", vec![range("10.0.0.9", "10.0.0.9")])]);
         let with_rollback = evaluate(&package, &options(), current, &DeployOutcome::Succeed);
         assert_eq!(with_rollback.status, "Failed");
         assert!(with_rollback.apply.is_empty());
@@ -692,7 +837,7 @@ mod tests {
         let partial = evaluate(&package, &without, current, &DeployOutcome::Succeed);
         assert_eq!(partial.status, "SucceededPartial");
         assert_eq!(partial.apply.len(), 1);
-        assert_eq!(partial.apply[0].0, "Admin");
+        assert!(matches!(&partial.apply[0], Change::Ranges(name, _) if name == "Admin"));
         assert_eq!(
             partial.failures[0].problem.as_deref(),
             Some("In field: fullName - no Profile named Ghost found")

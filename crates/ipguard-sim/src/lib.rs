@@ -8,6 +8,11 @@
 //! ([`SimOrg::set_login_ip_ranges`], the admin API) as [`ADMIN_USERNAME`], an applied deploy as
 //! the integration user.
 //!
+//! Around the ranges, the org keeps the side doors ipguard closes (Session Settings' "Enforce
+//! login IP ranges on every request", each app's IP relaxation: readable, deployable and
+//! audited) and who may use the app (profiles, permission sets, groups, assignments and
+//! SetupEntityAccess grants, over SOQL). `docs/sim.md` describes both.
+//!
 //! One base URL serves as login URL, `instance_url` and Heroku API URL at once. Tests start it
 //! on port 0 ([`SimOrg::start`]); `ipguard sim` runs it standalone ([`run_standalone`]) with
 //! JSON admin endpoints under `/sim/`.
@@ -20,6 +25,7 @@
 //! `docs/sim.md` lists what the sim models, what it refuses and every guess;
 //! `tests/conformance/` drives it with jsforce and simple-salesforce (issue 13).
 
+mod access;
 mod admin;
 pub mod demo;
 mod deploy;
@@ -29,7 +35,9 @@ pub mod ids;
 mod oauth;
 mod rest;
 mod rest_deploy;
+mod side_doors;
 mod soap;
+mod soql;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -49,6 +57,10 @@ pub use emitter::{
 };
 use ipguard_wire::keygen::KeyMaterial;
 use ipguard_wire::ranges::LoginIpRange;
+pub use side_doors::{
+    CONNECTED_APP_ACTION, CONNECTED_APPS_SECTION, EXTERNAL_CLIENT_APP_ACTION,
+    EXTERNAL_CLIENT_APPS_SECTION, SESSION_SETTINGS_ACTION, SESSION_SETTINGS_SECTION,
+};
 pub use state::{ADMIN_USERNAME, AUDIT_ACTION, AUDIT_SECTION};
 use state::{Actor, Shared, SimState};
 pub use tls::{TlsError, TlsMaterial};
@@ -88,7 +100,9 @@ pub struct SimConfig {
     /// `Security`, `sessionSettings/enforceIpRangesEveryRequest`).
     pub enforce_ip_ranges_every_request: bool,
     /// External Client Apps: developer name → their OAuth policies' `ipRelaxationPolicyType`
-    /// (readable as ExtlClntAppOauthConfigurablePolicies `<name>_oauthPlcy`).
+    /// (readable as ExtlClntAppOauthConfigurablePolicies `<name>_oauthPlcy`, the other
+    /// policies at their defaults). The integration profile is granted [`DEFAULT_APP`] (else
+    /// the first app).
     pub external_client_apps: Vec<(String, String)>,
 }
 
@@ -276,12 +290,16 @@ pub struct DeployRecord {
 pub struct AuditEntry {
     /// `0Ym…`
     pub id: String,
-    /// [`AUDIT_ACTION`] (a guess: Salesforce does not document it).
+    /// [`AUDIT_ACTION`] (a guess: Salesforce does not document it), or a side door's
+    /// ([`SESSION_SETTINGS_ACTION`], [`EXTERNAL_CLIENT_APP_ACTION`], [`CONNECTED_APP_ACTION`]).
     pub action: String,
-    /// [`AUDIT_SECTION`].
+    /// [`AUDIT_SECTION`], or [`SESSION_SETTINGS_SECTION`], [`EXTERNAL_CLIENT_APPS_SECTION`],
+    /// [`CONNECTED_APPS_SECTION`].
     pub section: String,
     /// `Changed login IP range for profile <label> from <a - b, …|(none)> to <…>`, the
-    /// profile named by its label (`Custom: Support`, `System Administrator`).
+    /// profile named by its label (`Custom: Support`, `System Administrator`); for a side door
+    /// `Changed Enforce login IP ranges on every request from Off to On`, `Changed IP
+    /// relaxation for IPGuard from Enforce to Bypass` (GUESSES, docs/sim.md).
     pub display: String,
     /// Millisecond precision, like Salesforce's.
     pub created_date: chrono::DateTime<chrono::Utc>,
@@ -401,8 +419,10 @@ impl SimOrg {
         self.shared.lock().audit.clone()
     }
 
-    /// Whether the integration user may query `SetupAuditTrail` (default true); false plays a
-    /// user without "View Setup and Configuration": 403 `INSUFFICIENT_ACCESS`.
+    /// Whether the integration user has "View Setup and Configuration" (default true): needed
+    /// to query `SetupAuditTrail` and the app-access objects (SetupEntityAccess, PermissionSet,
+    /// PermissionSetAssignment, PermissionSetGroup(Component), ConnectedApplication,
+    /// ExternalClientApplication); false → 403 `INSUFFICIENT_ACCESS`.
     pub fn set_audit_trail_readable(&self, readable: bool) {
         self.shared.lock().audit_readable = readable;
     }
@@ -464,32 +484,164 @@ impl SimOrg {
             .collect()
     }
 
-    /// An admin toggles Session Settings › "Enforce login IP ranges on every request".
+    /// An admin toggles Session Settings › "Enforce login IP ranges on every request"
+    /// (audited: Section [`SESSION_SETTINGS_SECTION`]).
     pub fn set_enforce_ip_ranges_every_request(&self, on: bool) {
-        self.shared.lock().enforce_ip_ranges_every_request = on;
+        self.set_session_setting(
+            "enforceIpRangesEveryRequest",
+            if on { "true" } else { "false" },
+        );
     }
 
-    /// Sets an External Client App's `ipRelaxationPolicyType` (creating the app); `None`
-    /// deletes the app.
+    /// Session Settings › "Enforce login IP ranges on every request" as the org has it.
+    pub fn enforce_ip_ranges_every_request(&self) -> bool {
+        self.session_setting("enforceIpRangesEveryRequest")
+            .is_some_and(|v| v == "true")
+    }
+
+    /// An admin sets one `sessionSettings` field of SecuritySettings (audited when it
+    /// changes). Panics on a name SessionSettings does not have.
+    pub fn set_session_setting(&self, name: &str, value: &str) {
+        assert!(
+            ipguard_wire::side_doors::SESSION_SETTINGS_SEQUENCE.contains(&name),
+            "SessionSettings has no field {name}"
+        );
+        self.shared.lock().update_session_settings(
+            &vec![(name.to_owned(), value.to_owned())],
+            Actor::Admin,
+            chrono::Utc::now(),
+        );
+    }
+
+    /// One `sessionSettings` field's text; `None` when the org has no value for it.
+    pub fn session_setting(&self, name: &str) -> Option<String> {
+        self.shared.lock().session_setting(name).map(str::to_owned)
+    }
+
+    /// Sets an External Client App's `ipRelaxationPolicyType` (creating the app with default
+    /// OAuth policies); `None` deletes the app and its grants. A change of an existing app is
+    /// audited (Section [`EXTERNAL_CLIENT_APPS_SECTION`]).
     pub fn set_external_client_app(&self, name: &str, ip_relaxation: Option<&str>) {
-        let mut state = self.shared.lock();
-        state.external_client_apps.retain(|(n, _)| n != name);
-        if let Some(policy) = ip_relaxation {
-            state
-                .external_client_apps
-                .push((name.to_owned(), policy.to_owned()));
-        }
+        self.shared
+            .lock()
+            .set_external_client_app(name, ip_relaxation);
     }
 
-    /// Sets a legacy connected app's `oauthPolicy/ipRelaxation` (creating the app); `None`
-    /// deletes it.
+    /// An admin sets (`None`: removes) one field of an External Client App's OAuth policies
+    /// (audited when it changes). Panics on an unknown app.
+    pub fn set_eca_policy_field(&self, app: &str, field: &str, value: Option<&str>) {
+        self.shared.lock().set_eca_policy_field(app, field, value);
+    }
+
+    /// One field of an External Client App's OAuth policies; `None` when absent (or no app).
+    pub fn eca_policy_field(&self, app: &str, field: &str) -> Option<String> {
+        let state = self.shared.lock();
+        let record = state.eca(app)?;
+        record
+            .policies
+            .iter()
+            .find(|(f, _)| f == field)
+            .map(|(_, v)| v.clone())
+    }
+
+    /// Sets a legacy connected app's `oauthPolicy/ipRelaxation` (creating the app with a
+    /// default record); `None` deletes it and its grants. A change of an existing app is
+    /// audited (Section [`CONNECTED_APPS_SECTION`]).
     pub fn set_connected_app(&self, name: &str, ip_relaxation: Option<&str>) {
+        self.shared.lock().set_connected_app(name, ip_relaxation);
+    }
+
+    /// One field of a connected app's record by path (`contactEmail`,
+    /// `oauthPolicy/refreshTokenPolicy`); `None` when absent (or no app).
+    pub fn connected_app_field(&self, app: &str, path: &str) -> Option<String> {
+        let state = self.shared.lock();
+        let record = state.connected_app_record(app)?;
+        record
+            .fields
+            .iter()
+            .find(|(f, _)| f == path)
+            .map(|(_, v)| v.clone())
+    }
+
+    /// The app's IP relaxation: an External Client App's `ipRelaxationPolicyType`, else a
+    /// connected app's `oauthPolicy/ipRelaxation`.
+    pub fn ip_relaxation(&self, app: &str) -> Option<String> {
+        self.shared.lock().ip_relaxation(app)
+    }
+
+    /// Adds a user of `profile` (panics on an unknown profile or a taken username); returns
+    /// its id (`005…`).
+    pub fn add_user(&self, username: &str, profile: &str, active: bool) -> String {
+        self.shared.lock().add_user(username, profile, active)
+    }
+
+    /// Adds a permission set by API name (or returns the existing one's id, `0PS…`).
+    pub fn add_permission_set(&self, api_name: &str) -> String {
+        self.shared.lock().add_permission_set(api_name)
+    }
+
+    /// Adds a permission set group of these permission sets (API names); returns its id
+    /// (`0PG…`). The group gets its own aggregate permission set.
+    pub fn add_permission_set_group(
+        &self,
+        developer_name: &str,
+        permission_sets: &[&str],
+    ) -> String {
+        self.shared
+            .lock()
+            .add_permission_set_group(developer_name, permission_sets)
+    }
+
+    /// Assigns a permission set to a user (a PermissionSetAssignment row).
+    pub fn assign_permission_set(&self, username: &str, api_name: &str) {
+        self.shared.lock().assign_permission_set(username, api_name);
+    }
+
+    /// Assigns a permission set group to a user: a PermissionSetAssignment row with
+    /// PermissionSetGroupId = the group, PermissionSetId = the group's aggregate permission set.
+    pub fn assign_permission_set_group(&self, username: &str, developer_name: &str) {
+        self.shared
+            .lock()
+            .assign_permission_set_group(username, developer_name);
+    }
+
+    /// Removes the user's permission set and group assignments (its profile stays).
+    pub fn unassign_all(&self, username: &str) {
+        self.shared.lock().unassign_all(username);
+    }
+
+    /// Grants an app (External Client App developer name, else connected app name) to a
+    /// profile: a SetupEntityAccess row under the profile-owned permission set.
+    pub fn grant_app_to_profile(&self, app: &str, profile: &str) {
+        self.shared.lock().grant_app_to_profile(app, profile);
+    }
+
+    /// Grants an app to a permission set (API name).
+    pub fn grant_app_to_permission_set(&self, app: &str, api_name: &str) {
+        self.shared
+            .lock()
+            .grant_app_to_permission_set(app, api_name);
+    }
+
+    pub fn revoke_app_from_profile(&self, app: &str, profile: &str) {
+        self.shared.lock().revoke_app_from_profile(app, profile);
+    }
+
+    pub fn revoke_app_from_permission_set(&self, app: &str, api_name: &str) {
+        self.shared
+            .lock()
+            .revoke_app_from_permission_set(app, api_name);
+    }
+
+    /// Adds a custom profile with these ranges if the org has none by that name (no audit
+    /// entry: it is not a range change). Listed by listMetadata, readable and deployable like
+    /// the others, with its own profile-owned permission set.
+    pub fn add_profile(&self, full_name: &str, ranges: Vec<LoginIpRange>) {
         let mut state = self.shared.lock();
-        state.connected_apps.retain(|(n, _)| n != name);
-        if let Some(policy) = ip_relaxation {
-            state
-                .connected_apps
-                .push((name.to_owned(), policy.to_owned()));
+        if state.profile(full_name).is_none() {
+            let profile =
+                state::ProfileState::new(full_name, ranges, chrono::Utc::now(), Actor::Admin);
+            state.profiles.push(profile);
         }
     }
 

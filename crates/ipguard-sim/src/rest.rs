@@ -1,7 +1,10 @@
 //! `GET /services/data/v{ver}/query?q=…` and `GET /services/data/v{ver}/query/{locator}` —
-//! the REST API's SOQL query, for the one object ipguard reads: `SetupAuditTrail`.
+//! the REST API's SOQL query. Every object but `SetupAuditTrail` goes to the SOQL engine
+//! (`soql.rs`, rows from `users.rs` and `access.rs`); `SetupAuditTrail` keeps this module's
+//! strict parser.
 //!
-//! Supported SOQL subset (exactly what ipguard sends, and a little slack):
+//! Supported SOQL subset over `SetupAuditTrail` (exactly what ipguard sends, and a little
+//! slack):
 //!
 //! ```text
 //! SELECT field[, field…] FROM SetupAuditTrail
@@ -34,7 +37,7 @@ use super::FailureKind;
 use super::oauth::failure_outcome;
 use super::soap::http_failure;
 use super::state::{Shared, SimState};
-use super::{AuditEntry, ids};
+use super::{AuditEntry, access, ids, soql, users};
 
 const OPERATION: &str = "query";
 const FIELDS: [&str; 8] = [
@@ -361,9 +364,22 @@ fn holds(op: Op, at: DateTime<Utc>, bound: DateTime<Utc>) -> bool {
 }
 
 fn run_query(state: &mut SimState, version: &str, soql: &str) -> Result<Value, Reply> {
-    if let Some(object) = super::users::object_of(soql) {
-        let records = super::users::run(state, version, object, soql)
-            .map_err(|(status, code, message)| error(status, code, &message))?;
+    if let Some(object) = soql::object_of(soql)
+        && !object.eq_ignore_ascii_case("SetupAuditTrail")
+    {
+        let schema: Vec<&'static soql::Object> = users::OBJECTS
+            .iter()
+            .chain(access::OBJECTS)
+            .copied()
+            .collect();
+        let records = soql::run(soql, &schema, version, |object| {
+            if users::OBJECTS.iter().any(|o| o.name == object.name) {
+                users::rows(state, object)
+            } else {
+                access::rows(state, object)
+            }
+        })
+        .map_err(|(status, code, message)| error(status, code, &message))?;
         return Ok(page(state, version, records));
     }
     let query = parse(soql)?;

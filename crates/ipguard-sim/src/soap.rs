@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use super::FailureKind;
 use super::deploy::{self, DeployOptions, Message};
 use super::oauth::failure_outcome;
+use super::side_doors;
 use super::state::{Actor, DeployJob, Phase, Shared, SimState};
 use ipguard_wire::xml::{self, Element, METADATA_NS, SOAP_ENV_NS, XSI_NS};
 
@@ -279,8 +280,11 @@ fn list_metadata(state: &SimState, op: &Element) -> Reply {
 
 /// The metadata types the simulated org knows, as DescribeMetadataObject
 /// (childXmlNames, directoryName, inFolder, metaFile, suffix, xmlName). A real org lists
-/// hundreds; these are the ones the sim reads or deploys. The directory and suffix of
-/// `ExtlClntAppOauthConfigurablePolicies` are a GUESS.
+/// hundreds; these are the ones the sim reads or deploys. Directories and suffixes are
+/// official: `extlClntAppOauthPolicies`/`.ecaOauthPlcy` ("ExtlClntAppOauthConfigurablePolicies
+/// components have the suffix .ecaOauthPlcy and are stored in the extlClntAppOauthPolicies
+/// folder"), `connectedApps`/`.connectedApp`, `settings`/`.settings` (Metadata API Developer
+/// Guide; /work/notes/issue16-facts.md §3, §5, §6).
 const DESCRIBED_TYPES: [(&str, &str, &str); 4] = [
     ("ConnectedApp", "connectedApps", "connectedApp"),
     (
@@ -363,29 +367,20 @@ fn read_metadata(state: &SimState, op: &Element) -> Result<Reply, Reply> {
     Ok(Reply::ok_with_xsi(&out))
 }
 
-/// readMetadata of `SecuritySettings` (only `Security` exists) and of
+/// readMetadata of `SecuritySettings` (only `Security` exists), of
 /// `ExtlClntAppOauthConfigurablePolicies` (`<App>_oauthPlcy` per External Client App) and of
-/// legacy `ConnectedApp`s;
-/// `None` for any other type. Unknown names read back as empty records, like profiles.
+/// legacy `ConnectedApp`s (records in `side_doors.rs`); `None` for any other type. Unknown
+/// names read back as empty records, like profiles.
 fn read_settings_or_app_policies(state: &SimState, kind: &str, names: &[&str]) -> Option<Reply> {
-    let flag = |b: bool| if b { "true" } else { "false" };
     let mut out = String::from("<readMetadataResponse><result>");
     match kind {
         "SecuritySettings" => {
             for name in names {
-                if *name != "Security" {
+                if *name == ipguard_wire::side_doors::SECURITY_SETTINGS_NAME {
+                    side_doors::write_security_settings(&mut out, state);
+                } else {
                     out.push_str("<records xsi:type=\"SecuritySettings\"/>");
-                    continue;
                 }
-                out.push_str("<records xsi:type=\"SecuritySettings\">");
-                element(&mut out, "fullName", "Security");
-                out.push_str("<sessionSettings>");
-                element(
-                    &mut out,
-                    "enforceIpRangesEveryRequest",
-                    flag(state.enforce_ip_ranges_every_request),
-                );
-                out.push_str("</sessionSettings></records>");
             }
         }
         "ExtlClntAppOauthConfigurablePolicies" => {
@@ -393,39 +388,21 @@ fn read_settings_or_app_policies(state: &SimState, kind: &str, names: &[&str]) -
                 let app = state
                     .external_client_apps
                     .iter()
-                    .find(|(app, _)| name.strip_suffix("_oauthPlcy") == Some(app.as_str()));
-                let Some((app, policy)) = app else {
-                    out.push_str("<records xsi:type=\"ExtlClntAppOauthConfigurablePolicies\"/>");
-                    continue;
-                };
-                out.push_str("<records xsi:type=\"ExtlClntAppOauthConfigurablePolicies\">");
-                element(&mut out, "fullName", name);
-                element(&mut out, "externalClientApplication", app);
-                element(&mut out, "ipRelaxationPolicyType", policy);
-                element(&mut out, "label", &format!("{app} OAuth policies"));
-                element(
-                    &mut out,
-                    "permittedUsersPolicyType",
-                    "AdminApprovedPreAuthorized",
-                );
-                out.push_str("</records>");
+                    .find(|app| ipguard_wire::side_doors::eca_policies_name(&app.name) == *name);
+                match app {
+                    Some(app) => side_doors::write_eca_policies(&mut out, app),
+                    None => {
+                        out.push_str("<records xsi:type=\"ExtlClntAppOauthConfigurablePolicies\"/>")
+                    }
+                }
             }
         }
         "ConnectedApp" => {
             for name in names {
-                let Some((app, policy)) = state.connected_apps.iter().find(|(app, _)| app == name)
-                else {
-                    out.push_str("<records xsi:type=\"ConnectedApp\"/>");
-                    continue;
-                };
-                out.push_str("<records xsi:type=\"ConnectedApp\">");
-                element(&mut out, "fullName", app);
-                element(&mut out, "contactEmail", "admin@acme-sim.example");
-                element(&mut out, "label", app);
-                out.push_str("<oauthPolicy>");
-                element(&mut out, "ipRelaxation", policy);
-                element(&mut out, "refreshTokenPolicy", "zero");
-                out.push_str("</oauthPolicy></records>");
+                match state.connected_app_record(name) {
+                    Some(app) => side_doors::write_connected_app(&mut out, app),
+                    None => out.push_str("<records xsi:type=\"ConnectedApp\"/>"),
+                }
             }
         }
         _ => return None,

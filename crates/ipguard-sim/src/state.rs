@@ -11,7 +11,11 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, SubsecRound, Utc};
 use jsonwebtoken::DecodingKey;
 
-use super::deploy::{self, DeployOptions, Evaluation, Package};
+use super::access::{
+    AssignmentRecord, EntityAccessRecord, GroupRecord, PermissionSetRecord, UserRecord,
+};
+use super::deploy::{self, Change, DeployOptions, Evaluation, Package};
+use super::side_doors::{ConnectedAppRecord, EcaRecord};
 use super::{
     AuditEntry, Call, DeployOutcome, DeployRecord, FailureKind, Faults, SimConfig, SimHeroku, ids,
 };
@@ -46,10 +50,33 @@ pub(crate) enum Actor {
 pub(crate) struct ProfileState {
     pub full_name: String,
     pub id: String,
+    /// The profile-owned PermissionSet (`IsOwnedByProfile = true`, `ProfileId` = `id`): where
+    /// a profile's app grants live as SetupEntityAccess rows (docs/sim.md, issue16 facts 1a/1d).
+    pub permission_set_id: String,
     pub ranges: Vec<LoginIpRange>,
     pub created: DateTime<Utc>,
     pub last_modified: DateTime<Utc>,
     pub last_modified_by: Actor,
+}
+
+impl ProfileState {
+    /// A profile with fresh ids (`00e…` and its permission set's `0PS…`).
+    pub fn new(
+        full_name: &str,
+        ranges: Vec<LoginIpRange>,
+        created: DateTime<Utc>,
+        actor: Actor,
+    ) -> Self {
+        Self {
+            full_name: full_name.to_owned(),
+            id: ids::mint("00e"),
+            permission_set_id: ids::mint("0PS"),
+            ranges,
+            created,
+            last_modified: created,
+            last_modified_by: actor,
+        }
+    }
 }
 
 pub(crate) struct Session {
@@ -150,21 +177,34 @@ pub(crate) struct SimState {
     pub outbound_action_id: String,
     /// The replayId the next published platform event gets.
     pub next_replay_id: u64,
-    /// SetupAuditTrail: one entry per change of a profile's login IP ranges, oldest first.
+    /// SetupAuditTrail, oldest first: one entry per change of a profile's login IP ranges and
+    /// per changed field of a side door (session settings, an app's policies).
     pub audit: Vec<AuditEntry>,
-    /// Whether the integration user may query SetupAuditTrail ("View Setup and
-    /// Configuration"); false → HTTP 403 `INSUFFICIENT_ACCESS`.
+    /// Whether the integration user has "View Setup and Configuration": needed to query
+    /// SetupAuditTrail and the app-access objects (SetupEntityAccess, PermissionSet…); false →
+    /// HTTP 403 `INSUFFICIENT_ACCESS`.
     pub audit_readable: bool,
     /// Records per REST query page (Salesforce's default batch is 2000).
     pub query_page_size: usize,
     /// Records still to be served by `nextRecordsUrl` locators.
     pub query_cursors: HashMap<String, Vec<serde_json::Value>>,
-    /// Session Settings: "Enforce login IP ranges on every request".
-    pub enforce_ip_ranges_every_request: bool,
-    /// External Client App developer name → `ipRelaxationPolicyType`.
-    pub external_client_apps: Vec<(String, String)>,
-    /// Legacy connected apps: full name → `oauthPolicy/ipRelaxation` (none by default).
-    pub connected_apps: Vec<(String, String)>,
+    /// SecuritySettings `Security` › `sessionSettings`: field → text (the fields the org has a
+    /// value for; readMetadata writes them in `SESSION_SETTINGS_SEQUENCE` order).
+    pub session_settings: Vec<(String, String)>,
+    /// External Client Apps and their OAuth policies.
+    pub external_client_apps: Vec<EcaRecord>,
+    /// Legacy connected apps (none by default).
+    pub connected_apps: Vec<ConnectedAppRecord>,
+    /// Every user: the integration user, the Setup admin and those tests add.
+    pub users: Vec<UserRecord>,
+    /// Permission sets that are not profile-owned: regular ones and the aggregate permission
+    /// set of each permission set group.
+    pub permission_sets: Vec<PermissionSetRecord>,
+    pub permission_set_groups: Vec<GroupRecord>,
+    /// PermissionSetAssignment rows other than a user's profile-owned permission set's.
+    pub assignments: Vec<AssignmentRecord>,
+    /// SetupEntityAccess rows of apps (ExternalClientApplication, ConnectedApplication).
+    pub entity_access: Vec<EntityAccessRecord>,
     /// LoginHistory of the integration user, oldest first: one row per token request.
     pub logins: Vec<LoginRow>,
     /// Whether the integration user may query its LoginHistory (documented: every user may
@@ -223,34 +263,42 @@ impl SimState {
             if profiles.iter().any(|p| p.full_name == full_name) {
                 return Err(format!("profile `{full_name}` is listed twice"));
             }
-            profiles.push(ProfileState {
-                full_name,
-                id: ids::mint("00e"),
-                ranges,
-                created,
-                last_modified: created,
-                last_modified_by: Actor::Admin,
-            });
+            profiles.push(ProfileState::new(&full_name, ranges, created, Actor::Admin));
         }
         if !profiles
             .iter()
             .any(|p| p.full_name == config.integration_profile)
         {
-            profiles.push(ProfileState {
-                full_name: config.integration_profile.clone(),
-                id: ids::mint("00e"),
-                ranges: Vec::new(),
+            profiles.push(ProfileState::new(
+                &config.integration_profile,
+                Vec::new(),
                 created,
-                last_modified: created,
-                last_modified_by: Actor::Admin,
-            });
+                Actor::Admin,
+            ));
         }
-        Ok(Self {
+        let user_id = ids::mint("005");
+        let admin_id = ids::mint("005");
+        let users = vec![
+            UserRecord::new(
+                &user_id,
+                &config.username,
+                INTEGRATION_USER_NAME,
+                &config.integration_profile,
+                true,
+            ),
+            UserRecord::new(&admin_id, ADMIN_USERNAME, ADMIN_USER_NAME, "Admin", true),
+        ];
+        let external_client_apps = config
+            .external_client_apps
+            .iter()
+            .map(|(name, relaxation)| EcaRecord::new(name, relaxation))
+            .collect();
+        let mut state = Self {
             org_id,
             client_id: config.client_id,
             username: config.username,
-            user_id: ids::mint("005"),
-            admin_id: ids::mint("005"),
+            user_id,
+            admin_id,
             decoding_key,
             integration_profile: config.integration_profile,
             caller_ip: config.caller_ip,
@@ -273,12 +321,31 @@ impl SimState {
             audit_readable: true,
             query_page_size: 2000,
             query_cursors: HashMap::new(),
-            enforce_ip_ranges_every_request: config.enforce_ip_ranges_every_request,
-            external_client_apps: config.external_client_apps,
+            session_settings: super::side_doors::default_session_settings(
+                config.enforce_ip_ranges_every_request,
+            ),
+            external_client_apps,
             connected_apps: Vec::new(),
+            users,
+            permission_sets: Vec::new(),
+            permission_set_groups: Vec::new(),
+            assignments: Vec::new(),
+            entity_access: Vec::new(),
             logins: Vec::new(),
             login_history_readable: true,
-        })
+        };
+        // The default org: the integration user's profile is granted the app (a profile grant).
+        let default_app = state
+            .external_client_apps
+            .iter()
+            .find(|a| a.name == super::DEFAULT_APP)
+            .or(state.external_client_apps.first())
+            .map(|a| a.name.clone());
+        if let Some(app) = default_app {
+            let profile = state.integration_profile.clone();
+            state.grant_app_to_profile(&app, &profile);
+        }
+        Ok(state)
     }
 
     pub fn profile(&self, full_name: &str) -> Option<&ProfileState> {
@@ -319,14 +386,9 @@ impl SimState {
                 profile.last_modified = now;
                 profile.last_modified_by = actor;
             }
-            None => self.profiles.push(ProfileState {
-                full_name: full_name.to_owned(),
-                id: ids::mint("00e"),
-                ranges,
-                created: now,
-                last_modified: now,
-                last_modified_by: actor,
-            }),
+            None => self
+                .profiles
+                .push(ProfileState::new(full_name, ranges, now, actor)),
         }
     }
 
@@ -358,20 +420,33 @@ impl SimState {
                     .decode_utf8_lossy()
                     .into_owned()
             });
+        let display = format!(
+            "Changed login IP range for profile {label} from {} to {}",
+            list(before),
+            list(after)
+        );
+        self.audit_entry(AUDIT_ACTION, AUDIT_SECTION, display, actor, at);
+    }
+
+    /// Appends one SetupAuditTrail entry made by `actor` at `at` (milliseconds kept).
+    pub fn audit_entry(
+        &mut self,
+        action: &str,
+        section: &str,
+        display: String,
+        actor: Actor,
+        at: DateTime<Utc>,
+    ) {
         let (created_by_id, username) = match actor {
             Actor::Admin => (self.admin_id.clone(), ADMIN_USERNAME.to_owned()),
             Actor::Integration => (self.user_id.clone(), self.username.clone()),
         };
         self.audit.push(AuditEntry {
             id: ids::mint("0Ym"),
-            action: AUDIT_ACTION.to_owned(),
-            section: AUDIT_SECTION.to_owned(),
-            display: format!(
-                "Changed login IP range for profile {label} from {} to {}",
-                list(before),
-                list(after)
-            ),
-            created_date: at,
+            action: action.to_owned(),
+            section: section.to_owned(),
+            display,
+            created_date: at.trunc_subsecs(3),
             created_by_id,
             username,
         });
@@ -528,29 +603,35 @@ impl SimState {
             }
             let completed =
                 job.created_date + to_chrono(end.saturating_duration_since(job.created_at));
-            let evaluation = {
-                let profiles = &self.profiles;
-                deploy::evaluate(
-                    &job.package,
-                    &job.options,
-                    |name| {
-                        profiles
-                            .iter()
-                            .find(|p| p.full_name == name)
-                            .map(|p| p.ranges.as_slice())
-                    },
-                    &self.faults.deploy_outcome,
-                )
-            };
+            let job = &self.deploys[index];
+            let evaluation = deploy::evaluate(
+                &job.package,
+                &job.options,
+                &*self,
+                &self.faults.deploy_outcome,
+            );
             let job = &mut self.deploys[index];
             job.completed_date = Some(completed);
             job.finished_at = Some(end);
             let apply = evaluation.apply.clone();
             job.phase = Phase::Done(evaluation);
-            for (name, ranges) in apply {
-                self.set_ranges_at(&name, ranges, Actor::Integration, completed);
+            for change in apply {
+                self.apply_change(change, completed);
             }
             free_at = Some(end);
+        }
+    }
+
+    /// Applies what a finished deploy changes, as the integration user at `at`.
+    fn apply_change(&mut self, change: Change, at: DateTime<Utc>) {
+        let actor = Actor::Integration;
+        match change {
+            Change::Ranges(name, ranges) => self.set_ranges_at(&name, ranges, actor, at),
+            Change::SessionSettings(fields) => self.update_session_settings(&fields, actor, at),
+            Change::EcaPolicies(app, fields) => self.replace_eca_policies(&app, fields, actor, at),
+            Change::ConnectedApp(app, fields) => {
+                self.replace_connected_app(&app, fields, actor, at);
+            }
         }
     }
 

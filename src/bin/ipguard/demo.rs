@@ -73,7 +73,8 @@ async fn run_demo() -> Result<bool, String> {
     ));
 
     println!();
-    n.say("Start-up run: read the space's NAT IPs, read every profile, deploy what differs, read back.");
+    n.say("Start-up run: read the space's NAT IPs, read every profile and the guarded side door, deploy what differs, read back.");
+    n.detail("IPGUARD_SIDE_DOORS=every-request: the org has \"Enforce login IP ranges on every request\" off, so ranges would only be checked at login.");
     let first = wait_for_run(&service, 1).await?;
     narrate_run(&n, &first);
 
@@ -168,7 +169,12 @@ async fn run_demo() -> Result<bool, String> {
             }
         ));
     }
-    let in_sync = held.iter().all(|(_, _, ok)| *ok);
+    let every_request = demo.sim.enforce_ip_ranges_every_request();
+    n.detail(&format!(
+        "Session Settings › \"Enforce login IP ranges on every request\": {}",
+        if every_request { "on ✓" } else { "OFF ✗" }
+    ));
+    let in_sync = held.iter().all(|(_, _, ok)| *ok) && every_request;
     let calls = demo.sim.calls().len();
     service.stop().await;
     demo.sim.stop().await;
@@ -269,6 +275,18 @@ fn narrate_run(n: &Narrator, run: &RunRecord) {
                     n.detail(&format!("    {sign} {}", span(r)));
                 }
             }
+        }
+        for d in &plan.doors {
+            n.detail(&format!(
+                "side door {} ({}): {}",
+                d.door,
+                d.subject,
+                if d.in_sync {
+                    format!("{} as it should be", d.actual)
+                } else {
+                    format!("{} → {} (in the same deploy)", d.actual, d.wanted)
+                }
+            ));
         }
     }
     n.say(&format!(

@@ -54,6 +54,7 @@ fn plan_record() -> PlanRecord {
             }],
             unattributed: vec![],
             notes: vec!["a note".to_owned()],
+            doors: vec![],
         }),
     }
 }

@@ -82,6 +82,7 @@ pub const ADDED_ROOTS: &[&str] = &[
     "NamedCredential",
     "PermissionSet",
     "PlatformEventSubscriberConfig",
+    "SecuritySettings",
     "Workflow",
 ];
 /// How much of a document a failure message shows (head and tail).

@@ -171,7 +171,7 @@ async fn an_outage_fails_every_call_until_its_time_is_up() {
     let url = sim.base_url();
     let response = client()
         .put(format!("{url}/sim/faults"))
-        .json(&json!({"outage": {"kind": "request_limit_exceeded", "duration_ms": 300}}))
+        .json(&json!({"outage": {"kind": "request_limit_exceeded", "duration_ms": OUTAGE.as_millis()}}))
         .send()
         .await
         .unwrap();
@@ -196,10 +196,10 @@ async fn an_outage_fails_every_call_until_its_time_is_up() {
             .contains("REQUEST_LIMIT_EXCEEDED")
     );
     assert!(
-        started.elapsed() < Duration::from_millis(300),
+        started.elapsed() < OUTAGE,
         "test too slow to see the outage"
     );
-    tokio::time::sleep(Duration::from_millis(300).saturating_sub(started.elapsed())).await;
+    tokio::time::sleep(OUTAGE.saturating_sub(started.elapsed())).await;
     assert_eq!(
         soap(&sim, &session, &list_profiles_body()).await.status,
         StatusCode::OK

@@ -16,6 +16,7 @@ use ipguard_wire::package::deploy_zip;
 use ipguard_wire::profile::{self, ProfileName};
 use ipguard_wire::xml::{self, Element, METADATA_NS, SOAP_ENV_NS, XSI_NS};
 
+mod access;
 mod admin;
 mod deploy;
 mod faults;
@@ -23,6 +24,7 @@ mod heroku;
 mod metadata;
 mod oauth;
 mod rest;
+mod side_doors;
 mod tls;
 
 // ---------------------------------------------------------------------------------------
@@ -189,6 +191,54 @@ fn read_body(names: &[&str]) -> String {
         .map(|n| format!("<fullNames>{}</fullNames>", xml::escape(n)))
         .collect();
     format!("<readMetadata xmlns=\"{METADATA_NS}\"><type>Profile</type>{names}</readMetadata>")
+}
+
+/// readMetadata of any type.
+fn read_typed_body(kind: &str, names: &[&str]) -> String {
+    let names: String = names
+        .iter()
+        .map(|n| format!("<fullNames>{}</fullNames>", xml::escape(n)))
+        .collect();
+    format!("<readMetadata xmlns=\"{METADATA_NS}\"><type>{kind}</type>{names}</readMetadata>")
+}
+
+/// A REST query: (status, JSON body).
+async fn rest_query(sim: &SimOrg, session: &str, soql: &str) -> (StatusCode, Value) {
+    let q = percent_encoding::utf8_percent_encode(soql, percent_encoding::NON_ALPHANUMERIC);
+    let response = client()
+        .get(format!(
+            "{}/services/data/v66.0/query?q={q}",
+            sim.base_url()
+        ))
+        .bearer_auth(session)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap())
+}
+
+/// The records of a query that must succeed.
+async fn records(sim: &SimOrg, session: &str, soql: &str) -> Vec<Value> {
+    let (status, body) = rest_query(sim, session, soql).await;
+    assert_eq!(status, StatusCode::OK, "{soql}: {body}");
+    body["records"].as_array().unwrap().clone()
+}
+
+/// listMetadata(Profile): full name → id.
+async fn profile_ids(sim: &SimOrg, session: &str) -> Vec<(String, String)> {
+    let reply = soap(sim, session, &list_profiles_body()).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    reply
+        .body()
+        .children_named(METADATA_NS, "result")
+        .map(|r| {
+            (
+                r.child_text(METADATA_NS, "fullName").unwrap().to_owned(),
+                r.child_text(METADATA_NS, "id").unwrap().to_owned(),
+            )
+        })
+        .collect()
 }
 
 struct Deploy {
