@@ -307,7 +307,6 @@ async fn run_checks(config: &Config, org: &OrgSettings, app: Option<&str>, repor
     let token = token(org, &client).await;
     let token_ok = report.emit(token) == Status::Ok;
     let salesforce_checks = [
-        "app grants",
         "profiles",
         "profile read",
         "integration user's profile",
@@ -318,6 +317,12 @@ async fn run_checks(config: &Config, org: &OrgSettings, app: Option<&str>, repor
         "app ip relaxation",
     ];
     if !token_ok {
+        if !selection.apps.is_empty() {
+            report.emit(CheckLine::skipped(
+                "app grants",
+                "no Salesforce session (see token)",
+            ));
+        }
         for name in salesforce_checks {
             report.emit(CheckLine::skipped(
                 name,

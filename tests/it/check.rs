@@ -308,6 +308,48 @@ async fn ip_relaxation_and_every_request_enforcement_are_read_from_the_org() {
 }
 
 #[tokio::test]
+async fn app_grants_are_expanded_and_each_door_says_whether_it_is_guarded() {
+    let org = Org::start(&[]).await;
+    in_sync(&org);
+    let extra = [
+        ("IPGUARD_PROFILES", "@app:IPGuard,Admin"),
+        ("IPGUARD_SIDE_DOORS", "every-request"),
+    ];
+    let out = check(&org, &[], &extra).await;
+    let text = stdout(&out);
+    let grants = line(&text, "app grants");
+    assert!(
+        grants.starts_with("[ok]")
+            && grants.contains("Custom%3A Integration (app IPGuard, granted to the profile)"),
+        "{text}"
+    );
+    assert!(
+        line(&text, "config").contains("the profiles of app(s) IPGuard"),
+        "{text}"
+    );
+    assert!(
+        line(&text, "ip enforcement")
+            .contains("ipguard guards it (IPGUARD_SIDE_DOORS has every-request)"),
+        "{text}"
+    );
+    assert!(
+        line(&text, "app ip relaxation")
+            .contains("not guarded (add app-relaxation to IPGUARD_SIDE_DOORS"),
+        "{text}"
+    );
+    // Without View Setup and Configuration the expansion fails with the permission to grant.
+    org.sim.set_audit_trail_readable(false);
+    let out = check(&org, &[], &extra).await;
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let grants = line(&text, "app grants");
+    assert!(
+        grants.starts_with("[FAIL]") && text.contains("View Setup and Configuration"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
 async fn a_broken_configuration_lists_every_problem_and_stops() {
     let org = Org::start(&[]).await;
     let out = check(

@@ -279,6 +279,20 @@ async fn a_newly_granted_profile_raises_one_alert_and_a_revoked_one_is_reported_
         texts()
     );
 
+    // /status says why the profile is guarded.
+    let status = app.status_json().await;
+    let ops = status["profiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == OPS)
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        ops["granted"][0], "app IPGuard, through permission set group Ops_Bundle",
+        "{status:#}"
+    );
+
     org.sim.unassign_all(OPS_USER);
     reconcile().await;
     reconcile().await;

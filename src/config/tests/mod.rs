@@ -11,6 +11,7 @@ mod events;
 mod orgs;
 mod policy;
 mod salesforce;
+mod side_doors;
 
 fn load(vars: &[(&str, &str)], needs: Needs) -> Result<Config, ConfigError> {
     let env: HashMap<String, String> = vars
