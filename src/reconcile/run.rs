@@ -455,18 +455,11 @@ impl Run<'_> {
 
     /// Expands `IPGUARD_PROFILES` into the report (`guarded`, `grants`).
     async fn guard(&self, report: &mut RunReport) -> Result<(), Failure> {
-        let guarded =
-            self.profiles
-                .resolve(self.client)
-                .await
-                .map_err(|e| match e.salesforce() {
-                    Some(source) if source.is_ip_restricted() => Failure {
-                        outcome: Outcome::LockedOut,
-                        message: e.to_string(),
-                        closes_deploy: false,
-                    },
-                    _ => Failure::failed(e),
-                })?;
+        let guarded = self
+            .profiles
+            .resolve(self.client)
+            .await
+            .map_err(|e| Failure::reading(e.salesforce(), &e))?;
         if guarded.profiles.is_empty() && self.doors.guarded.is_empty() {
             return Err(Failure::failed(
                 "IPGUARD_PROFILES guards no profile at this run (every app-granted profile is \
@@ -594,14 +587,7 @@ impl Run<'_> {
         }
         let doors = doors::read_and_plan(self.client, self.doors)
             .await
-            .map_err(|e| match e.salesforce() {
-                Some(source) if source.is_ip_restricted() => Failure {
-                    outcome: Outcome::LockedOut,
-                    message: e.to_string(),
-                    closes_deploy: false,
-                },
-                _ => Failure::failed(e),
-            })?;
+            .map_err(|e| Failure::reading(e.salesforce(), &e))?;
         Ok(Plan::new(self.settings.rules.default, plans).with_doors(doors))
     }
 
@@ -693,6 +679,20 @@ impl Failure {
         Self {
             outcome: Outcome::Failed,
             message: e.to_string(),
+            closes_deploy: false,
+        }
+    }
+
+    /// A read that failed with `error`, caused by `source` when Salesforce refused it: an IP
+    /// restriction is a lock-out, anything else a failure.
+    fn reading(source: Option<&SalesforceError>, error: &dyn std::fmt::Display) -> Self {
+        Self {
+            outcome: if source.is_some_and(SalesforceError::is_ip_restricted) {
+                Outcome::LockedOut
+            } else {
+                Outcome::Failed
+            },
+            message: error.to_string(),
             closes_deploy: false,
         }
     }

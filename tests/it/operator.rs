@@ -214,13 +214,7 @@ async fn alert_deliveries_are_counted_in_metrics() {
     // the recovery alert: the webhook is gone (404), so it is dropped as refused
     org.sim
         .set_login_ip_ranges("Custom%3A Integration", desired());
-    let answer = http()
-        .post(app.url("/reconcile?wait=true"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), StatusCode::OK);
+    app.reconcile_and_wait().await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         text = metrics().await;

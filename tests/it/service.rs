@@ -183,6 +183,18 @@ impl App {
     }
 
     /// An operator endpoint's JSON, with the admin bearer.
+    /// `POST /reconcile?wait=true` as the operator; panics unless the run was answered (200).
+    pub async fn reconcile_and_wait(&self) -> serde_json::Value {
+        let answer = http()
+            .post(self.url("/reconcile?wait=true"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), reqwest::StatusCode::OK);
+        answer.json().await.unwrap()
+    }
+
     pub async fn admin_json(&self, path: &str) -> serde_json::Value {
         serde_json::from_str(&self.admin_text(path, "application/json").await)
             .unwrap_or_else(|e| panic!("{path} is not JSON: {e}"))

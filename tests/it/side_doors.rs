@@ -7,10 +7,9 @@ use std::time::Duration;
 use ipguard::reconcile::doors::Door;
 use ipguard::reconcile::run::Outcome;
 use ipguard_sim::DEFAULT_APP;
-use reqwest::StatusCode;
 
 use crate::reconcile::{Harness, assert_outcome, desired, range};
-use crate::service::{ADMIN_TOKEN, Org, alert_receiver, http, wait_until};
+use crate::service::{Org, alert_receiver, wait_until};
 
 const OPS: &str = "Custom%3A Ops";
 const OPS_USER: &str = "ops@acme-sim.example";
@@ -252,13 +251,7 @@ async fn a_newly_granted_profile_raises_one_alert_and_a_revoked_one_is_reported_
     .await;
     let app = org.serve().await;
     let reconcile = async || {
-        let answer = http()
-            .post(app.url("/reconcile?wait=true"))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(answer.status(), StatusCode::OK);
+        app.reconcile_and_wait().await;
     };
     reconcile().await;
     let texts = || received.lock().unwrap().clone();
