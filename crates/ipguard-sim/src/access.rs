@@ -108,11 +108,13 @@ pub(crate) const PERMISSION_SET: Object = Object {
         ("Profile", "Profile"),
         ("PermissionSetGroup", "PermissionSetGroup"),
     ],
+    datetimes: &[],
 };
 pub(crate) const PERMISSION_SET_GROUP: Object = Object {
     name: "PermissionSetGroup",
     fields: &["Id", "DeveloperName", "MasterLabel", "Status"],
     relations: &[],
+    datetimes: &[],
 };
 pub(crate) const PERMISSION_SET_GROUP_COMPONENT: Object = Object {
     name: "PermissionSetGroupComponent",
@@ -121,6 +123,7 @@ pub(crate) const PERMISSION_SET_GROUP_COMPONENT: Object = Object {
         ("PermissionSetGroup", "PermissionSetGroup"),
         ("PermissionSet", "PermissionSet"),
     ],
+    datetimes: &[],
 };
 pub(crate) const PERMISSION_SET_ASSIGNMENT: Object = Object {
     name: "PermissionSetAssignment",
@@ -135,21 +138,25 @@ pub(crate) const PERMISSION_SET_ASSIGNMENT: Object = Object {
         ("PermissionSet", "PermissionSet"),
         ("PermissionSetGroup", "PermissionSetGroup"),
     ],
+    datetimes: &[],
 };
 pub(crate) const SETUP_ENTITY_ACCESS: Object = Object {
     name: "SetupEntityAccess",
     fields: &["Id", "ParentId", "SetupEntityId", "SetupEntityType"],
     relations: &[("Parent", "PermissionSet")],
+    datetimes: &[],
 };
 pub(crate) const CONNECTED_APPLICATION: Object = Object {
     name: "ConnectedApplication",
     fields: &["Id", "Name"],
     relations: &[],
+    datetimes: &[],
 };
 pub(crate) const EXTERNAL_CLIENT_APPLICATION: Object = Object {
     name: "ExternalClientApplication",
     fields: &["Id", "DeveloperName", "MasterLabel"],
     relations: &[],
+    datetimes: &[],
 };
 
 /// The objects this module answers.

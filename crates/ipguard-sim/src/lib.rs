@@ -27,6 +27,7 @@
 
 mod access;
 mod admin;
+mod audit;
 pub mod demo;
 mod deploy;
 mod emitter;

@@ -1,6 +1,6 @@
-//! The SOQL engine behind the REST query resource for every object but `SetupAuditTrail`
-//! (`rest.rs` keeps its own strict parser for that one): tokenize, parse, filter, order, limit
-//! and shape records the way Salesforce's REST API does.
+//! The SOQL engine behind the REST query resource: tokenize, parse, filter, order, limit and
+//! shape records the way Salesforce's REST API does. Rows come from `audit.rs`
+//! (`SetupAuditTrail`), `users.rs` and `access.rs`.
 //!
 //! Supported subset:
 //!
@@ -16,13 +16,16 @@
 //!
 //! Keywords, object, field and relationship names ignore case. An object's schema
 //! ([`Object`]) lists its fields and relationships; another name → 400 `INVALID_FIELD`, another
-//! object → 400 `INVALID_TYPE`, anything else off the subset → 400 `MALFORMED_QUERY`.
+//! object → 400 `INVALID_TYPE`, anything else off the subset → 400 `MALFORMED_QUERY` — among
+//! them a dateTime field ([`Object::datetimes`]) compared with anything but an unquoted dateTime
+//! or `null`.
 //!
 //! Ids compare in their 15- and 18-character forms (a field named `Id` or ending in `Id`).
 //! A record comes back as Salesforce shapes it: `attributes {type, url}` first, then the
 //! selected fields in SELECT order; a relationship is a nested object with its own
 //! `attributes` (the related object's type) and the selected fields under it, or JSON `null`
-//! when the relationship's id is null.
+//! when the relationship's id is null. ORDER BY is a stable sort: rows that tie keep the order
+//! their source gives them (reversed by DESC).
 
 use std::cmp::Ordering;
 
@@ -46,6 +49,8 @@ pub(crate) struct Object {
     pub fields: &'static [&'static str],
     /// Relationship name → the related object's name.
     pub relations: &'static [(&'static str, &'static str)],
+    /// The fields of type dateTime (their values are `2024-05-01T12:00:00.000+0000` texts).
+    pub datetimes: &'static [&'static str],
 }
 
 /// One row: an object's fields and its relationships, resolved (to the depth a query can
@@ -96,13 +101,6 @@ impl Record {
                 .map_or(Value::Null, |record| record.get(rest)),
         }
     }
-}
-
-/// The object a query reads (the token after `FROM`), as written.
-pub(crate) fn object_of(soql: &str) -> Option<String> {
-    let tokens = tokenize(soql).ok()?;
-    let from = tokens.iter().position(|t| t.eq_ignore_ascii_case("FROM"))?;
-    tokens.get(from + 1).cloned()
 }
 
 /// Splits on whitespace, commas and parentheses, keeping a quoted string (with its opening
@@ -203,6 +201,15 @@ fn resolve(
     object: &'static Object,
     token: &str,
 ) -> Result<Path, QueryError> {
+    resolve_field(schema, object, token).map(|(path, _)| path)
+}
+
+/// [`resolve`], with the object that owns the path's last field.
+fn resolve_field(
+    schema: &[&'static Object],
+    object: &'static Object,
+    token: &str,
+) -> Result<(Path, &'static Object), QueryError> {
     let invalid = || {
         let message = if token.contains('.') {
             format!(
@@ -235,7 +242,28 @@ fn resolve(
             current = lookup(schema, target).ok_or_else(invalid)?;
         }
     }
-    Ok(path)
+    Ok((path, current))
+}
+
+/// The literal `token` compared with `field`: a dateTime field takes an unquoted dateTime or
+/// `null` only.
+fn typed_literal(owner: &Object, field: &str, token: &str) -> Result<Literal, QueryError> {
+    if !owner.datetimes.contains(&field) {
+        return literal(token);
+    }
+    match literal(token) {
+        Ok(value @ (Literal::Time(_) | Literal::Null)) => Ok(value),
+        _ => {
+            let written = match token.strip_prefix('\'') {
+                Some(text) => format!("'{text}'"),
+                None => token.to_owned(),
+            };
+            Err(malformed(format!(
+                "value of filter criterion for field '{field}' must be of type dateTime and \
+                 should not be enclosed in quotes: {written}"
+            )))
+        }
+    }
 }
 
 fn literal(token: &str) -> Result<Literal, QueryError> {
@@ -266,16 +294,22 @@ pub(crate) fn parse(soql: &str, schema: &[&'static Object]) -> Result<Query, Que
     }
     let mut selected = Vec::new();
     loop {
-        let token = it.next().ok_or_else(|| malformed("expected FROM"))?;
+        let token = it
+            .next()
+            .ok_or_else(|| malformed("unexpected end of query: expected FROM"))?;
         selected.push(token.clone());
         if is(it.peek(), ",") {
             it.next();
             continue;
         }
-        if is(it.next().as_ref(), "FROM") {
+        if is(it.peek(), "FROM") {
+            it.next();
             break;
         }
-        return Err(malformed("expected FROM"));
+        return Err(malformed(format!(
+            "unexpected token: '{}'",
+            it.peek().map_or("", |t| t.as_str())
+        )));
     }
     let name = it.next().ok_or_else(|| malformed("expected an object"))?;
     let object = lookup(schema, name).ok_or_else(|| {
@@ -299,11 +333,12 @@ pub(crate) fn parse(soql: &str, schema: &[&'static Object]) -> Result<Query, Que
     if is(it.peek(), "WHERE") {
         it.next();
         loop {
-            let path = resolve(
+            let (path, owner) = resolve_field(
                 schema,
                 object,
                 it.next().ok_or_else(|| malformed("expected a field"))?,
             )?;
+            let field = path.last().copied().unwrap_or_default();
             let op = it.next().ok_or_else(|| malformed("expected an operator"))?;
             let op = match op.to_ascii_uppercase().as_str() {
                 "=" => Op::Eq,
@@ -322,7 +357,7 @@ pub(crate) fn parse(soql: &str, schema: &[&'static Object]) -> Result<Query, Que
                 }
                 loop {
                     let value = it.next().ok_or_else(|| malformed("expected a value"))?;
-                    values.push(literal(value)?);
+                    values.push(typed_literal(owner, field, value)?);
                     match it.next().map(String::as_str) {
                         Some(",") => continue,
                         Some(")") => break,
@@ -336,7 +371,7 @@ pub(crate) fn parse(soql: &str, schema: &[&'static Object]) -> Result<Query, Que
                 }
             } else {
                 let value = it.next().ok_or_else(|| malformed("expected a value"))?;
-                values.push(literal(value)?);
+                values.push(typed_literal(owner, field, value)?);
             }
             query.conditions.push(Condition { path, op, values });
             if !is(it.peek(), "AND") {
@@ -527,11 +562,13 @@ mod tests {
         name: "Account",
         fields: &["Id", "Name", "OwnerId", "IsActive"],
         relations: &[("Owner", "User")],
+        datetimes: &[],
     };
     const USER: Object = Object {
         name: "User",
         fields: &["Id", "Username", "IsActive"],
         relations: &[],
+        datetimes: &[],
     };
     const SCHEMA: &[&Object] = &[&ACCOUNT, &USER];
 

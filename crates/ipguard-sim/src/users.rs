@@ -4,10 +4,11 @@
 //!
 //! `User` fields: `Id`, `Username`, `Name`, `ProfileId`, `IsActive`, relationship `Profile`;
 //! `Profile`: `Id`, `Name` (the label); `LoginHistory`: `Id`, `UserId`, `SourceIp`,
-//! `LoginTime`, `Status`. The org has the integration user, the Setup admin and the users tests
-//! add ([`super::SimOrg::add_user`]). LoginHistory holds one row per token request of the
-//! integration user (the admin's Setup logins are not modelled). Reading LoginHistory without
-//! the permission ([`super::SimOrg::set_login_history_readable`]) → 403 `INSUFFICIENT_ACCESS`.
+//! `LoginTime` (dateTime), `Status`. The org has the integration user, the Setup admin and the
+//! users tests add ([`super::SimOrg::add_user`]). LoginHistory holds one row per token request
+//! of the integration user (the admin's Setup logins are not modelled). Reading LoginHistory
+//! without the permission ([`super::SimOrg::set_login_history_readable`]) → 403
+//! `INSUFFICIENT_ACCESS`.
 
 use actix_web::http::StatusCode;
 use serde_json::json;
@@ -20,16 +21,19 @@ pub(crate) const USER: Object = Object {
     name: "User",
     fields: &["Id", "Username", "Name", "ProfileId", "IsActive"],
     relations: &[("Profile", "Profile")],
+    datetimes: &[],
 };
 pub(crate) const PROFILE: Object = Object {
     name: "Profile",
     fields: &["Id", "Name"],
     relations: &[],
+    datetimes: &[],
 };
 pub(crate) const LOGIN_HISTORY: Object = Object {
     name: "LoginHistory",
     fields: &["Id", "UserId", "SourceIp", "LoginTime", "Status"],
     relations: &[],
+    datetimes: &["LoginTime"],
 };
 
 /// The objects this module answers.
@@ -128,12 +132,12 @@ mod tests {
     #[test]
     fn interlock_queries_parse() {
         let user = USER_QUERY;
-        assert_eq!(soql::object_of(user).as_deref(), Some("User"));
         let q = soql::parse(user, OBJECTS).unwrap();
+        assert_eq!(q.object.name, "User");
         assert_eq!(q.field_names(), ["Id", "Profile.Name"]);
         let login = LOGIN_QUERY;
-        assert_eq!(soql::object_of(login).as_deref(), Some("LoginHistory"));
         let q = soql::parse(login, OBJECTS).unwrap();
+        assert_eq!(q.object.name, "LoginHistory");
         assert_eq!(q.conditions.len(), 3);
         assert_eq!(q.order, Some((vec!["LoginTime"], true)));
         assert_eq!(q.limit, Some(1));
