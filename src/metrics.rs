@@ -43,6 +43,13 @@ pub struct ProfileLabels {
     pub profile: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DoorLabels {
+    pub org: String,
+    /// `every-request` or `app-relaxation`.
+    pub door: &'static str,
+}
+
 type DeployHistogram = Family<OrgLabels, Histogram, fn() -> Histogram>;
 
 /// Profile deploys take seconds; a stuck one minutes.
@@ -77,6 +84,8 @@ pub struct Metrics {
     pub deploy_duration_seconds: DeployHistogram,
     pub salesforce_api_calls: Family<ApiCallLabels, Counter>,
     pub profile_in_sync: Family<ProfileLabels, Gauge>,
+    /// Per guarded side door (`IPGUARD_SIDE_DOORS`), 1 when it was shut at the last read.
+    pub side_door_in_sync: Family<DoorLabels, Gauge>,
     /// Per org, 1 while this instance holds its lease: run counters and the per-profile
     /// gauges are the reconciling instance's, so a scraper sums or picks the leader's.
     pub leader: Family<OrgLabels, Gauge>,
@@ -125,6 +134,12 @@ impl Metrics {
             "1 when the profile held the desired ranges at the last read, else 0",
             profile_in_sync.clone(),
         );
+        let side_door_in_sync = Family::<DoorLabels, Gauge>::default();
+        registry.register(
+            "side_door_in_sync",
+            "1 when the guarded side door was as ipguard holds it at the last read, else 0",
+            side_door_in_sync.clone(),
+        );
         let leader = Family::<OrgLabels, Gauge>::default();
         registry.register(
             "leader",
@@ -157,6 +172,7 @@ impl Metrics {
             deploy_duration_seconds,
             salesforce_api_calls,
             profile_in_sync,
+            side_door_in_sync,
         }
     }
 
@@ -206,6 +222,12 @@ mod tests {
                 profile: "Admin".into(),
             })
             .set(1);
+        m.side_door_in_sync
+            .get_or_create(&DoorLabels {
+                org: org(),
+                door: "every-request",
+            })
+            .set(0);
         m.deploy_duration_seconds
             .get_or_create(&OrgLabels { org: org() })
             .observe(1.2);
@@ -217,6 +239,7 @@ mod tests {
             "ipguard_runs_total{org=\"prod\",outcome=\"in_sync\"} 1",
             "ipguard_salesforce_api_calls_total{org=\"prod\",operation=\"readMetadata\",outcome=\"ok\"} 1",
             "ipguard_profile_in_sync{org=\"prod\",profile=\"Admin\"} 1",
+            "ipguard_side_door_in_sync{org=\"prod\",door=\"every-request\"} 0",
             "ipguard_deploy_duration_seconds_count{org=\"prod\"} 1",
             "ipguard_leader{org=\"prod\"} 0",
             "ipguard_alerts_sent_total 0",

@@ -25,7 +25,7 @@ use super::run::{Outcome, Run, RunReport, RunSettings, Sources};
 use super::share::Share;
 use super::status::{ProfileStatus, StatusBoard};
 use crate::alerts::IncidentState;
-use crate::metrics::{Metrics, OrgLabels, OutcomeLabels, ProfileLabels};
+use crate::metrics::{DoorLabels, Metrics, OrgLabels, OutcomeLabels, ProfileLabels};
 use crate::salesforce::client::MetadataClient;
 use crate::store::{MIN_DELIVERY_RETENTION, NewHint, Store};
 use crate::trigger::{Trigger, Triggers};
@@ -512,6 +512,15 @@ impl Controller {
                     profile: p.name.clone(),
                 })
                 .set(i64::from(p.in_sync));
+        }
+        for d in &plan.doors {
+            self.metrics
+                .side_door_in_sync
+                .get_or_create(&DoorLabels {
+                    org: self.org_name.clone(),
+                    door: d.door.as_str(),
+                })
+                .set(i64::from(d.in_sync));
         }
         let doors = plan.doors.clone();
         self.status.update(|s| {
