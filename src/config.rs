@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::OrgId;
 use crate::reconcile::doors::{Door, SideDoors};
-use crate::reconcile::guarded::{Entry, ProfileSelection};
+use crate::reconcile::guarded::{Entry, ProfileSelection, is_app_name};
 use crate::salesforce::auth::SigningKey;
 use crate::salesforce::profile::ProfileName;
 
@@ -530,11 +530,7 @@ impl Loader<'_> {
         };
         if let Some(app) = self.get(IPGUARD_APP) {
             let app = app.trim();
-            if !app.is_empty()
-                && app
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
-            {
+            if is_app_name(app) {
                 doors.app = app.to_owned();
             } else {
                 self.problem(

@@ -44,16 +44,21 @@ pub enum EntryError {
     NoApp(String),
 }
 
+/// An app's API name as `@app:` and `IPGUARD_APP` take it: letters, digits, `_` and `.`
+/// (a namespaced name), nothing that needs quoting anywhere it is sent.
+pub fn is_app_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+}
+
 impl Entry {
     pub fn parse(text: &str) -> Result<Self, EntryError> {
         let text = text.trim();
         if let Some(app) = text.strip_prefix(APP_PREFIX) {
             let app = app.trim();
-            let valid = !app.is_empty()
-                && app
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
-            return if valid {
+            return if is_app_name(app) {
                 Ok(Entry::App(app.to_owned()))
             } else {
                 Err(EntryError::NoApp(text.to_owned()))

@@ -109,42 +109,12 @@ pub async fn profiles_of_app(
     client: &MetadataClient,
     app: &str,
 ) -> Result<Vec<ProfileAccess>, AppAccessError> {
-    let query = |soql: String| async move {
-        let answer = client
-            .query_json(&soql)
-            .await
-            .map_err(|source| AppAccessError::Query {
-                app: app.to_owned(),
-                source,
-            })?;
-        records(&answer).ok_or_else(|| AppAccessError::Unexpected {
-            app: app.to_owned(),
-            query: soql,
-        })
-    };
-    let mut app_id = None;
-    for soql in [eca_id_query(app), connected_app_id_query(app)] {
-        match query(soql).await {
-            Ok(rows) => {
-                if let Some(id) = rows.first().and_then(|r| text(r, &["Id"])) {
-                    app_id = Some(id);
-                    break;
-                }
-            }
-            // An org or API version without External Client Apps: try the connected app.
-            Err(AppAccessError::Query {
-                source: SalesforceError::Rest { ref code, .. },
-                ..
-            }) if code == "INVALID_TYPE" => {}
-            Err(e) => return Err(e),
-        }
-    }
-    let app_id = app_id.ok_or_else(|| AppAccessError::NoSuchApp(app.to_owned()))?;
-
+    let lookup = Lookup { client, app };
+    let app_id = lookup.app_id().await?;
     let mut access = Vec::new();
-    // Permission set id → API name, for the sets (not profiles') that grant the app.
-    let mut sets: Vec<(String, String)> = Vec::new();
-    for row in query(grants_query(&app_id)).await? {
+    // Permission sets (not profiles') that grant the app: id → API name.
+    let mut sets: Named = Vec::new();
+    for row in lookup.rows(grants_query(&app_id)).await? {
         let owned = row
             .pointer("/Parent/IsOwnedByProfile")
             .and_then(Value::as_bool)
@@ -164,59 +134,115 @@ pub async fn profiles_of_app(
     if sets.is_empty() {
         return Ok(dedup(access));
     }
-    let set_ids: Vec<&str> = sets.iter().map(|(id, _)| id.as_str()).collect();
-    let set_name = |id: &str| {
-        sets.iter()
-            .find(|(set, _)| same_id(set, id))
-            .map(|(_, name)| name.clone())
-    };
-    for chunk in set_ids.chunks(IN_CHUNK) {
-        for row in query(holders_query("PermissionSetId", chunk)).await? {
-            let (Some(profile_id), Some(set)) = (
-                text(&row, &["Assignee", "ProfileId"]),
-                text(&row, &["PermissionSetId"]),
-            ) else {
-                continue;
-            };
-            if let Some(name) = set_name(&set) {
-                access.push(ProfileAccess {
-                    profile_id,
-                    via: Via::PermissionSet(name),
-                });
-            }
-        }
-    }
+    lookup
+        .holders("PermissionSetId", &sets, Via::PermissionSet, &mut access)
+        .await?;
     // Groups holding a granting set: their holders can use the app too.
-    let mut groups: Vec<(String, String)> = Vec::new();
-    for chunk in set_ids.chunks(IN_CHUNK) {
-        for row in query(groups_query(chunk)).await? {
+    let mut groups: Named = Vec::new();
+    for chunk in ids(&sets).chunks(IN_CHUNK) {
+        for row in lookup.rows(groups_query(chunk)).await? {
             if let Some(id) = text(&row, &["PermissionSetGroupId"]) {
                 let name = text(&row, &["PermissionSetGroup", "DeveloperName"])
                     .unwrap_or_else(|| id.clone());
-                if !groups.iter().any(|(g, _)| same_id(g, &id)) {
+                if name_of(&groups, &id).is_none() {
                     groups.push((id, name));
                 }
             }
         }
     }
-    let group_ids: Vec<&str> = groups.iter().map(|(id, _)| id.as_str()).collect();
-    for chunk in group_ids.chunks(IN_CHUNK) {
-        for row in query(holders_query("PermissionSetGroupId", chunk)).await? {
-            let (Some(profile_id), Some(group)) = (
-                text(&row, &["Assignee", "ProfileId"]),
-                text(&row, &["PermissionSetGroupId"]),
-            ) else {
-                continue;
-            };
-            if let Some((_, name)) = groups.iter().find(|(g, _)| same_id(g, &group)) {
-                access.push(ProfileAccess {
-                    profile_id,
-                    via: Via::PermissionSetGroup(name.clone()),
-                });
+    lookup
+        .holders(
+            "PermissionSetGroupId",
+            &groups,
+            Via::PermissionSetGroup,
+            &mut access,
+        )
+        .await?;
+    Ok(dedup(access))
+}
+
+/// Record ids with the names they are reported by.
+type Named = Vec<(String, String)>;
+
+fn ids(named: &Named) -> Vec<&str> {
+    named.iter().map(|(id, _)| id.as_str()).collect()
+}
+
+fn name_of<'a>(named: &'a Named, id: &str) -> Option<&'a str> {
+    named
+        .iter()
+        .find(|(known, _)| same_id(known, id))
+        .map(|(_, name)| name.as_str())
+}
+
+/// The queries of one app's lookup.
+struct Lookup<'a> {
+    client: &'a MetadataClient,
+    app: &'a str,
+}
+
+impl Lookup<'_> {
+    async fn rows(&self, soql: String) -> Result<Vec<Value>, AppAccessError> {
+        let answer =
+            self.client
+                .query_json(&soql)
+                .await
+                .map_err(|source| AppAccessError::Query {
+                    app: self.app.to_owned(),
+                    source,
+                })?;
+        records(&answer).ok_or_else(|| AppAccessError::Unexpected {
+            app: self.app.to_owned(),
+            query: soql,
+        })
+    }
+
+    /// The External Client App's id, else the connected app's.
+    async fn app_id(&self) -> Result<String, AppAccessError> {
+        for soql in [eca_id_query(self.app), connected_app_id_query(self.app)] {
+            match self.rows(soql).await {
+                Ok(rows) => {
+                    if let Some(id) = rows.first().and_then(|r| text(r, &["Id"])) {
+                        return Ok(id);
+                    }
+                }
+                // An org or API version without External Client Apps: try the connected app.
+                Err(AppAccessError::Query {
+                    source: SalesforceError::Rest { ref code, .. },
+                    ..
+                }) if code == "INVALID_TYPE" => {}
+                Err(e) => return Err(e),
             }
         }
+        Err(AppAccessError::NoSuchApp(self.app.to_owned()))
     }
-    Ok(dedup(access))
+
+    /// The profiles of the active users holding one of `named` (by `field`:
+    /// `PermissionSetId` or `PermissionSetGroupId`), each reported `via` its name.
+    async fn holders(
+        &self,
+        field: &str,
+        named: &Named,
+        via: fn(String) -> Via,
+        access: &mut Vec<ProfileAccess>,
+    ) -> Result<(), AppAccessError> {
+        for chunk in ids(named).chunks(IN_CHUNK) {
+            for row in self.rows(holders_query(field, chunk)).await? {
+                let (Some(profile_id), Some(held)) =
+                    (text(&row, &["Assignee", "ProfileId"]), text(&row, &[field]))
+                else {
+                    continue;
+                };
+                if let Some(name) = name_of(named, &held) {
+                    access.push(ProfileAccess {
+                        profile_id,
+                        via: via(name.to_owned()),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 fn dedup(mut access: Vec<ProfileAccess>) -> Vec<ProfileAccess> {
