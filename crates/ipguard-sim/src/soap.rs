@@ -237,7 +237,7 @@ fn date(d: DateTime<Utc>) -> String {
     d.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
-fn element(out: &mut String, name: &str, value: &str) {
+pub(crate) fn element(out: &mut String, name: &str, value: &str) {
     if value.is_empty() {
         out.push_str(&format!("<{name}></{name}>"));
     } else {
@@ -369,7 +369,7 @@ fn read_metadata(state: &SimState, op: &Element) -> Result<Reply, Reply> {
 
 /// readMetadata of `SecuritySettings` (only `Security` exists), of
 /// `ExtlClntAppOauthConfigurablePolicies` (`<App>_oauthPlcy` per External Client App) and of
-/// legacy `ConnectedApp`s (records in `side_doors.rs`); `None` for any other type. Unknown
+/// legacy `ConnectedApp`s (records in `side_doors/`); `None` for any other type. Unknown
 /// names read back as empty records, like profiles.
 fn read_settings_or_app_policies(state: &SimState, kind: &str, names: &[&str]) -> Option<Reply> {
     let mut out = String::from("<readMetadataResponse><result>");
