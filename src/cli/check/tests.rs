@@ -1,3 +1,4 @@
+use super::profiles_check::closest;
 use super::*;
 
 fn listed() -> Vec<String> {
