@@ -30,34 +30,20 @@ const DEBOUNCE: Duration = Duration::from_secs(2);
 const CEILING_FLAG: &str = "--ceiling-server";
 const LUA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/wrk/post.lua");
 
+/// `cargo bench --bench ack -- [--rounds N] [--seconds S] [--connections C]`.
+#[derive(clap::Parser)]
 struct Args {
+    /// Rounds, each running the ceiling then ipguard.
+    #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// Length of one wrk run.
+    #[arg(long, default_value_t = 5)]
     seconds: u64,
+    #[arg(long, default_value_t = 64)]
     connections: usize,
-}
-
-fn args() -> Args {
-    let mut args = Args {
-        rounds: 3,
-        seconds: 5,
-        connections: 64,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        let mut number = |name: &str| -> u64 {
-            it.next()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or_else(|| panic!("{name} needs a number"))
-        };
-        match a.as_str() {
-            "--rounds" => args.rounds = number("--rounds") as usize,
-            "--seconds" => args.seconds = number("--seconds"),
-            "--connections" => args.connections = number("--connections") as usize,
-            "--bench" => {}
-            other => panic!("unknown argument {other}"),
-        }
-    }
-    args
+    /// What `cargo bench` passes to a harness-less bench.
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
 /// One wrk run's summary (the `WRK_JSON` line `post.lua` prints).
@@ -228,7 +214,7 @@ fn main() {
         std::process::exit(2);
     };
     let version = String::from_utf8_lossy(&found.stdout);
-    let args = args();
+    let args = <Args as clap::Parser>::parse();
     tokio::runtime::Runtime::new()
         .expect("runtime")
         .block_on(run(

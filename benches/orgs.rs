@@ -25,29 +25,24 @@ const ADMIN_TOKEN: &str = "bench-admin-token-0123456789";
 /// Profiles a readMetadata call carries (docs/salesforce.md: ten per call).
 const READ_BATCH: usize = 10;
 
+/// `cargo bench --bench orgs -- [--orgs N] [--profiles P]`.
+#[derive(clap::Parser)]
 struct Args {
+    /// Orgs guarded by the two instances (at least 1).
+    #[arg(long, default_value_t = 20)]
     orgs: usize,
+    /// Guarded profiles per org (at least 4).
+    #[arg(long, default_value_t = 25)]
     profiles: usize,
+    /// What `cargo bench` passes to a harness-less bench.
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
 fn args() -> Args {
-    let mut args = Args {
-        orgs: 20,
-        profiles: 25,
-    };
-    let mut it = std::env::args().skip(1);
-    let number = |v: Option<String>, name: &str| -> usize {
-        v.and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("{name} needs a number"))
-    };
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--orgs" => args.orgs = number(it.next(), "--orgs").max(1),
-            "--profiles" => args.profiles = number(it.next(), "--profiles").max(4),
-            "--bench" => {}
-            other => panic!("unknown argument {other}"),
-        }
-    }
+    let mut args = <Args as clap::Parser>::parse();
+    args.orgs = args.orgs.max(1);
+    args.profiles = args.profiles.max(4);
     args
 }
 

@@ -40,37 +40,22 @@ struct Bench {
     ceiling: f64,
 }
 
+/// `cargo bench --bench load -- [--requests N] [--concurrency C] [--samples S] [--no-burst]`.
+#[derive(clap::Parser)]
 struct Args {
+    #[arg(long, default_value_t = 20_000)]
     requests: usize,
+    #[arg(long, default_value_t = 64)]
     concurrency: usize,
+    /// Latency samples (0 skips the latency scenarios).
+    #[arg(long, default_value_t = 20)]
     samples: usize,
+    /// `--no-burst` skips the burst scenario.
+    #[arg(long = "no-burst", action = clap::ArgAction::SetFalse)]
     burst: bool,
-}
-
-fn args() -> Args {
-    let mut args = Args {
-        requests: 20_000,
-        concurrency: 64,
-        samples: 20,
-        burst: true,
-    };
-    let mut it = std::env::args().skip(1);
-    let number = |v: Option<String>, name: &str| -> usize {
-        v.and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("{name} needs a number"))
-    };
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--requests" => args.requests = number(it.next(), "--requests"),
-            "--concurrency" => args.concurrency = number(it.next(), "--concurrency"),
-            "--samples" => args.samples = number(it.next(), "--samples"),
-            "--no-burst" => args.burst = false,
-            // cargo bench passes --bench to harness-less benches
-            "--bench" => {}
-            other => panic!("unknown argument {other}"),
-        }
-    }
-    args
+    /// What `cargo bench` passes to a harness-less bench.
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
 fn main() {
@@ -78,7 +63,7 @@ fn main() {
         serve_ceiling().expect("ceiling server");
         return;
     }
-    let args = args();
+    let args = <Args as clap::Parser>::parse();
     tokio::runtime::Runtime::new()
         .expect("runtime")
         .block_on(measure(args));
