@@ -146,20 +146,20 @@ fn remediation_lines(report: &RunReport, text: &mut String) {
         }
     }
     if let Some(attribution) = &report.attribution {
-        for a in attribution.attributions.iter().take(5) {
+        let profiles = attribution
+            .attributions
+            .iter()
+            .take(5)
+            .map(|a| (&a.changed_by, a.changed_at, a.profile.to_string()));
+        let doors = attribution
+            .doors
+            .iter()
+            .take(5)
+            .map(|a| (&a.changed_by, a.changed_at, format!("side door {}", a.door)));
+        for (by, at, what) in profiles.chain(doors) {
             text.push_str(&format!(
-                "\nchanged by {} at {} ({})",
-                a.changed_by,
-                a.changed_at.format("%Y-%m-%d %H:%M:%S UTC"),
-                a.profile
-            ));
-        }
-        for a in attribution.doors.iter().take(5) {
-            text.push_str(&format!(
-                "\nchanged by {} at {} (side door {})",
-                a.changed_by,
-                a.changed_at.format("%Y-%m-%d %H:%M:%S UTC"),
-                a.door
+                "\nchanged by {by} at {} ({what})",
+                at.format("%Y-%m-%d %H:%M:%S UTC")
             ));
         }
     }
