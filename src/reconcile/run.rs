@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::attribution::{self, AttributionResult, DoorSubject, Matchers};
 use super::doors::{self, SideDoors};
-use super::guarded::{Grant, ProfileSelection};
+use super::guarded::{Grant, Guarded, ProfileSelection};
 use super::interlock;
 use super::plan::{Ownership, Plan, PolicyRules, plan_profile};
 use crate::heroku::HerokuClient;
@@ -183,6 +183,12 @@ impl RunReport {
         }
     }
 
+    /// Records what the run guards (`guarded`, `grants`).
+    fn guard(&mut self, guarded: Guarded) {
+        self.guarded = guarded.profiles;
+        self.grants = guarded.grants;
+    }
+
     /// Ends the report with `failure`.
     pub fn fail(&mut self, failure: Failure) {
         self.outcome = failure.outcome;
@@ -256,7 +262,7 @@ impl Run<'_> {
             let (sources, desired) = self.desired().await?;
             report.sources = sources;
             report.desired = desired;
-            self.guard(&mut report).await?;
+            report.guard(self.guarded().await?);
             let plan = self
                 .read_and_plan(&report.desired, &report.guarded, owned)
                 .await?;
@@ -380,7 +386,7 @@ impl Run<'_> {
             Ok(sources) => {
                 report.desired = desired_ranges(&sources);
                 report.sources = sources;
-                self.guard(&mut report).await
+                self.guarded().await.map(|g| report.guard(g))
             }
             Err(e) => Err(Failure::failed(e)),
         };
@@ -444,17 +450,16 @@ impl Run<'_> {
     ) -> Result<(Vec<LoginIpRange>, Plan), (Outcome, String)> {
         let to_pair = |f: Failure| (f.outcome, f.message);
         let (_, desired) = self.desired().await.map_err(to_pair)?;
-        let mut report = RunReport::empty();
-        self.guard(&mut report).await.map_err(to_pair)?;
+        let guarded = self.guarded().await.map_err(to_pair)?;
         let plan = self
-            .read_and_plan(&desired, &report.guarded, owned)
+            .read_and_plan(&desired, &guarded.profiles, owned)
             .await
             .map_err(to_pair)?;
         Ok((desired, plan))
     }
 
-    /// Expands `IPGUARD_PROFILES` into the report (`guarded`, `grants`).
-    async fn guard(&self, report: &mut RunReport) -> Result<(), Failure> {
+    /// `IPGUARD_PROFILES` expanded: the profiles this run guards and why.
+    async fn guarded(&self) -> Result<Guarded, Failure> {
         let guarded = self
             .profiles
             .resolve(self.client)
@@ -466,9 +471,7 @@ impl Run<'_> {
                  excluded or no user can use the app) and no side door is guarded",
             ));
         }
-        report.guarded = guarded.profiles;
-        report.grants = guarded.grants;
-        Ok(())
+        Ok(guarded)
     }
 
     async fn desired(&self) -> Result<(Vec<Source>, Vec<LoginIpRange>), Failure> {
