@@ -2,7 +2,6 @@
 
 use std::time::{Duration, Instant};
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use ipnet::IpNet;
 use serde::Serialize;
 
@@ -15,7 +14,7 @@ use crate::heroku::HerokuClient;
 pub use crate::outcome::Outcome;
 use crate::ranges::{LoginIpRange, Source, desired_ranges};
 use crate::salesforce::client::{MetadataClient, SalesforceError};
-use crate::salesforce::deploy_poll::{self, PollStop};
+use crate::salesforce::deploy_poll::{self, PollSchedule, PollStop};
 use crate::salesforce::metadata::{DeployId, DeployResult, DeployStatus};
 use crate::salesforce::package::{Component, package_zip};
 use crate::salesforce::profile::ProfileName;
@@ -94,8 +93,8 @@ pub struct RunSettings {
     pub check_only: bool,
     /// Poll window before the run ends `unknown`.
     pub deploy_timeout: Duration,
-    pub poll_first: Duration,
-    pub poll_max: Duration,
+    /// When the deploy is polled.
+    pub poll: PollSchedule,
     /// `None`: don't query the audit trail.
     pub attribution: Option<AttributionSettings>,
 }
@@ -108,20 +107,9 @@ impl RunSettings {
             integration_username: None,
             check_only,
             deploy_timeout,
-            poll_first: Duration::from_millis(250),
-            poll_max: Duration::from_secs(30),
+            poll: PollSchedule::default(),
             attribution: None,
         }
-    }
-
-    /// Poll delays: start fast (most profile deploys finish in seconds), grow to `poll_max`.
-    pub fn poll_delays(&self) -> impl Iterator<Item = Duration> + use<> {
-        ExponentialBuilder::default()
-            .with_min_delay(self.poll_first)
-            .with_max_delay(self.poll_max)
-            .with_factor(1.5)
-            .without_max_times()
-            .build()
     }
 }
 
@@ -605,16 +593,7 @@ impl Run<'_> {
         resumed: bool,
         on_poll: OnPoll<'_>,
     ) -> Result<DeployResult, Failure> {
-        let poll_delays = self.settings.poll_delays();
-        match deploy_poll::until_done(
-            self.client,
-            id,
-            poll_delays,
-            self.settings.poll_max,
-            deadline,
-            on_poll,
-        )
-        .await
+        match deploy_poll::until_done(self.client, id, &self.settings.poll, deadline, on_poll).await
         {
             Ok(result) => Ok(result),
             Err(PollStop::IpRestricted(e)) => Err(Failure::salesforce(e)),

@@ -66,8 +66,8 @@ impl Harness {
 
     fn settings(&self) -> RunSettings {
         let mut s = self.parts.settings.clone();
-        s.poll_first = Duration::from_millis(50);
-        s.poll_max = Duration::from_millis(200);
+        s.poll.fast = Duration::from_millis(50);
+        s.poll.max_gap = Duration::from_millis(200);
         s
     }
 

@@ -56,15 +56,8 @@ pub(super) async fn deploy_check(
         }
     };
     let window = config.deploy_timeout.min(DEPLOY_WAIT);
-    let polled = deploy_poll::until_done(
-        client,
-        &id,
-        settings.poll_delays(),
-        settings.poll_max,
-        Instant::now() + window,
-        |_| {},
-    )
-    .await;
+    let polled =
+        deploy_poll::until_done(client, &id, &settings.poll, Instant::now() + window, |_| {}).await;
     let result = match polled {
         Ok(result) => result,
         Err(PollStop::IpRestricted(e) | PollStop::Refused(e)) => {
