@@ -29,7 +29,13 @@ pub async fn request_id_and_log(
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         })
         .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        // From the thread's seeded generator: `new_v4` asks the kernel for 16 bytes on every
+        // request, and an id needs to be unique, not secret.
+        .unwrap_or_else(|| {
+            uuid::Builder::from_random_bytes(rand::random())
+                .into_uuid()
+                .to_string()
+        });
     let method = req.method().to_string();
     let mut response = next.call(req).await?;
     // The route pattern, not the path: `/salesforce/outbound-messages/{token}` must never
