@@ -79,12 +79,17 @@
 //! attack): there is no HMAC code on this path at all.
 //!
 //! Signatures (PKCS #1 v1.5 with SHA-256/SHA-512) are checked with `ring`, which the TLS stack
-//! already carries: about 8× faster than the pure-Rust `rsa` crate (see BENCHMARKS.md), and a
-//! forged-token flood costs exactly one RSA verification per token. `ring` compares the whole
-//! encoded message rather than parsing it.
+//! already carries: about 8× faster than the pure-Rust `rsa` crate (see BENCHMARKS.md). `ring`
+//! compares the whole encoded message rather than parsing it.
+//!
+//! **Each distinct token is RSA-verified once.** The verdict is remembered under the token's
+//! SHA-256 (`verdicts`): a token seen again skips step 7 only — every claim rule runs on every
+//! request — and a token that failed step 7 before fails again at once, before decoding. A
+//! flood of distinct forgeries still costs one RSA verification each.
 
 use std::collections::HashSet;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -98,6 +103,7 @@ use x509_parser::prelude::FromDer as _;
 use x509_parser::public_key::PublicKey;
 use x509_parser::x509::SubjectPublicKeyInfo;
 
+use self::verdicts::Verdicts;
 use crate::config::EventsJwtSettings;
 
 /// Tokens longer than this are rejected before any decoding.
@@ -121,6 +127,9 @@ pub struct EventsVerifier {
     keys: Vec<TrustedKey>,
     issuer: String,
     audience: String,
+    verdicts: Verdicts,
+    /// RSA verifications run (tests read it to see the verdicts remembered).
+    rsa_checks: AtomicU64,
 }
 
 /// One pinned key. `Debug` shows where it came from and its size, never the modulus.
@@ -310,6 +319,8 @@ impl EventsVerifier {
             keys,
             issuer: settings.issuer.clone(),
             audience: settings.audience.clone(),
+            verdicts: Verdicts::new(),
+            rsa_checks: AtomicU64::new(0),
         })
     }
 
@@ -320,6 +331,12 @@ impl EventsVerifier {
             return Err(Rejection::malformed(format!(
                 "token is longer than {MAX_TOKEN_BYTES} bytes"
             )));
+        }
+        // A token whose signature failed before fails again: its structure passed then.
+        let digest = Verdicts::digest(token);
+        let known = self.verdicts.get(&digest);
+        if known == Some(false) {
+            return Err(bad_signature());
         }
         let mut parts = token.split('.');
         let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
@@ -371,14 +388,22 @@ impl EventsVerifier {
 
         // The signing input is the token's own ASCII bytes up to the second dot (RFC 7515 §5.2).
         let signing_input = &token.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
-        if !self.signature_verifies(alg, kid, signing_input, &signature) {
-            return Err(Rejection::new(
-                RejectReason::BadSignature,
-                "token signature does not verify with any configured key",
-            ));
+        if known.is_none() {
+            self.rsa_checks.fetch_add(1, Ordering::Relaxed);
+            let verified = self.signature_verifies(alg, kid, signing_input, &signature);
+            self.verdicts.remember(digest, verified);
+            if !verified {
+                return Err(bad_signature());
+            }
         }
 
         self.check_claims(&claims, now)
+    }
+
+    /// How many RSA verifications ran.
+    #[cfg(test)]
+    pub(crate) fn rsa_checks(&self) -> u64 {
+        self.rsa_checks.load(Ordering::Relaxed)
     }
 
     /// A kid pinned in configuration selects exactly that key; any other kid, or none, tries
@@ -469,6 +494,13 @@ impl EventsVerifier {
             sub: sub.map(str::to_owned),
         })
     }
+}
+
+fn bad_signature() -> Rejection {
+    Rejection::new(
+        RejectReason::BadSignature,
+        "token signature does not verify with any configured key",
+    )
 }
 
 /// base64url (unpadded, canonical) → JSON object with unique member names.
@@ -727,3 +759,4 @@ fn kid_value(line: &str) -> Option<&str> {
 
 #[cfg(test)]
 mod tests;
+mod verdicts;
