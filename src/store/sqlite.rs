@@ -111,11 +111,18 @@ impl Sqlite {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
+            // A group commit's INSERT returns a row per new delivery (up to MAX_BATCH calls'
+            // worth): room for all of them, so SQLite's thread never waits on the writer
+            // mid-statement (sqlx's default is 50).
+            .row_buffer_size(1024)
             .foreign_keys(true);
         let retire = Arc::new(AtomicBool::new(false));
         let hook_retire = retire.clone();
+        // No ping before each acquire (sqlx's default): the connection is a thread of this
+        // process and cannot have hung up, and the ping is one more hop to it per commit.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             // false = close this connection and open another (see the module docs).
             .before_acquire(move |_, _| {
                 let keep = !hook_retire.swap(false, Ordering::AcqRel);
@@ -128,6 +135,7 @@ impl Sqlite {
         migrate(&writer).await?;
         let readers = SqlitePoolOptions::new()
             .max_connections(READERS)
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(10));
         let read_only = options.read_only(true);
         let readers = open_while_busy(|| readers.clone().connect_with(read_only.clone()))
