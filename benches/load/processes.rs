@@ -69,7 +69,11 @@ pub(crate) async fn start_ipguard(
         .env_clear()
         .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
         .env("PORT", port.to_string())
-        .envs(std::env::var("RUST_LOG").ok().map(|v| ("RUST_LOG", v)))
+        .envs(
+            ["RUST_LOG", "TOKIO_WORKER_THREADS"]
+                .into_iter()
+                .filter_map(|k| std::env::var(k).ok().map(|v| (k, v))),
+        )
         // logs as in production (info, one line a request), written to a pipe nobody reads
         // would block: discard them instead
         .stdout(Stdio::null())

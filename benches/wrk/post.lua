@@ -2,11 +2,13 @@
 -- 15-digit sequence number unique to this request (a new Notification Id / EventUuid each
 -- time, so nothing is deduplicated away), and prints one machine-readable summary line.
 --
--- wrk -t1 -c64 -d5s -s post.lua URL -- TEMPLATE_FILE CONTENT_TYPE ROUND [BEARER_TOKEN]
+-- wrk -t1 -c64 -d5s -s post.lua URL -- TEMPLATE_FILE CONTENT_TYPE ROUND [BEARER_TOKEN [vary]]
 --
--- ROUND (0-99) prefixes the sequence so rounds never reuse an id.
+-- ROUND (0-99) prefixes the sequence so rounds never reuse an id. `vary` writes the sequence
+-- into the token's signature too (from its 11th character), so every request carries a
+-- token never seen before: a flood of distinct forgeries.
 
-local template, content_type, prefix, token
+local template, content_type, prefix, token, vary
 local counter = 0
 
 function init(args)
@@ -16,6 +18,13 @@ function init(args)
   content_type = args[2]
   prefix = string.format("%02d", tonumber(args[3]))
   token = args[4]
+  vary = args[5] == "vary"
+end
+
+-- The token with `seq` over 15 characters of its signature (digits are base64url).
+local function varied(seq)
+  local signature = token:find("%.[^.]*$") + 11
+  return token:sub(1, signature - 1) .. seq .. token:sub(signature + #seq)
 end
 
 function request()
@@ -24,7 +33,7 @@ function request()
   local body = template:gsub("__SEQ__", seq)
   local headers = { ["Content-Type"] = content_type }
   if token ~= nil and token ~= "" then
-    headers["Authorization"] = "Bearer " .. token
+    headers["Authorization"] = "Bearer " .. (vary and varied(seq) or token)
   end
   return wrk.format("POST", nil, headers, body)
 end
