@@ -28,6 +28,8 @@ use processes::{Server, serve_ceiling, start_ceiling, start_ipguard};
 const ISSUER: &str = "https://acme.my.salesforce.com";
 const AUDIENCE: &str = "https://ipguard.example";
 const DEBOUNCE: Duration = Duration::from_secs(2);
+/// Turns on `/metrics`, where the bench checks that floods were refused as `bad_signature`.
+const ADMIN_TOKEN: &str = "ack-bench-admin-token-0123456789abcdef";
 const CEILING_FLAG: &str = "--ceiling-server";
 const LUA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/wrk/post.lua");
 
@@ -208,6 +210,30 @@ async fn measure(
     rounds
 }
 
+/// `token` with the 21st character of its signature changed (base64url, 6 bits each).
+fn forge(token: &str) -> String {
+    let at = token.rfind('.').expect("a compact JWS") + 21;
+    let swapped = if &token[at..=at] == "A" { "B" } else { "A" };
+    format!("{}{swapped}{}", &token[..at], &token[at + 1..])
+}
+
+/// ipguard's count of event callouts refused for `bad_signature` (`/metrics`).
+async fn bad_signatures(http: &reqwest::Client, server: &Server) -> u64 {
+    let text = http
+        .get(format!("{}/metrics", server.base))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .expect("/metrics answers")
+        .text()
+        .await
+        .expect("/metrics body");
+    text.lines()
+        .find_map(|l| l.strip_prefix("ipguard_jwt_rejections_total{reason=\"bad_signature\"} "))
+        .map_or(0, |n| n.trim().parse().expect("a counter"))
+}
+
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).expect("template written");
@@ -281,11 +307,11 @@ async fn run(args: Args, wrk_version: String) {
         vary: false,
         rejections: false,
     };
-    // The same token with its last signature character changed: it passes every cheap check
-    // and fails only the RSA verification, the most expensive rejection there is.
-    let mut forged_token = token.clone();
-    let last = forged_token.pop().expect("token");
-    forged_token.push(if last == 'A' { 'B' } else { 'A' });
+    // The same token with one signature character changed: it passes every cheap check and
+    // fails only the RSA verification, the most expensive rejection there is. An inner
+    // character: the last one carries padding bits, and changing it made the signature
+    // non-canonical base64url (a cheap `malformed`) in about half the runs.
+    let forged_token = forge(&token);
     let forged = Scenario {
         name: "forged tokens",
         path: events.path,
@@ -308,6 +334,9 @@ async fn run(args: Args, wrk_version: String) {
     let mut rows = Vec::new();
 
     fixture.vars.insert("DATABASE_URL", fixture.sqlite_url());
+    fixture
+        .vars
+        .insert("IPGUARD_ADMIN_TOKEN", ADMIN_TOKEN.to_owned());
     let sqlite_scenarios: Vec<(&str, &Scenario, &str)> = vec![
         (
             "outbound",
@@ -336,7 +365,17 @@ async fn run(args: Args, wrk_version: String) {
         wait_settled(&store_for(&fixture.vars).await, Duration::from_millis(500)).await;
         for (i, (key, scenario, label)) in sqlite_scenarios.iter().enumerate() {
             if args.runs(key) {
+                let refused_before = bad_signatures(&http, &sqlite).await;
                 let rounds = measure(scenario, &ceiling, &sqlite, &fixture, &args, i * 10).await;
+                if scenario.rejections {
+                    // Proof that the flood measured the rejection it names.
+                    let refused = bad_signatures(&http, &sqlite).await - refused_before;
+                    let sent: u64 = rounds.server.iter().map(|r| r.requests).sum();
+                    assert!(
+                        refused >= sent,
+                        "{key}: {sent} requests but only {refused} bad_signature rejections"
+                    );
+                }
                 rows.push(rounds.row(label));
                 measured.insert(key, rounds);
             }
