@@ -760,3 +760,15 @@ fn kid_value(line: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests;
 mod verdicts;
+
+/// For tests and benches: forged tokens that reach the signature check.
+pub mod testing {
+    /// `token` with the 21st character of its signature changed: every cheap check still
+    /// passes and only the RSA verification fails. (The last character carries base64
+    /// padding bits: changing it can make the signature non-canonical, a cheap `malformed`.)
+    pub fn forged(token: &str) -> String {
+        let at = token.rfind('.').expect("a compact JWS") + 21;
+        let swapped = if &token[at..=at] == "A" { "B" } else { "A" };
+        format!("{}{swapped}{}", &token[..at], &token[at + 1..])
+    }
+}
