@@ -59,13 +59,6 @@ impl PollSchedule {
         };
         next.min(last + self.max_gap.max(step)).max(last + step)
     }
-
-    /// Every planned poll time, in order (endless).
-    pub fn times(self) -> impl Iterator<Item = Duration> {
-        std::iter::successors(Some(self.next(Duration::ZERO)), move |last| {
-            Some(self.next(*last))
-        })
-    }
 }
 
 /// Polls `checkDeployStatus` at the `schedule`'s times (counted from now) until the deploy is
@@ -111,8 +104,15 @@ mod tests {
         Duration::from_millis(n)
     }
 
+    /// Every planned poll time, in order (endless), as `until_done` walks them.
+    fn times(schedule: PollSchedule) -> impl Iterator<Item = Duration> {
+        std::iter::successors(Some(schedule.next(Duration::ZERO)), move |last| {
+            Some(schedule.next(*last))
+        })
+    }
+
     fn planned_until(schedule: PollSchedule, end: Duration) -> Vec<Duration> {
-        schedule.times().take_while(|t| *t <= end).collect()
+        times(schedule).take_while(|t| *t <= end).collect()
     }
 
     #[test]
@@ -136,7 +136,7 @@ mod tests {
 
     #[test]
     fn after_the_fast_phase_the_gaps_grow_to_the_maximum() {
-        let times: Vec<Duration> = PollSchedule::default().times().take(16).collect();
+        let times: Vec<Duration> = times(PollSchedule::default()).take(16).collect();
         let secs: Vec<f64> = times[7..].iter().map(Duration::as_secs_f64).collect();
         assert_eq!(
             secs,
@@ -152,7 +152,7 @@ mod tests {
             first_slow: Duration::from_secs(5),
             max_gap: ms(200),
         };
-        let times: Vec<Duration> = schedule.times().take(40).collect();
+        let times: Vec<Duration> = times(schedule).take(40).collect();
         assert!(
             times
                 .windows(2)
