@@ -27,7 +27,19 @@ impl PgSchema {
 impl Drop for PgSchema {
     fn drop(&mut self) {
         let base = self.base.clone();
-        let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema);
+        // A test that abandons a connection mid-transaction (an in-process instance "crashed"
+        // by aborting its tasks) can leave it idle in the transaction, holding row locks the
+        // DROP would wait on for ever: whatever still holds a lock in the schema is ended
+        // first. (The schema name is ours: `t_` and hex digits.)
+        let sql = format!(
+            "SELECT pg_terminate_backend(l.pid) FROM pg_locks l \
+               JOIN pg_class c ON c.oid = l.relation \
+               JOIN pg_namespace n ON n.oid = c.relnamespace \
+              WHERE n.nspname = '{schema}' AND l.pid <> pg_backend_pid(); \
+             SET lock_timeout = '30s'; \
+             DROP SCHEMA IF EXISTS {schema} CASCADE",
+            schema = self.schema
+        );
         // Drop runs outside any async context we could await in: use a thread of its own.
         let dropped = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
