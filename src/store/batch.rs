@@ -30,9 +30,20 @@ pub(crate) struct Call {
 
 /// How the store writes a batch of calls.
 pub(crate) trait BatchWriter: Send + Sync + 'static {
-    /// Every call in one transaction; an error fails them all (nothing is committed).
+    /// A connection the writer keeps from one batch to the next while calls keep coming.
+    type Held: Send;
+
+    /// Takes a connection for the writer.
+    fn hold(&self) -> impl Future<Output = Result<Self::Held, StoreError>> + Send;
+
+    /// Whether another write is waiting for a connection (the writer then gives its back).
+    fn others_waiting(&self) -> bool;
+
+    /// Every call in one transaction on `held`; an error fails them all (nothing is
+    /// committed).
     fn commit_together(
         &self,
+        held: &mut Self::Held,
         calls: &[&Call],
     ) -> impl Future<Output = Result<Vec<DeliveryOutcome>, StoreError>> + Send;
 }
@@ -87,23 +98,50 @@ impl GroupCommit {
     }
 }
 
-async fn writer(
-    backend: impl BatchWriter,
+/// Batches come one after another under load, and a connection given back to sqlx's pool is
+/// first pinged (one more round trip to the database per batch): so the writer keeps its
+/// connection while calls are already queued and no other write waits for one, and gives it
+/// back before it waits for work or after a failure (a failed connection may be retired).
+async fn writer<B: BatchWriter>(
+    backend: B,
     notifier: Arc<HintNotifier>,
     counters: Arc<Counters>,
     mut rx: mpsc::Receiver<Request>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    let mut held: Option<B::Held> = None;
+    loop {
+        if rx.is_empty() || backend.others_waiting() {
+            held = None;
+        }
+        if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
+            return;
+        }
         let calls: Vec<&Call> = batch.iter().map(|r: &Request| &r.call).collect();
-        let results = match backend.commit_together(&calls).await {
+        let together = match held.take() {
+            Some(conn) => Ok(conn),
+            None => backend.hold().await,
+        };
+        let together = match together {
+            Ok(mut conn) => {
+                let outcomes = backend.commit_together(&mut conn, &calls).await;
+                held = outcomes.is_ok().then_some(conn);
+                outcomes
+            }
+            Err(e) => Err(e),
+        };
+        let results = match together {
             Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
             Err(e) => {
                 tracing::debug!(error = %e, "group commit failed; writing each call on its own");
                 let mut results = Vec::with_capacity(calls.len());
                 for call in &calls {
-                    let one = backend.commit_together(&[*call]).await;
-                    results.push(one.map(|mut one| one.remove(0)));
+                    let one = async {
+                        let mut conn = backend.hold().await?;
+                        let mut one = backend.commit_together(&mut conn, &[*call]).await?;
+                        Ok(one.remove(0))
+                    };
+                    results.push(one.await);
                 }
                 results
             }

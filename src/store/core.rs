@@ -348,9 +348,24 @@ async fn consume(conn: &mut impl Conn, ids: &[i64], run_id: RunId) -> Result<(),
 struct Batch<D>(Arc<D>);
 
 impl<D: Dialect> BatchWriter for Batch<D> {
-    async fn commit_together(&self, calls: &[&Call]) -> Result<Vec<DeliveryOutcome>, StoreError> {
+    type Held = D::Pooled;
+
+    async fn hold(&self) -> Result<D::Pooled, StoreError> {
+        let held = self.0.hold().await.map_err(StoreError::from);
+        observe(&*self.0, held)
+    }
+
+    fn others_waiting(&self) -> bool {
+        self.0.others_waiting()
+    }
+
+    async fn commit_together(
+        &self,
+        held: &mut D::Pooled,
+        calls: &[&Call],
+    ) -> Result<Vec<DeliveryOutcome>, StoreError> {
         let written = async {
-            let mut tx = self.0.begin().await?;
+            let mut tx = D::begin_on(held).await?;
             let deliveries: Vec<&Delivery> =
                 calls.iter().flat_map(|c| c.deliveries.iter()).collect();
             let inserted = D::insert_deliveries(&mut tx, &deliveries).await?;
@@ -360,7 +375,7 @@ impl<D: Dialect> BatchWriter for Batch<D> {
             for hint in hints {
                 hint_ids.push(insert_hint::<D>(&mut tx, hint).await?);
             }
-            D::commit(tx).await?;
+            D::commit_on(tx).await?;
             Ok(batch::outcomes(calls, &new, &slots, &hint_ids))
         }
         .await;

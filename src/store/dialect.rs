@@ -10,6 +10,7 @@
 use std::future::Future;
 use std::ops::DerefMut;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -281,6 +282,23 @@ pub(crate) trait Dialect: Send + Sync + 'static {
 
     fn commit(tx: Self::Tx) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
 
+    /// A write transaction on a connection the caller holds.
+    type TxOn<'c>: DerefMut<Target = Self::Conn> + Send;
+
+    /// A connection for the group commit's writer to keep across batches: taking it does not
+    /// count as [`Dialect::others_waiting`].
+    fn hold(&self) -> impl Future<Output = Result<Self::Pooled, sqlx::Error>> + Send;
+
+    /// Whether a write is waiting for a connection ([`Dialect::writer`], [`Dialect::begin`]).
+    fn others_waiting(&self) -> bool;
+
+    /// A write transaction on `conn` (as [`Dialect::begin`] opens one).
+    fn begin_on(
+        conn: &mut Self::Pooled,
+    ) -> impl Future<Output = Result<Self::TxOn<'_>, sqlx::Error>> + Send;
+
+    fn commit_on(tx: Self::TxOn<'_>) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
+
     /// Told of every write that failed.
     fn write_failed(&self, error: &StoreError);
 
@@ -306,4 +324,27 @@ pub(crate) trait Dialect: Send + Sync + 'static {
 
     /// Closes every connection.
     fn close(&self) -> impl Future<Output = ()> + Send;
+}
+
+/// How many writes are waiting for a connection ([`Dialect::others_waiting`]).
+#[derive(Debug, Default)]
+pub(crate) struct Waiting(AtomicUsize);
+
+impl Waiting {
+    /// Awaits `acquire`, counted as waiting meanwhile (also if it is dropped halfway).
+    pub(crate) async fn counted<T>(&self, acquire: impl Future<Output = T>) -> T {
+        struct Counted<'a>(&'a AtomicUsize);
+        impl Drop for Counted<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        self.0.fetch_add(1, Ordering::AcqRel);
+        let _counted = Counted(&self.0);
+        acquire.await
+    }
+
+    pub(crate) fn any(&self) -> bool {
+        self.0.load(Ordering::Acquire) > 0
+    }
 }

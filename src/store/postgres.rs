@@ -19,7 +19,7 @@ use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool, Row as _, Transaction};
 use tokio::sync::oneshot;
 
-use super::dialect::{Arg, Conn, Dialect, Query, Row};
+use super::dialect::{Arg, Conn, Dialect, Query, Row, Waiting};
 use super::notify::HintNotifier;
 use super::{Delivery, StoreError};
 
@@ -36,6 +36,8 @@ pub(crate) struct Postgres {
     pool: PgPool,
     /// Dropped with the store: ends the listener task, which returns its connection.
     _stop_listener: oneshot::Sender<()>,
+    /// Reads and writes waiting for one of the pool's connections.
+    waiting: Waiting,
 }
 
 impl Postgres {
@@ -70,6 +72,7 @@ impl Postgres {
         let dialect = Postgres {
             pool,
             _stop_listener: stop_listener,
+            waiting: Waiting::default(),
         };
         Ok((dialect, notifier))
     }
@@ -85,18 +88,37 @@ impl Dialect for Postgres {
     async fn reader(&self) -> Result<Self::Pooled, sqlx::Error> {
         // Boxed (as sqlx boxes its own): the pool's future is large, and every call's future
         // would carry it.
-        Box::pin(self.pool.acquire()).await
+        self.waiting.counted(Box::pin(self.pool.acquire())).await
     }
 
     async fn writer(&self) -> Result<Self::Pooled, sqlx::Error> {
-        Box::pin(self.pool.acquire()).await
+        self.waiting.counted(Box::pin(self.pool.acquire())).await
     }
 
     async fn begin(&self) -> Result<Self::Tx, sqlx::Error> {
-        Box::pin(self.pool.begin()).await
+        self.waiting.counted(Box::pin(self.pool.begin())).await
     }
 
     async fn commit(tx: Self::Tx) -> Result<(), sqlx::Error> {
+        tx.commit().await
+    }
+
+    type TxOn<'c> = Transaction<'c, sqlx::Postgres>;
+
+    async fn hold(&self) -> Result<Self::Pooled, sqlx::Error> {
+        Box::pin(self.pool.acquire()).await
+    }
+
+    /// Reads count too: they share the pool.
+    fn others_waiting(&self) -> bool {
+        self.waiting.any()
+    }
+
+    async fn begin_on(conn: &mut Self::Pooled) -> Result<Self::TxOn<'_>, sqlx::Error> {
+        sqlx::Connection::begin(&mut **conn).await
+    }
+
+    async fn commit_on(tx: Self::TxOn<'_>) -> Result<(), sqlx::Error> {
         tx.commit().await
     }
 

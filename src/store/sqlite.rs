@@ -27,7 +27,7 @@ use sqlx::sqlite::{
 use sqlx::types::Json;
 use sqlx::{Row as _, SqliteConnection, SqlitePool, Transaction};
 
-use super::dialect::{Arg, Conn, Dialect, Query, Row, query, sql};
+use super::dialect::{Arg, Conn, Dialect, Query, Row, Waiting, query, sql};
 use super::notify::{self, HintNotifier};
 use super::{Delivery, StoreError};
 
@@ -82,6 +82,7 @@ pub(crate) struct Sqlite {
     readers: SqlitePool,
     /// Set by a failed write: the writer connection is replaced before its next use.
     retire: Arc<AtomicBool>,
+    waiting: Waiting,
 }
 
 /// The one timestamp form stored: fixed width, UTC, so text order is time order (the `now`
@@ -148,6 +149,7 @@ impl Sqlite {
             writer,
             readers,
             retire,
+            waiting: Waiting::default(),
         };
         Ok((dialect, notify::for_sqlite_file(&canonical)))
     }
@@ -167,14 +169,34 @@ impl Dialect for Sqlite {
     }
 
     async fn writer(&self) -> Result<Self::Pooled, sqlx::Error> {
-        Box::pin(self.writer.acquire()).await
+        self.waiting.counted(Box::pin(self.writer.acquire())).await
     }
 
     async fn begin(&self) -> Result<Self::Tx, sqlx::Error> {
-        Box::pin(self.writer.begin_with("BEGIN IMMEDIATE")).await
+        self.waiting
+            .counted(Box::pin(self.writer.begin_with("BEGIN IMMEDIATE")))
+            .await
     }
 
     async fn commit(tx: Self::Tx) -> Result<(), sqlx::Error> {
+        tx.commit().await
+    }
+
+    type TxOn<'c> = Transaction<'c, sqlx::Sqlite>;
+
+    async fn hold(&self) -> Result<Self::Pooled, sqlx::Error> {
+        Box::pin(self.writer.acquire()).await
+    }
+
+    fn others_waiting(&self) -> bool {
+        self.waiting.any()
+    }
+
+    async fn begin_on(conn: &mut Self::Pooled) -> Result<Self::TxOn<'_>, sqlx::Error> {
+        sqlx::Connection::begin_with(&mut **conn, "BEGIN IMMEDIATE").await
+    }
+
+    async fn commit_on(tx: Self::TxOn<'_>) -> Result<(), sqlx::Error> {
         tx.commit().await
     }
 

@@ -1,11 +1,14 @@
 //! Delivery dedupe and the group commit.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use super::*;
 
 both_backends!(
     dedupe,
     concurrent_deliveries,
     group_commit_isolates_a_failing_call,
+    other_writes_are_not_starved_by_a_flood,
     throughput,
 );
 
@@ -164,6 +167,53 @@ async fn group_commit_isolates_a_failing_call(db: &TestDb) {
         assert!(outcome.hint_id.is_some());
     }
     assert_eq!(db.count("deliveries").await, (CALLS - 2) as i64);
+}
+
+/// The group commit keeps its connection from batch to batch while calls keep coming, but
+/// gives it back as soon as another write waits: a write during a flood of deliveries (SQLite
+/// has one writer connection) is served within a few batches, not when the flood ends.
+async fn other_writes_are_not_starved_by_a_flood(db: &TestDb) {
+    const TASKS: usize = 32;
+    const FLOOD: Duration = Duration::from_secs(3);
+    let store = db.connect().await;
+    let org = new_org();
+    let flooding = Arc::new(AtomicBool::new(true));
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|t| {
+            let (store, flooding) = (store.clone(), flooding.clone());
+            let h = hint(&org, Trigger::OutboundMessage);
+            tokio::spawn(async move {
+                let mut c = 0;
+                while flooding.load(Ordering::Relaxed) {
+                    store
+                        .record_deliveries(&[om(&format!("f{t}-{c}"))], &h)
+                        .await
+                        .unwrap();
+                    c += 1;
+                }
+            })
+        })
+        .collect();
+    // Let the flood get going: batches back to back, the queue never empty.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let commits_before = store.stats().delivery_commits;
+    let started = Instant::now();
+    let enqueued =
+        tokio::time::timeout(FLOOD, store.enqueue_hint(&hint(&org, Trigger::Resync))).await;
+    let waited = started.elapsed();
+    flooding.store(false, Ordering::Relaxed);
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let commits_during = store.stats().delivery_commits - commits_before;
+    enqueued
+        .expect("a write waited for the whole flood")
+        .expect("enqueue_hint");
+    assert!(commits_during > 0, "the flood was still committing");
+    assert!(
+        waited < Duration::from_secs(1),
+        "a write waited {waited:?} behind the group commit"
+    );
 }
 
 /// `cargo test --lib store::tests::deliveries::throughput -- --nocapture`
