@@ -118,18 +118,16 @@ async fn writer<B: BatchWriter>(
             return;
         }
         let calls: Vec<&Call> = batch.iter().map(|r: &Request| &r.call).collect();
-        let together = match held.take() {
-            Some(conn) => Ok(conn),
-            None => backend.hold().await,
-        };
-        let together = match together {
-            Ok(mut conn) => {
-                let outcomes = backend.commit_together(&mut conn, &calls).await;
-                held = outcomes.is_ok().then_some(conn);
-                outcomes
-            }
-            Err(e) => Err(e),
-        };
+        let together = async {
+            let mut conn = match held.take() {
+                Some(conn) => conn,
+                None => backend.hold().await?,
+            };
+            let outcomes = backend.commit_together(&mut conn, &calls).await;
+            held = outcomes.is_ok().then_some(conn);
+            outcomes
+        }
+        .await;
         let results = match together {
             Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
             Err(e) => {
